@@ -1,0 +1,1 @@
+"""KubeTEE: SGX enclaves on Kubernetes."""
