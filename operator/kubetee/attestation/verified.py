@@ -1,0 +1,61 @@
+"""What a successful quote verification establishes about an enclave and its platform."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, get_args
+
+TcbStatus = Literal[
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+    "Revoked",
+]
+TCB_STATUSES: tuple[str, ...] = get_args(TcbStatus)
+
+# Statuses a platform can have and still produce verifiable evidence; Revoked is terminal.
+AcceptableTcbStatus = Literal[
+    "UpToDate",
+    "SWHardeningNeeded",
+    "ConfigurationNeeded",
+    "ConfigurationAndSWHardeningNeeded",
+    "OutOfDate",
+    "OutOfDateConfigurationNeeded",
+]
+ACCEPTABLE_TCB_STATUSES: tuple[str, ...] = get_args(AcceptableTcbStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedQuote:
+    """The identity of a genuine enclave and the TCB status of the platform it runs on."""
+
+    tcb_status: str
+    advisory_ids: tuple[str, ...]
+    mrenclave: bytes
+    mrsigner: bytes
+    isv_prod_id: int
+    isv_svn: int
+    debug: bool
+    report_data: bytes
+    fmspc: bytes
+    # The earliest moment at which a certificate, CRL or collateral item used expires.
+    valid_until: datetime
+
+    def to_json(self) -> dict[str, object]:
+        """The verification result as the CLI and services report it (bytes as hex)."""
+        return {
+            "verified": True,
+            "tcb_status": self.tcb_status,
+            "advisory_ids": list(self.advisory_ids),
+            "mrenclave": self.mrenclave.hex(),
+            "mrsigner": self.mrsigner.hex(),
+            "isv_prod_id": self.isv_prod_id,
+            "isv_svn": self.isv_svn,
+            "debug": self.debug,
+            "report_data": self.report_data.hex(),
+            "fmspc": self.fmspc.hex().upper(),
+        }
