@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # subcommand -> module that registers it
 SUBCOMMANDS: dict[str, str] = {
     "cluster": "kubetee.cluster.cli",
+    "device-plugin": "kubetee.deviceplugin.cli",
 }
 
 
