@@ -1,0 +1,425 @@
+"""A simulated Intel provisioning authority: the SGX PKI and the collateral it signs.
+
+One authority serves a whole cluster; it is saved to a directory and loaded wherever
+collateral is produced or platforms are issued, so every node's PCK certificate and
+all collateral chain to the same root::
+
+    Root CA ──┬── PCK Processor CA ── PCK certificate (one per platform, SGX extension)
+              │        └── signs the PCK CRL
+              ├── TCB Signing certificate ── signs TCB Info (v3) and QE Identity (v2)
+              └── signs the Root CA CRL
+
+The TCB levels are configurable; ``issue_platform(tcb_status=...)`` gives a platform
+whose PCK certificate matches the first level with that status, so verification
+reports exactly that status.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclave_runtime.sgx import _pki
+from enclave_runtime.sgx.enclave import EnclaveSigner, measure_enclave
+from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, SgxExtension
+from enclave_runtime.sgx.platform import (
+    PlatformIdentity,
+    QuotingEnclaveIdentity,
+    SimulatedPlatform,
+)
+
+CERTIFICATE_LIFETIME = timedelta(days=7 * 365)
+ROOT_LIFETIME = timedelta(days=25 * 365)
+DEFAULT_COLLATERAL_VALIDITY = timedelta(days=30)
+DEFAULT_FMSPC = bytes.fromhex("00906ED50000")
+DEFAULT_PCE_ID = bytes(2)
+
+
+@dataclass(frozen=True, slots=True)
+class TcbLevel:
+    """One level of the TCB Info: the minimum SVNs for a status, with its advisories."""
+
+    status: str
+    components: tuple[int, ...]
+    pcesvn: int
+    tcb_date: str
+    advisory_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.components) != 16 or not all(0 <= c <= 255 for c in self.components):
+            raise ValueError("a TCB level has 16 SGX TCB components of 0..255")
+
+    def to_json(self) -> dict[str, object]:
+        level: dict[str, object] = {
+            "tcb": {
+                "sgxtcbcomponents": [{"svn": svn} for svn in self.components],
+                "pcesvn": self.pcesvn,
+            },
+            "tcbDate": self.tcb_date,
+            "tcbStatus": self.status,
+        }
+        if self.advisory_ids:
+            level["advisoryIDs"] = list(self.advisory_ids)
+        return level
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> TcbLevel:
+        tcb = cast(dict[str, Any], data["tcb"])
+        advisories = cast(list[str], data.get("advisoryIDs", []))
+        return cls(
+            status=str(data["tcbStatus"]),
+            components=tuple(int(c["svn"]) for c in tcb["sgxtcbcomponents"]),
+            pcesvn=int(tcb["pcesvn"]),
+            tcb_date=str(data["tcbDate"]),
+            advisory_ids=tuple(str(a) for a in advisories),
+        )
+
+
+def _components(*leading: int) -> tuple[int, ...]:
+    return leading + (0,) * (16 - len(leading))
+
+
+# Newest first, as Intel orders them: the first level a platform reaches is its status.
+DEFAULT_TCB_LEVELS: tuple[TcbLevel, ...] = (
+    TcbLevel("UpToDate", _components(8, 8, 3, 3, 255, 255, 14), 14, "2025-05-14T00:00:00Z"),
+    TcbLevel(
+        "SWHardeningNeeded",
+        _components(7, 7, 3, 3, 255, 255, 12),
+        14,
+        "2024-11-13T00:00:00Z",
+        ("INTEL-SA-00615",),
+    ),
+    TcbLevel(
+        "OutOfDate",
+        _components(5, 5, 2, 2, 255, 1, 4),
+        13,
+        "2023-02-15T00:00:00Z",
+        ("INTEL-SA-00828", "INTEL-SA-00615"),
+    ),
+    TcbLevel(
+        "Revoked",
+        _components(2, 2, 2, 2, 255, 1),
+        5,
+        "2018-01-04T00:00:00Z",
+        ("INTEL-SA-00233",),
+    ),
+)
+# (minimum QE ISV SVN, status, advisories), newest first.
+DEFAULT_QE_TCB_LEVELS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
+    (8, "UpToDate", ()),
+    (6, "OutOfDate", ("INTEL-SA-00615",)),
+)
+
+
+@dataclass(slots=True)
+class AuthoritySettings:
+    """The public, persisted configuration of an authority."""
+
+    fmspc: bytes
+    pce_id: bytes
+    tcb_levels: tuple[TcbLevel, ...]
+    quoting_enclave: QuotingEnclaveIdentity
+    qe_tcb_levels: tuple[tuple[int, str, tuple[str, ...]], ...] = DEFAULT_QE_TCB_LEVELS
+    tcb_evaluation_data_number: int = 17
+    collateral_validity_seconds: int = int(DEFAULT_COLLATERAL_VALIDITY.total_seconds())
+    revoked_pck_serials: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "fmspc": self.fmspc.hex().upper(),
+            "pce_id": self.pce_id.hex().upper(),
+            "tcb_levels": [level.to_json() for level in self.tcb_levels],
+            "quoting_enclave": self.quoting_enclave.to_json(),
+            "qe_tcb_levels": [
+                {"isvsvn": svn, "status": status, "advisory_ids": list(advisories)}
+                for svn, status, advisories in self.qe_tcb_levels
+            ],
+            "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
+            "collateral_validity_seconds": self.collateral_validity_seconds,
+            "revoked_pck_serials": [str(serial) for serial in self.revoked_pck_serials],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> AuthoritySettings:
+        # Our own file, written by ``to_json``: shapes are trusted, values converted.
+        levels = cast(list[dict[str, object]], data["tcb_levels"])
+        qe_levels = cast(list[dict[str, Any]], data["qe_tcb_levels"])
+        revoked = cast(list[str], data["revoked_pck_serials"])
+        qe = cast(dict[str, object], data["quoting_enclave"])
+        return cls(
+            fmspc=bytes.fromhex(str(data["fmspc"])),
+            pce_id=bytes.fromhex(str(data["pce_id"])),
+            tcb_levels=tuple(TcbLevel.from_json(level) for level in levels),
+            quoting_enclave=QuotingEnclaveIdentity.from_json(qe),
+            qe_tcb_levels=tuple(
+                (int(q["isvsvn"]), str(q["status"]), tuple(q["advisory_ids"])) for q in qe_levels
+            ),
+            tcb_evaluation_data_number=int(str(data["tcb_evaluation_data_number"])),
+            collateral_validity_seconds=int(str(data["collateral_validity_seconds"])),
+            revoked_pck_serials=[int(serial) for serial in revoked],
+        )
+
+
+_SETTINGS_FILE = "authority.json"
+_KEYS = ("root_ca", "pck_ca", "tcb_signing")
+
+
+class SimulatedAuthority:
+    """The simulated Intel PCS: issues platforms and signs collateral for them."""
+
+    def __init__(
+        self,
+        *,
+        settings: AuthoritySettings,
+        keys: dict[str, ec.EllipticCurvePrivateKey],
+        certificates: dict[str, x509.Certificate],
+    ) -> None:
+        missing = [name for name in _KEYS if name not in keys or name not in certificates]
+        if missing:
+            raise ValueError(f"authority lacks keys or certificates for {missing}")
+        self.settings = settings
+        self._keys = keys
+        self.certificates = certificates
+
+    @classmethod
+    def generate(
+        cls,
+        *,
+        fmspc: bytes = DEFAULT_FMSPC,
+        pce_id: bytes = DEFAULT_PCE_ID,
+        tcb_levels: Sequence[TcbLevel] = DEFAULT_TCB_LEVELS,
+        now: datetime | None = None,
+    ) -> SimulatedAuthority:
+        """A new authority with fresh keys, a self-signed root and its intermediates."""
+        if len(fmspc) != 6 or len(pce_id) != 2:
+            raise ValueError("FMSPC is 6 bytes and PCE-ID 2 bytes")
+        start = (now or _pki.utc_now()) - _pki.CLOCK_SKEW
+        keys = {name: _pki.generate_key() for name in _KEYS}
+        root = _pki.issue_certificate(
+            subject=_pki.name("KubeTEE Simulated SGX Root CA"),
+            public_key=keys["root_ca"].public_key(),
+            issuer=None,
+            issuer_key=keys["root_ca"],
+            not_before=start,
+            not_after=start + ROOT_LIFETIME,
+            is_ca=True,
+            ca_path_length=1,
+            crl_name="root",
+        )
+        pck_ca = _pki.issue_certificate(
+            subject=_pki.name("KubeTEE Simulated SGX PCK Processor CA"),
+            public_key=keys["pck_ca"].public_key(),
+            issuer=root,
+            issuer_key=keys["root_ca"],
+            not_before=start,
+            not_after=start + CERTIFICATE_LIFETIME,
+            is_ca=True,
+            ca_path_length=0,
+            crl_name="root",
+        )
+        tcb_signing = _pki.issue_certificate(
+            subject=_pki.name("KubeTEE Simulated SGX TCB Signing"),
+            public_key=keys["tcb_signing"].public_key(),
+            issuer=root,
+            issuer_key=keys["root_ca"],
+            not_before=start,
+            not_after=start + CERTIFICATE_LIFETIME,
+            crl_name="root",
+        )
+        # The QE's signing key stays with its (simulated) vendor; only its identity is kept.
+        qe_signer = EnclaveSigner.generate()
+        quoting_enclave = QuotingEnclaveIdentity(
+            mrenclave=measure_enclave({"libsgx_qe3.signed.so": b"KubeTEE simulated QE"}, {}),
+            mrsigner=qe_signer.mrsigner,
+        )
+        settings = AuthoritySettings(
+            fmspc=fmspc,
+            pce_id=pce_id,
+            tcb_levels=tuple(tcb_levels),
+            quoting_enclave=quoting_enclave,
+        )
+        return cls(
+            settings=settings,
+            keys=keys,
+            certificates={"root_ca": root, "pck_ca": pck_ca, "tcb_signing": tcb_signing},
+        )
+
+    @property
+    def root_ca_der(self) -> bytes:
+        return self.certificates["root_ca"].public_bytes(serialization.Encoding.DER)
+
+    def save(self, directory: Path | str) -> None:
+        """Write settings, certificates and keys (mode 0600) to ``directory``."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / _SETTINGS_FILE).write_text(json.dumps(self.settings.to_json(), indent=2) + "\n")
+        for name in _KEYS:
+            (path / f"{name}.pem").write_bytes(_pki.pem(self.certificates[name]))
+            _pki.write_secret(path / f"{name}.key.pem", _pki.private_pem(self._keys[name]))
+        (path / "root_ca.der").write_bytes(self.root_ca_der)
+
+    @classmethod
+    def load(cls, directory: Path | str) -> SimulatedAuthority:
+        path = Path(directory)
+        settings = AuthoritySettings.from_json(json.loads((path / _SETTINGS_FILE).read_text()))
+        return cls(
+            settings=settings,
+            keys={
+                name: _pki.load_private_key((path / f"{name}.key.pem").read_bytes())
+                for name in _KEYS
+            },
+            certificates={
+                name: x509.load_pem_x509_certificate((path / f"{name}.pem").read_bytes())
+                for name in _KEYS
+            },
+        )
+
+    def level_for(self, tcb_status: str) -> TcbLevel:
+        for level in self.settings.tcb_levels:
+            if level.status == tcb_status:
+                return level
+        known = sorted({level.status for level in self.settings.tcb_levels})
+        raise ValueError(f"no TCB level has status {tcb_status!r}; configured: {known}")
+
+    def issue_platform(
+        self, tcb_status: str = "UpToDate", *, now: datetime | None = None
+    ) -> SimulatedPlatform:
+        """A new platform (own PPID, PCK key and attestation key) at the given TCB status."""
+        level = self.level_for(tcb_status)
+        identity = PlatformIdentity(
+            ppid=secrets.token_bytes(16),
+            cpusvn=bytes(level.components),
+            pcesvn=level.pcesvn,
+            pce_id=self.settings.pce_id,
+            fmspc=self.settings.fmspc,
+            qe_id=secrets.token_bytes(16),
+        )
+        extension = SgxExtension(
+            ppid=identity.ppid,
+            tcb_components=level.components,
+            pcesvn=level.pcesvn,
+            cpusvn=identity.cpusvn,
+            pce_id=identity.pce_id,
+            fmspc=identity.fmspc,
+        )
+        pck_key = _pki.generate_key()
+        start = (now or _pki.utc_now()) - _pki.CLOCK_SKEW
+        pck_certificate = _pki.issue_certificate(
+            subject=_pki.name("KubeTEE Simulated SGX PCK Certificate"),
+            public_key=pck_key.public_key(),
+            issuer=self.certificates["pck_ca"],
+            issuer_key=self._keys["pck_ca"],
+            not_before=start,
+            not_after=start + CERTIFICATE_LIFETIME,
+            crl_name="pck",
+            extra=[
+                x509.UnrecognizedExtension(
+                    x509.ObjectIdentifier(SGX_EXTENSION_OID), extension.to_der()
+                )
+            ],
+        )
+        return SimulatedPlatform(
+            identity=identity,
+            quoting_enclave=self.settings.quoting_enclave,
+            pck_key=pck_key,
+            pck_chain=[pck_certificate, self.certificates["pck_ca"], self.certificates["root_ca"]],
+            attestation_key=_pki.generate_key(),
+        )
+
+    def revoke(self, platform: SimulatedPlatform) -> None:
+        """Put the platform's PCK certificate on the PCK CRL of future collateral."""
+        serial = platform.pck_certificate.serial_number
+        if serial not in self.settings.revoked_pck_serials:
+            self.settings.revoked_pck_serials.append(serial)
+
+    def collateral(self, now: datetime | None = None) -> dict[str, str]:
+        """Collateral issued at ``now``, in the nine-field JSON form of DCAP tooling."""
+        issued = (now or _pki.utc_now()).replace(microsecond=0)
+        next_update = issued + timedelta(seconds=self.settings.collateral_validity_seconds)
+        root, pck_ca, tcb_signing = (self.certificates[name] for name in _KEYS)
+        root_crl = _pki.issue_crl(
+            issuer=root,
+            issuer_key=self._keys["root_ca"],
+            revoked_serials=[],
+            this_update=issued,
+            next_update=next_update,
+            number=1,
+        )
+        pck_crl = _pki.issue_crl(
+            issuer=pck_ca,
+            issuer_key=self._keys["pck_ca"],
+            revoked_serials=self.settings.revoked_pck_serials,
+            this_update=issued,
+            next_update=next_update,
+            number=1 + len(self.settings.revoked_pck_serials),
+        )
+        tcb_info = _compact_json(self._tcb_info(issued, next_update))
+        qe_identity = _compact_json(self._qe_identity(issued, next_update))
+        signing_chain = (_pki.pem(tcb_signing) + _pki.pem(root)).decode()
+        return {
+            "pck_crl_issuer_chain": (_pki.pem(pck_ca) + _pki.pem(root)).decode(),
+            "root_ca_crl": root_crl.public_bytes(serialization.Encoding.DER).hex(),
+            "pck_crl": pck_crl.public_bytes(serialization.Encoding.DER).hex(),
+            "tcb_info_issuer_chain": signing_chain,
+            "tcb_info": tcb_info,
+            "tcb_info_signature": _pki.sign_raw(self._keys["tcb_signing"], tcb_info.encode()).hex(),
+            "qe_identity_issuer_chain": signing_chain,
+            "qe_identity": qe_identity,
+            "qe_identity_signature": _pki.sign_raw(
+                self._keys["tcb_signing"], qe_identity.encode()
+            ).hex(),
+        }
+
+    def _tcb_info(self, issued: datetime, next_update: datetime) -> dict[str, object]:
+        return {
+            "id": "SGX",
+            "version": 3,
+            "issueDate": _pki.intel_time(issued),
+            "nextUpdate": _pki.intel_time(next_update),
+            "fmspc": self.settings.fmspc.hex().upper(),
+            "pceId": self.settings.pce_id.hex().upper(),
+            "tcbType": 0,
+            "tcbEvaluationDataNumber": self.settings.tcb_evaluation_data_number,
+            "tcbLevels": [level.to_json() for level in self.settings.tcb_levels],
+        }
+
+    def _qe_identity(self, issued: datetime, next_update: datetime) -> dict[str, object]:
+        qe = self.settings.quoting_enclave
+        levels: list[dict[str, object]] = []
+        for svn, status, advisories in self.settings.qe_tcb_levels:
+            level: dict[str, object] = {
+                "tcb": {"isvsvn": svn},
+                "tcbDate": "2024-03-13T00:00:00Z",
+                "tcbStatus": status,
+            }
+            if advisories:
+                level["advisoryIDs"] = list(advisories)
+            levels.append(level)
+        return {
+            "id": "QE",
+            "version": 2,
+            "issueDate": _pki.intel_time(issued),
+            "nextUpdate": _pki.intel_time(next_update),
+            "tcbEvaluationDataNumber": self.settings.tcb_evaluation_data_number,
+            "miscselect": qe.misc_select.to_bytes(4, "little").hex().upper(),
+            "miscselectMask": "FFFFFFFF",
+            # MODE64BIT is masked out, as in Intel's QE Identity.
+            "attributes": "11000000000000000000000000000000",
+            "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
+            "mrsigner": qe.mrsigner.hex().upper(),
+            "isvprodid": qe.isv_prod_id,
+            "tcbLevels": levels,
+        }
+
+
+def _compact_json(document: dict[str, object]) -> str:
+    return json.dumps(document, separators=(",", ":"))

@@ -1,0 +1,195 @@
+"""One simulated SGX machine: its PCK certificate and key, and its Quoting Enclave.
+
+A platform is issued by a ``SimulatedAuthority`` (one per cluster) and lives on one
+node; it turns an enclave's report body into a quote in Intel's ECDSA v3 format:
+
+1. the report body gets the platform's CPUSVN, as EREPORT fills it in;
+2. the Quoting Enclave's own report binds its attestation key:
+   ``report_data = SHA-256(attestation key || QE auth data) || 32 zero bytes``,
+   and is signed by the platform's PCK key (as the PCE does);
+3. the attestation key signs the quote header and the enclave's report body;
+4. the PCK certificate chain travels as certification data type 5.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclave_runtime.sgx import _pki
+from enclave_runtime.sgx.quote import (
+    CERTIFICATION_DATA_PCK_CHAIN,
+    Quote,
+    QuoteHeader,
+    ReportBody,
+)
+
+# Intel's QE writes a 32-byte auth data of 0..31; any value is bound the same way.
+QE_AUTH_DATA = bytes(range(32))
+
+
+@dataclass(frozen=True, slots=True)
+class QuotingEnclaveIdentity:
+    """The identity of the simulated Quoting Enclave, published as the QE Identity."""
+
+    mrenclave: bytes
+    mrsigner: bytes
+    isv_prod_id: int = 1
+    isv_svn: int = 8
+    misc_select: int = 0
+    # INIT | MODE64BIT | PROVISIONKEY, XFRM x87/SSE/AVX..., as Intel's QE reports them.
+    attributes: bytes = bytes.fromhex("1500000000000000e700000000000000")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "mrenclave": self.mrenclave.hex(),
+            "mrsigner": self.mrsigner.hex(),
+            "isv_prod_id": self.isv_prod_id,
+            "isv_svn": self.isv_svn,
+            "misc_select": self.misc_select,
+            "attributes": self.attributes.hex(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> QuotingEnclaveIdentity:
+        return cls(
+            mrenclave=bytes.fromhex(str(data["mrenclave"])),
+            mrsigner=bytes.fromhex(str(data["mrsigner"])),
+            isv_prod_id=int(str(data["isv_prod_id"])),
+            isv_svn=int(str(data["isv_svn"])),
+            misc_select=int(str(data["misc_select"])),
+            attributes=bytes.fromhex(str(data["attributes"])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformIdentity:
+    """What the PCK certificate states about the platform, kept alongside the keys."""
+
+    ppid: bytes
+    cpusvn: bytes
+    pcesvn: int
+    pce_id: bytes
+    fmspc: bytes
+    qe_id: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            key: value.hex() if isinstance(value, bytes) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> PlatformIdentity:
+        return cls(
+            ppid=bytes.fromhex(str(data["ppid"])),
+            cpusvn=bytes.fromhex(str(data["cpusvn"])),
+            pcesvn=int(str(data["pcesvn"])),
+            pce_id=bytes.fromhex(str(data["pce_id"])),
+            fmspc=bytes.fromhex(str(data["fmspc"])),
+            qe_id=bytes.fromhex(str(data["qe_id"])),
+        )
+
+
+_IDENTITY_FILE = "platform.json"
+_PCK_KEY_FILE = "pck.key.pem"
+_ATTESTATION_KEY_FILE = "attestation.key.pem"
+_CHAIN_FILE = "pck_chain.pem"
+
+
+class SimulatedPlatform:
+    """A simulated SGX platform that quotes enclave reports."""
+
+    def __init__(
+        self,
+        *,
+        identity: PlatformIdentity,
+        quoting_enclave: QuotingEnclaveIdentity,
+        pck_key: ec.EllipticCurvePrivateKey,
+        pck_chain: list[x509.Certificate],
+        attestation_key: ec.EllipticCurvePrivateKey,
+    ) -> None:
+        if len(pck_chain) != 3:
+            raise ValueError("a PCK chain is leaf, PCK CA and root: three certificates")
+        if pck_chain[0].public_key() != pck_key.public_key():
+            raise ValueError("the PCK certificate does not certify the PCK key")
+        self.identity = identity
+        self.quoting_enclave = quoting_enclave
+        self._pck_key = pck_key
+        self.pck_chain = list(pck_chain)
+        self._attestation_key = attestation_key
+        self._attestation_public = _pki.raw_public_key(attestation_key.public_key())
+        # PEM chain with the trailing NUL that Intel's QE counts in the size.
+        self._certification_data = b"".join(_pki.pem(cert) for cert in pck_chain) + b"\0"
+        self._qe_report, self._qe_report_signature = self._quoting_enclave_report()
+
+    @property
+    def pck_certificate(self) -> x509.Certificate:
+        return self.pck_chain[0]
+
+    def _quoting_enclave_report(self) -> tuple[ReportBody, bytes]:
+        qe = self.quoting_enclave
+        binding = hashlib.sha256(self._attestation_public + QE_AUTH_DATA).digest()
+        report = ReportBody(
+            cpu_svn=self.identity.cpusvn,
+            misc_select=qe.misc_select,
+            attributes=qe.attributes,
+            mrenclave=qe.mrenclave,
+            mrsigner=qe.mrsigner,
+            isv_prod_id=qe.isv_prod_id,
+            isv_svn=qe.isv_svn,
+            report_data=binding + bytes(32),
+        )
+        return report, _pki.sign_raw(self._pck_key, report.to_bytes())
+
+    def quote(self, report_body: ReportBody) -> bytes:
+        """Quote an enclave's report body: the bytes of an SGX ECDSA v3 quote."""
+        body = dataclasses.replace(report_body, cpu_svn=self.identity.cpusvn)
+        header = QuoteHeader(
+            qe_svn=self.quoting_enclave.isv_svn,
+            pce_svn=self.identity.pcesvn,
+            user_data=self.identity.qe_id + bytes(4),
+        )
+        signed = header.to_bytes() + body.to_bytes()
+        return Quote(
+            header=header,
+            report_body=body,
+            signature=_pki.sign_raw(self._attestation_key, signed),
+            attestation_key=self._attestation_public,
+            qe_report=self._qe_report,
+            qe_report_signature=self._qe_report_signature,
+            qe_auth_data=QE_AUTH_DATA,
+            certification_data_type=CERTIFICATION_DATA_PCK_CHAIN,
+            certification_data=self._certification_data,
+        ).to_bytes()
+
+    def save(self, directory: Path | str) -> None:
+        """Write identity, keys (mode 0600) and PCK chain to ``directory``."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        document = {
+            "identity": self.identity.to_json(),
+            "quoting_enclave": self.quoting_enclave.to_json(),
+        }
+        (path / _IDENTITY_FILE).write_text(json.dumps(document, indent=2) + "\n")
+        _pki.write_secret(path / _PCK_KEY_FILE, _pki.private_pem(self._pck_key))
+        _pki.write_secret(path / _ATTESTATION_KEY_FILE, _pki.private_pem(self._attestation_key))
+        (path / _CHAIN_FILE).write_bytes(b"".join(_pki.pem(cert) for cert in self.pck_chain))
+
+    @classmethod
+    def load(cls, directory: Path | str) -> SimulatedPlatform:
+        path = Path(directory)
+        document = json.loads((path / _IDENTITY_FILE).read_text())
+        return cls(
+            identity=PlatformIdentity.from_json(document["identity"]),
+            quoting_enclave=QuotingEnclaveIdentity.from_json(document["quoting_enclave"]),
+            pck_key=_pki.load_private_key((path / _PCK_KEY_FILE).read_bytes()),
+            pck_chain=x509.load_pem_x509_certificates((path / _CHAIN_FILE).read_bytes()),
+            attestation_key=_pki.load_private_key((path / _ATTESTATION_KEY_FILE).read_bytes()),
+        )
