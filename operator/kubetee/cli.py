@@ -16,7 +16,9 @@ from collections.abc import Sequence
 # subcommand -> module that registers it
 SUBCOMMANDS: dict[str, str] = {
     "cluster": "kubetee.cluster.cli",
+    "crds": "kubetee.api.cli",
     "device-plugin": "kubetee.deviceplugin.cli",
+    "node-agent": "kubetee.nodeagent.cli",
 }
 
 

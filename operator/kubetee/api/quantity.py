@@ -1,0 +1,111 @@
+"""Kubernetes quantities for EPC sizes, counted in MiB.
+
+The device plugin advertises ``kubetee.io/epc`` in units of one MiB, so every EPC
+size in the API (``64Mi``, ``1Gi``, ``65536Ki``) is converted to a whole number of
+MiB here, once. Anything that is not a positive whole number of MiB is refused
+with a message naming the value and the accepted forms.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+MIB = 1024 * 1024
+
+# Binary and decimal suffixes as Kubernetes accepts them (resource.Quantity).
+_SUFFIXES: dict[str, int] = {
+    "": 1,
+    "Ki": 1024,
+    "Mi": 1024**2,
+    "Gi": 1024**3,
+    "Ti": 1024**4,
+    "k": 1000,
+    "M": 1000**2,
+    "G": 1000**3,
+    "T": 1000**4,
+}
+_QUANTITY = re.compile(r"^(?P<number>[+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)(?P<suffix>[a-zA-Z]*)$")
+
+# Sanity bound for one enclave and for one node: well above any SGX2 part's EPC
+# (512 GiB per socket on current Xeons), low enough to catch a unit mistake.
+MAX_EPC_MIB = 1024 * 1024
+
+
+class QuantityError(ValueError):
+    """A value that is not a whole, positive number of MiB."""
+
+
+def parse_bytes(value: str) -> Decimal:
+    """Return the number of bytes a Kubernetes quantity such as ``64Mi`` stands for."""
+    match = _QUANTITY.match(value.strip())
+    if match is None or match["suffix"] not in _SUFFIXES:
+        raise QuantityError(
+            f"{value!r} is not a quantity: use a number with a suffix such as 64Mi or 1Gi"
+        )
+    try:
+        number = Decimal(match["number"])
+    except InvalidOperation as error:  # pragma: no cover - the regex admits only decimals
+        raise QuantityError(f"{value!r} is not a quantity") from error
+    return number * _SUFFIXES[match["suffix"]]
+
+
+def parse_mebibytes(value: str | int) -> int:
+    """Return the whole, positive number of MiB in ``value`` (``"64Mi"`` -> 64).
+
+    A bare integer counts MiB, as the ``kubetee.io/epc`` resource does.
+    """
+    mebibytes = Decimal(value) if isinstance(value, int) else parse_bytes(value) / MIB
+    if mebibytes <= 0:
+        raise QuantityError(f"{value!r} must be more than zero, such as 64Mi")
+    if mebibytes != mebibytes.to_integral_value():
+        raise QuantityError(f"{value!r} is not a whole number of MiB: EPC is counted in MiB")
+    if mebibytes > MAX_EPC_MIB:
+        raise QuantityError(f"{value!r} is more than the bound of {format_mebibytes(MAX_EPC_MIB)}")
+    return int(mebibytes)
+
+
+def format_mebibytes(mebibytes: int) -> str:
+    """Format a MiB count as the shortest exact quantity (``2048`` -> ``"2Gi"``)."""
+    if mebibytes != 0 and mebibytes % (1024 * 1024) == 0:
+        return f"{mebibytes // (1024 * 1024)}Ti"
+    if mebibytes != 0 and mebibytes % 1024 == 0:
+        return f"{mebibytes // 1024}Gi"
+    return f"{mebibytes}Mi"
+
+
+def _check_mebibytes(value: str) -> str:
+    parse_mebibytes(value)
+    return value
+
+
+# A quantity string in the API that must be a positive whole number of MiB.
+EPCQuantity = Annotated[
+    str,
+    AfterValidator(_check_mebibytes),
+    Field(
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
+                    "message": "must be a positive quantity such as 64Mi",
+                },
+                {
+                    "rule": "!isQuantity(self) || quantity(self).isLessThan(quantity('1Ti')) "
+                    "|| quantity(self).compareTo(quantity('1Ti')) == 0",
+                    "message": "must be at most 1Ti",
+                },
+                {
+                    "rule": "!isQuantity(self) || (quantity(self).isInteger() "
+                    "&& quantity(self).asInteger() % 1048576 == 0)",
+                    "message": "must be a whole number of MiB (EPC is counted in MiB), "
+                    "such as 64Mi or 1Gi",
+                },
+            ],
+        },
+    ),
+]

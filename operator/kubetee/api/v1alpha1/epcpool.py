@@ -1,0 +1,141 @@
+"""EPCPool: a group of SGX nodes, their EPC, and how replicas are placed on them.
+
+Cluster-scoped. The status is the operator's accounting of the pool: per node, the EPC
+the device plugin advertises and the EPC requested by the pods bound there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, StringConstraints, model_validator
+
+from kubetee.api.base import ApiModel
+from kubetee.api.conditions import CONDITIONS_SCHEMA_EXTRA, Condition
+from kubetee.api.quantity import EPCQuantity
+
+Strategy = Literal["BinPack", "Spread"]
+
+# The kube-scheduler profile (deploy/cluster/scheduler-config.yaml) of each strategy.
+SCHEDULER_OF_STRATEGY: dict[str, str] = {
+    "BinPack": "kubetee-binpack",
+    "Spread": "kubetee-spread",
+}
+
+NamespaceName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", min_length=1, max_length=63),
+]
+
+
+class NamespaceQuota(ApiModel):
+    """The most EPC the pods of one namespace may request in total."""
+
+    namespace: NamespaceName = Field(description="Namespace the quota applies to.")
+    epc: EPCQuantity = Field(
+        description="Total kubetee.io/epc the namespace's pods may request, such as 1Gi. "
+        "Enforced by a ResourceQuota the operator keeps in the namespace."
+    )
+
+
+class EPCPoolSpec(ApiModel):
+    """Desired state of an EPCPool."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Labels a node must have to be in the pool, such as "
+        "kubetee.io/sgx: 'true'. Empty selects every node.",
+    )
+    epc_per_node: EPCQuantity = Field(
+        description="Simulated EPC the device plugin advertises on each node of the pool, "
+        "such as 128Mi."
+    )
+    max_enclaves_per_node: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Most enclaves one node runs at once (kubetee.io/enclave capacity).",
+    )
+    strategy: Strategy = Field(
+        default="BinPack",
+        description="Placement of replicas: BinPack fills one node before the next "
+        "(scheduler profile kubetee-binpack); Spread balances EPC use across nodes "
+        "(kubetee-spread).",
+    )
+    quotas: list[NamespaceQuota] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Optional per-namespace EPC quotas.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(q, self.exists_one(r, r.namespace == q.namespace))",
+                    "message": "one quota per namespace",
+                }
+            ]
+        },
+    )
+
+    @model_validator(mode="after")
+    def _unique_quotas(self) -> Self:
+        namespaces = [q.namespace for q in self.quotas]
+        duplicates = sorted({n for n in namespaces if namespaces.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"one quota per namespace; repeated: {duplicates}")
+        return self
+
+    @property
+    def scheduler_name(self) -> str:
+        """The kube-scheduler profile that implements the strategy."""
+        return SCHEDULER_OF_STRATEGY[self.strategy]
+
+
+class NodeEPC(ApiModel):
+    """EPC of one node of the pool."""
+
+    name: str = Field(description="Name of the node.")
+    ready: bool = Field(description="Whether the node is Ready.")
+    capacity: str = Field(description="kubetee.io/epc capacity the node advertises.")
+    allocatable: str = Field(description="kubetee.io/epc allocatable on the node.")
+    allocated: str = Field(
+        description="EPC requested by the non-terminated pods bound to the node."
+    )
+    enclaves: int = Field(ge=0, description="Enclaves (pods with EPC) bound to the node.")
+
+
+class PoolTotals(ApiModel):
+    """Sums over the pool's nodes."""
+
+    nodes: int = Field(default=0, ge=0, description="Nodes in the pool.")
+    ready_nodes: int = Field(default=0, ge=0, description="Nodes that are Ready.")
+    capacity: str = Field(default="0Mi", description="Sum of the nodes' EPC capacity.")
+    allocatable: str = Field(default="0Mi", description="Sum of the nodes' allocatable EPC.")
+    allocated: str = Field(default="0Mi", description="Sum of the EPC allocated on the nodes.")
+    free: str = Field(default="0Mi", description="Allocatable EPC not allocated, on Ready nodes.")
+    enclaves: int = Field(default=0, ge=0, description="Enclaves running in the pool.")
+
+
+class EPCPoolStatus(ApiModel):
+    """Observed state of an EPCPool."""
+
+    observed_generation: int = Field(
+        default=0, ge=0, description="metadata.generation this status was computed for."
+    )
+    nodes: list[NodeEPC] = Field(
+        default_factory=list,
+        max_length=5000,
+        description="EPC of each node in the pool, by name.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+    totals: PoolTotals = Field(default_factory=PoolTotals, description="Sums over the nodes.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, NodesReady and EPCAvailable, with reasons such as "
+        "NodeNotReady and NodeLostEPC.",
+        json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
+    )

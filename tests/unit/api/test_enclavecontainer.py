@@ -1,0 +1,125 @@
+"""The EnclaveContainer spec refuses what the CRD's CEL rules refuse, with the same words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubetee.api.v1alpha1 import EnclaveContainerSpec
+from pydantic import ValidationError
+
+
+def _spec(**overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": 3,
+        "epc": "64Mi",
+        "poolRef": {"name": "sgx"},
+        "template": {"spec": {"containers": [{"name": "app", "image": "busybox"}]}},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def test_minimal_spec_takes_defaults() -> None:
+    spec = EnclaveContainerSpec.model_validate(_spec())
+    assert spec.epc_mebibytes == 64
+    assert spec.enclave.threads == 4
+    assert spec.enclave.debug is False
+    assert spec.attestation.policy.accepted_tcb_statuses == ["UpToDate", "SWHardeningNeeded"]
+    assert spec.secrets == []
+
+
+def test_unknown_container_fields_are_kept_for_the_pod() -> None:
+    container = {"name": "app", "image": "busybox", "command": ["sleep", "1d"]}
+    spec = EnclaveContainerSpec.model_validate(
+        _spec(template={"spec": {"containers": [container], "hostname": "h"}})
+    )
+    dumped = spec.template.spec.model_dump()
+    assert dumped["containers"][0]["command"] == ["sleep", "1d"]
+    assert dumped["hostname"] == "h"
+
+
+def test_unknown_spec_field_is_an_error() -> None:
+    with pytest.raises(ValidationError, match="epcSize"):
+        EnclaveContainerSpec.model_validate(_spec(epcSize="64Mi"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"epc": "-64Mi"}, "more than zero"),
+        ({"epc": "100Ki"}, "whole number of MiB"),
+        ({"replicas": -1}, "greater than or equal to 0"),
+        (
+            {"attestation": {"policy": {"mrenclave": ["abc"]}}},
+            "should match pattern",
+        ),
+        (
+            {
+                "secrets": [
+                    {"name": "db", "secretKeyRef": {"name": "s", "key": "k"}, "file": "a"},
+                    {"name": "db", "secretKeyRef": {"name": "s", "key": "k"}, "env": "B"},
+                ]
+            },
+            "secret names must be unique; repeated: \\['db'\\]",
+        ),
+        (
+            {"secrets": [{"name": "db", "secretKeyRef": {"name": "s", "key": "k"}}]},
+            "exactly one of file or env",
+        ),
+        (
+            {
+                "secrets": [
+                    {
+                        "name": "db",
+                        "secretKeyRef": {"name": "s", "key": "k"},
+                        "file": "a",
+                        "env": "A",
+                    }
+                ]
+            },
+            "exactly one of file or env",
+        ),
+        (
+            {
+                "secrets": [
+                    {"name": "db", "secretKeyRef": {"name": "s", "key": "k"}, "file": "../x"}
+                ]
+            },
+            "must not contain",
+        ),
+        ({"enclave": {"heapSize": "128Mi"}}, "must fit in epc"),
+        (
+            {"enclave": {"isvProdId": 1}, "attestation": {"policy": {"isvProdId": 2}}},
+            "differs from attestation.policy.isvProdId",
+        ),
+        (
+            {"enclave": {"isvSvn": 1}, "attestation": {"policy": {"minIsvSvn": 2}}},
+            "below attestation.policy.minIsvSvn",
+        ),
+        (
+            {"enclave": {"files": [{"path": "a", "content": "x"}, {"path": "a", "content": "y"}]}},
+            "paths must be unique",
+        ),
+        ({"enclave": {"files": [{"path": "a"}]}}, "exactly one of configMapKeyRef or content"),
+        ({"template": {"spec": {"containers": []}}}, "at least 1 item"),
+    ],
+)
+def test_invalid_specs_are_refused_with_a_clear_message(
+    overrides: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(ValidationError, match=words):
+        EnclaveContainerSpec.model_validate(_spec(**overrides))
+
+
+def test_secret_with_one_destination_is_accepted() -> None:
+    spec = EnclaveContainerSpec.model_validate(
+        _spec(
+            secrets=[
+                {"name": "db", "secretKeyRef": {"name": "s", "key": "k"}, "file": "db/password"},
+                {"name": "api", "secretKeyRef": {"name": "s", "key": "t"}, "env": "API_TOKEN"},
+            ]
+        )
+    )
+    assert [s.name for s in spec.secrets] == ["db", "api"]
+    assert spec.secrets[0].secret_key_ref.key == "k"
