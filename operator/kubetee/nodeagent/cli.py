@@ -1,0 +1,114 @@
+"""``kubetee node-agent``: the device manager of a kubelet, for one simulated node.
+
+Example::
+
+    kubetee node-agent --node-name node-1 --plugin-dir /tmp/dp1 --kubeconfig kubeconfig.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubetee.deviceplugin.constants import DEFAULT_PLUGIN_DIR
+from kubetee.deviceplugin.lifecycle import run_until_terminated
+from kubetee.deviceplugin.logs import configure_logging
+from kubetee.deviceplugin.settings import describe_validation_error
+from kubetee.nodeagent.agent import NodeAgent
+from kubetee.nodeagent.node_status import KubernetesNodeApi, NodeStatusPublisher
+
+PROG = "kubetee node-agent"
+
+
+class NodeAgentSettings(BaseSettings):
+    """Flags override ``KUBETEE_*`` env vars."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBETEE_", extra="forbid")
+
+    node_name: str = Field(min_length=1)
+    plugin_dir: Path = DEFAULT_PLUGIN_DIR
+    kubeconfig: Path | None = None
+    log_format: Literal["json", "text"] = "text"
+    resync_interval: float = Field(default=10.0, gt=0)
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "node-agent",
+        help="play the kubelet's device manager for one simulated (KWOK) node",
+        description="Serve the kubelet Registration API on <plugin-dir>/kubelet.sock, follow the "
+        "device plugins that register, and publish their devices in the Node's status.capacity "
+        "and status.allocatable. Runs until SIGTERM; waits for the Node if it does not exist yet. "
+        "Every flag can also be set as KUBETEE_<FLAG> in the environment.",
+    )
+    parser.add_argument("--node-name", help="Node to publish (env KUBETEE_NODE_NAME)")
+    parser.add_argument(
+        "--plugin-dir",
+        type=Path,
+        help=f"device-plugin directory (default {DEFAULT_PLUGIN_DIR})",
+    )
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, then ~/.kube/config)"
+    )
+    parser.add_argument("--log-format", choices=["json", "text"], help="default text")
+    parser.set_defaults(func=run_agent)
+
+
+def _fail(message: str, code: int = 2) -> int:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return code
+
+
+def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
+    """A client from the kubeconfig, or in-cluster credentials when there is none."""
+    if kubeconfig is None:
+        try:
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return k8s.ApiClient(configuration)
+        except k8s_config.ConfigException:
+            pass
+    path = str(kubeconfig) if kubeconfig is not None else None
+    return cast(k8s.ApiClient, k8s_config.new_client_from_config(config_file=path))  # type: ignore[no-untyped-call]
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    given = {
+        "node_name": args.node_name,
+        "plugin_dir": args.plugin_dir,
+        "kubeconfig": args.kubeconfig,
+        "log_format": args.log_format,
+    }
+    try:
+        settings = NodeAgentSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as error:
+        return _fail(describe_validation_error(error))
+    if settings.kubeconfig is not None and not settings.kubeconfig.is_file():
+        return _fail(f"--kubeconfig {settings.kubeconfig}: no such file")
+    try:
+        client = api_client(settings.kubeconfig)
+    except k8s_config.ConfigException as error:
+        return _fail(f"cannot load Kubernetes credentials: {error}")
+    configure_logging(settings.log_format)
+    # The publisher reports a failed API call once; urllib3's per-retry warnings add nothing.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    publisher = NodeStatusPublisher(
+        KubernetesNodeApi(client), settings.node_name, resync_interval=settings.resync_interval
+    )
+    agent = NodeAgent(settings.node_name, settings.plugin_dir, publisher)
+    try:
+        asyncio.run(run_until_terminated(agent.run))
+    except OSError as error:
+        return _fail(f"cannot serve in {settings.plugin_dir}: {error}", code=1)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+    return 0
