@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "crds": "kubetee.api.cli",
     "device-plugin": "kubetee.deviceplugin.cli",
     "node-agent": "kubetee.nodeagent.cli",
+    "quoting-service": "enclave_runtime.quoting.cli",
 }
 
 
