@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "device-plugin": "kubetee.deviceplugin.cli",
     "node-agent": "kubetee.nodeagent.cli",
     "quoting-service": "enclave_runtime.quoting.cli",
+    "quote": "kubetee.attestation.cli",
 }
 
 

@@ -1,0 +1,420 @@
+"""Verification of SGX DCAP ECDSA v3 quotes, in the order of Intel's Quote Verification Library.
+
+1. the quote parses (strict v3, attestation key type 2, certification data type 5);
+2. the PCK chain ends at the pinned root CA and each certificate is signed by the next;
+3. collateral: issuer chains end at the pinned root; root CA CRL and PCK CRL signed by
+   their issuers; TCB Info and QE Identity signed by the TCB Signing certificate;
+4. every certificate, CRL and collateral item is valid at the verification time;
+5. neither the PCK certificate nor an intermediate CA is revoked;
+6. the PCK certificate's FMSPC and PCE-ID are those of the TCB Info;
+7. the QE report is signed by the PCK key;
+8. the QE report data binds SHA-256(attestation key || QE auth data);
+9. the QE report matches the QE Identity (MISCSELECT, attributes, MRSIGNER, product),
+   giving the QE's TCB level;
+10. the attestation key signs the quote header and the enclave's report body;
+11. the platform's TCB level (first level reached by the PCK certificate's 16 SGX TCB
+    components and PCESVN), converged with the QE's; Revoked is refused.
+
+``QuoteVerifier`` caches what depends only on bytes it has seen: the verified collateral
+(keyed by the whole collateral) and verified PCK chains (keyed by the exact chain bytes),
+so a changed CRL or TCB Info is a cache miss. Time, revocation and every per-quote
+signature are checked on each call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, PckExtensionError, SgxExtension
+from enclave_runtime.sgx.quote import (
+    ISV_SIGNED_SIZE,
+    REPORT_BODY_SIZE,
+    SIGNATURE_SIZE,
+    QuoteFormatError,
+    parse_quote,
+)
+from kubetee.attestation import certificates as certs
+from kubetee.attestation.collateral import Collateral
+from kubetee.attestation.errors import (
+    CertificateChainInvalidError,
+    CertificateRevokedError,
+    CollateralInvalidError,
+    QuoteMalformedError,
+    QuoteSignatureInvalidError,
+    TcbNotSupportedError,
+)
+from kubetee.attestation.tcb import (
+    QeIdentity,
+    TcbInfo,
+    converge,
+    parse_qe_identity,
+    parse_tcb_info,
+)
+from kubetee.attestation.verified import VerifiedQuote
+
+__all__ = ["QuoteVerifier", "VerifiedQuote", "verify_quote"]
+
+_SGX_EXTENSION = x509.ObjectIdentifier(SGX_EXTENSION_OID)
+# Where the QE report sits in a quote: after the ISV signature and the attestation key.
+_QE_REPORT_OFFSET = ISV_SIGNED_SIZE + 4 + SIGNATURE_SIZE + 64
+
+
+@dataclass(frozen=True, slots=True)
+class _TrustedCollateral:
+    tcb_info: TcbInfo
+    qe_identity: QeIdentity
+    revoked_pck_serials: frozenset[int]
+    revoked_ca_serials: frozenset[int]
+    pck_crl_issuer_key: bytes
+    validity: tuple[certs.Validity, ...]
+    not_before: float
+    not_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class _TrustedPckChain:
+    pck_key: ec.EllipticCurvePublicKey
+    extension: SgxExtension
+    pck_serial: int
+    ca_serial: int
+    ca_key: bytes
+    validity: tuple[certs.Validity, ...]
+    not_before: float
+    not_after: float
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _BoundedCache(Generic[K, V]):
+    """A small thread-safe map that forgets its oldest entry when full."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        if self._size <= 0:
+            return
+        with self._lock:
+            while len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = value
+
+
+def _timestamp(now: int | float | datetime | None) -> float:
+    if now is None:
+        return time.time()
+    if isinstance(now, datetime):
+        if now.tzinfo is None:
+            raise ValueError("the verification time must be timezone-aware")
+        return now.timestamp()
+    return float(now)
+
+
+def _windows(validity: tuple[certs.Validity, ...]) -> tuple[float, float]:
+    return max(v.not_before for v in validity), min(v.not_after for v in validity)
+
+
+def _check_time(validity: tuple[certs.Validity, ...], start: float, end: float, now: float) -> None:
+    if start <= now <= end:
+        return
+    for item in validity:
+        item.check(now)
+
+
+class QuoteVerifier:
+    """Verifies quotes against collateral, trusting exactly one root CA (DER)."""
+
+    def __init__(self, root_ca_der: bytes, *, cache_size: int = 256) -> None:
+        try:
+            self._root = x509.load_der_x509_certificate(root_ca_der)
+        except ValueError:
+            raise CertificateChainInvalidError(
+                "the trusted root CA is not a DER certificate", code="ROOT_CA_INVALID"
+            ) from None
+        self._root_der = bytes(root_ca_der)
+        self._collateral_cache: _BoundedCache[Collateral, _TrustedCollateral] = _BoundedCache(
+            cache_size
+        )
+        self._chain_cache: _BoundedCache[bytes, _TrustedPckChain] = _BoundedCache(cache_size)
+
+    def verify(
+        self, quote: bytes, collateral: Collateral, *, now: int | float | datetime | None = None
+    ) -> VerifiedQuote:
+        """Verify ``quote`` at time ``now`` (default: the current time).
+
+        Raises a ``QuoteVerificationError`` subclass naming the first failed check.
+        """
+        moment = _timestamp(now)
+        try:
+            parsed = parse_quote(quote)
+        except QuoteFormatError as error:
+            raise QuoteMalformedError(str(error), code=error.code) from None
+        data = bytes(quote)
+
+        chain = self._chain_cache.get(parsed.certification_data)
+        if chain is None:
+            chain = self._verify_pck_chain(parsed.certification_data)
+            self._chain_cache.put(parsed.certification_data, chain)
+        trusted = self._collateral_cache.get(collateral)
+        if trusted is None:
+            trusted = self._verify_collateral(collateral)
+            self._collateral_cache.put(collateral, trusted)
+
+        _check_time(trusted.validity, trusted.not_before, trusted.not_after, moment)
+        _check_time(chain.validity, chain.not_before, chain.not_after, moment)
+        self._check_revocation(chain, trusted)
+
+        extension = chain.extension
+        tcb_info = trusted.tcb_info
+        if extension.fmspc != tcb_info.fmspc:
+            raise CollateralInvalidError(
+                f"the collateral's TCB Info is for FMSPC {tcb_info.fmspc.hex().upper()}, the "
+                f"platform's is {extension.fmspc.hex().upper()}: fetch collateral for this "
+                "platform",
+                code="FMSPC_MISMATCH",
+            )
+        if extension.pce_id != tcb_info.pce_id:
+            raise CollateralInvalidError(
+                f"the TCB Info is for PCE-ID {tcb_info.pce_id.hex()}, the platform's is "
+                f"{extension.pce_id.hex()}",
+                code="PCE_ID_MISMATCH",
+            )
+
+        qe_report_bytes = data[_QE_REPORT_OFFSET : _QE_REPORT_OFFSET + REPORT_BODY_SIZE]
+        if not certs.verify_raw_signature(
+            chain.pck_key, parsed.qe_report_signature, qe_report_bytes
+        ):
+            raise QuoteSignatureInvalidError(
+                "the QE report is not signed by the platform's PCK key",
+                code="QE_REPORT_SIGNATURE_INVALID",
+            )
+        binding = hashlib.sha256(parsed.attestation_key + parsed.qe_auth_data).digest()
+        if parsed.qe_report.report_data[:32] != binding or any(parsed.qe_report.report_data[32:]):
+            raise QuoteSignatureInvalidError(
+                "the attestation key is not the one the quoting enclave certified",
+                code="ATTESTATION_KEY_MISMATCH",
+            )
+        qe_level = trusted.qe_identity.check(parsed.qe_report)
+
+        try:
+            attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1(), b"\x04" + parsed.attestation_key
+            )
+        except ValueError:
+            raise QuoteSignatureInvalidError(
+                "the attestation key is not a P-256 point", code="ATTESTATION_KEY_INVALID"
+            ) from None
+        if not certs.verify_raw_signature(
+            attestation_key, parsed.signature, data[:ISV_SIGNED_SIZE]
+        ):
+            raise QuoteSignatureInvalidError(
+                "the enclave report in the quote is not signed by the attestation key "
+                "(the report body or header was altered)",
+                code="ISV_SIGNATURE_INVALID",
+            )
+
+        level = tcb_info.matching_level(extension.tcb_components, extension.pcesvn)
+        if level is None:
+            raise TcbNotSupportedError(
+                "the platform's TCB is below every level of the TCB Info",
+                code="TCB_LEVEL_NOT_FOUND",
+            )
+        status = converge(level.status, qe_level.status)
+        if status == "Revoked":
+            raise TcbNotSupportedError(
+                "the platform's TCB level is Revoked (platform "
+                f"{level.status}, quoting enclave {qe_level.status}): it cannot be trusted "
+                "until its microcode and software are updated",
+                code="TCB_REVOKED",
+            )
+        advisories = level.advisory_ids + tuple(
+            a for a in qe_level.advisory_ids if a not in level.advisory_ids
+        )
+        body = parsed.report_body
+        return VerifiedQuote(
+            tcb_status=status,
+            advisory_ids=advisories,
+            mrenclave=body.mrenclave,
+            mrsigner=body.mrsigner,
+            isv_prod_id=body.isv_prod_id,
+            isv_svn=body.isv_svn,
+            debug=body.debug,
+            report_data=body.report_data,
+            fmspc=extension.fmspc,
+            valid_until=datetime.fromtimestamp(min(trusted.not_after, chain.not_after), UTC),
+        )
+
+    def _verify_pck_chain(self, certification_data: bytes) -> _TrustedPckChain:
+        chain = certs.load_chain(
+            certification_data,
+            "the quote's PCK certificate chain",
+            length=3,
+            code="PCK_CHAIN_MALFORMED",
+        )
+        pck, ca, root = chain
+        certs.check_pinned_root(root, self._root_der, "the PCK certificate chain")
+        certs.check_issued_by(ca, root, "the PCK CA certificate", code="PCK_CHAIN_INVALID")
+        certs.check_issued_by(pck, ca, "the PCK certificate", code="PCK_CHAIN_INVALID")
+        try:
+            raw = pck.extensions.get_extension_for_oid(_SGX_EXTENSION).value
+            extension = SgxExtension.from_der(raw.public_bytes())
+        except (x509.ExtensionNotFound, ValueError, PckExtensionError) as error:
+            raise CertificateChainInvalidError(
+                f"the PCK certificate's SGX extension is missing or malformed: {error}",
+                code="PCK_EXTENSION_INVALID",
+            ) from None
+        validity = (
+            certs.certificate_validity(pck, "the PCK certificate"),
+            certs.certificate_validity(ca, "the PCK CA certificate"),
+            certs.certificate_validity(root, "the root CA certificate"),
+        )
+        start, end = _windows(validity)
+        return _TrustedPckChain(
+            pck_key=certs.ec_public_key(pck, "the PCK certificate"),
+            extension=extension,
+            pck_serial=pck.serial_number,
+            ca_serial=ca.serial_number,
+            ca_key=certs.spki(ca),
+            validity=validity,
+            not_before=start,
+            not_after=end,
+        )
+
+    def _verify_collateral(self, collateral: Collateral) -> _TrustedCollateral:
+        root_crl = certs.load_crl(collateral.root_ca_crl, self._root, "the root CA CRL")
+        pck_ca, crl_root = certs.load_chain(
+            collateral.pck_crl_issuer_chain,
+            "the PCK CRL issuer chain",
+            length=2,
+            code="PCK_CRL_CHAIN_INVALID",
+        )
+        certs.check_pinned_root(crl_root, self._root_der, "the PCK CRL issuer chain")
+        certs.check_issued_by(pck_ca, crl_root, "the PCK CRL issuer", code="PCK_CRL_CHAIN_INVALID")
+        pck_crl = certs.load_crl(collateral.pck_crl, pck_ca, "the PCK CRL")
+        revoked_ca = frozenset(entry.serial_number for entry in root_crl)
+
+        validity = [
+            certs.crl_validity(root_crl, "the root CA CRL"),
+            certs.crl_validity(pck_crl, "the PCK CRL"),
+            certs.certificate_validity(pck_ca, "the PCK CRL issuer certificate"),
+        ]
+        documents = []
+        for what, chain_pem, text, signature, code in (
+            (
+                "TCB Info",
+                collateral.tcb_info_issuer_chain,
+                collateral.tcb_info,
+                collateral.tcb_info_signature,
+                "TCB_INFO_SIGNATURE_INVALID",
+            ),
+            (
+                "QE Identity",
+                collateral.qe_identity_issuer_chain,
+                collateral.qe_identity,
+                collateral.qe_identity_signature,
+                "QE_IDENTITY_SIGNATURE_INVALID",
+            ),
+        ):
+            signer, signer_root = certs.load_chain(
+                chain_pem, f"the {what} issuer chain", length=2, code="TCB_SIGNING_CHAIN_INVALID"
+            )
+            certs.check_pinned_root(signer_root, self._root_der, f"the {what} issuer chain")
+            certs.check_issued_by(
+                signer,
+                signer_root,
+                f"the {what} signing certificate",
+                code="TCB_SIGNING_CHAIN_INVALID",
+            )
+            if signer.serial_number in revoked_ca:
+                raise CertificateRevokedError(
+                    f"the {what} signing certificate is revoked by the root CA CRL",
+                    code="TCB_SIGNING_REVOKED",
+                )
+            key = certs.ec_public_key(signer, f"the {what} signing certificate")
+            if not certs.verify_raw_signature(key, signature, text.encode()):
+                raise CollateralInvalidError(
+                    f"the {what} signature does not verify: the collateral was altered or "
+                    "signed by another authority",
+                    code=code,
+                )
+            validity.append(certs.certificate_validity(signer, f"the {what} signing certificate"))
+            documents.append(text)
+
+        tcb_info = parse_tcb_info(documents[0])
+        qe_identity = parse_qe_identity(documents[1])
+        validity += [
+            certs.Validity(
+                "the TCB Info",
+                False,
+                tcb_info.issue_date.timestamp(),
+                tcb_info.next_update.timestamp(),
+            ),
+            certs.Validity(
+                "the QE Identity",
+                False,
+                qe_identity.issue_date.timestamp(),
+                qe_identity.next_update.timestamp(),
+            ),
+        ]
+        if pck_ca.serial_number in revoked_ca:
+            raise CertificateRevokedError(
+                "the PCK CRL issuer is revoked by the root CA CRL", code="PCK_CA_REVOKED"
+            )
+        frozen = tuple(validity)
+        start, end = _windows(frozen)
+        return _TrustedCollateral(
+            tcb_info=tcb_info,
+            qe_identity=qe_identity,
+            revoked_pck_serials=frozenset(entry.serial_number for entry in pck_crl),
+            revoked_ca_serials=revoked_ca,
+            pck_crl_issuer_key=certs.spki(pck_ca),
+            validity=frozen,
+            not_before=start,
+            not_after=end,
+        )
+
+    @staticmethod
+    def _check_revocation(chain: _TrustedPckChain, trusted: _TrustedCollateral) -> None:
+        if chain.ca_serial in trusted.revoked_ca_serials:
+            raise CertificateRevokedError(
+                "the platform's PCK CA certificate is revoked by the root CA CRL",
+                code="PCK_CA_REVOKED",
+            )
+        if chain.ca_key != trusted.pck_crl_issuer_key:
+            raise CollateralInvalidError(
+                "the collateral's PCK CRL is issued by another CA than the platform's PCK "
+                "certificate: fetch the PCK CRL of this platform's CA",
+                code="PCK_CRL_ISSUER_MISMATCH",
+            )
+        if chain.pck_serial in trusted.revoked_pck_serials:
+            raise CertificateRevokedError(
+                "the platform's PCK certificate is revoked (listed on the PCK CRL): this "
+                "platform can no longer attest",
+                code="PCK_REVOKED",
+            )
+
+
+def verify_quote(
+    quote: bytes,
+    collateral: Collateral,
+    *,
+    root_ca_der: bytes,
+    now: int | float | datetime | None = None,
+) -> VerifiedQuote:
+    """Verify one quote without caching anything."""
+    return QuoteVerifier(root_ca_der, cache_size=0).verify(quote, collateral, now=now)
