@@ -222,7 +222,7 @@ class Builder:
     """Builds components into the cache, logging each step to a file kept on failure."""
 
     def __init__(self, out: TextIO = sys.stderr) -> None:
-        self._go = find_go()
+        self._go = ""  # looked up only when something has to be built
         self._out = out
         self._env = {
             **os.environ,
@@ -235,6 +235,7 @@ class Builder:
         missing = [c for c in components if not c.is_built()]
         if not missing:
             return
+        self._go = find_go()
         total = sum(len(c.binaries) for c in missing)
         self._out.write(
             f"Building {total} binaries once for this machine into {cache_dir() / 'bin'} "
@@ -262,7 +263,12 @@ class Builder:
             fh.write(f"$ {' '.join(args)}  (in {cwd})\n")
             fh.flush()
             proc = subprocess.run(
-                args, cwd=cwd, env=self._env, stdout=subprocess.PIPE, stderr=fh, text=True,
+                args,
+                cwd=cwd,
+                env=self._env,
+                stdout=subprocess.PIPE,
+                stderr=fh,
+                text=True,
                 check=False,
             )
             fh.write(proc.stdout)
@@ -284,8 +290,17 @@ class Builder:
         step = f"{component.name}-{component.version}-download"
         with _Progress(f"fetching {component.module}@{component.version}", self._out):
             info = json.loads(
-                self._run(step, [self._go, "mod", "download", "-json",
-                                 f"{component.module}@{component.version}"], workdir)
+                self._run(
+                    step,
+                    [
+                        self._go,
+                        "mod",
+                        "download",
+                        "-json",
+                        f"{component.module}@{component.version}",
+                    ],
+                    workdir,
+                )
             )
         go_mod = Path(info["GoMod"]).read_text()
         pins = local_replaces(go_mod, component.sibling_version(component.version))
@@ -301,17 +316,20 @@ class Builder:
         (workdir / "go.mod").write_text("\n".join(lines) + "\n")
         return workdir
 
-    def _build(self, component: Component, workdir: Path, binary: str, package: str,
-               counter: str) -> None:
+    def _build(
+        self, component: Component, workdir: Path, binary: str, package: str, counter: str
+    ) -> None:
         target = component.binary(binary)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
         ldflags = " ".join(["-s", "-w", *component.ldflags(component.version)])
         label = f"{counter} {binary} {component.version}"
         with _Progress(label, self._out) as progress:
-            self._run(f"{binary}-{component.version}",
-                      [self._go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial),
-                       package], workdir)
+            self._run(
+                f"{binary}-{component.version}",
+                [self._go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package],
+                workdir,
+            )
         partial.rename(target)
         self._out.write(f"  {label}: built in {_fmt(progress.elapsed)}\n")
         self._out.flush()

@@ -1,0 +1,53 @@
+# The same commands locally and in CI (.ci/run runs `make test`).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CLUSTER ?= default
+NODES ?= 3
+
+.PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down clean
+
+help:
+	@echo "make demo   - bring up the local cluster and run the KubeTEE demo"
+	@echo "make test   - install, build or reuse the cluster binaries, lint, run all tests"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Builds kube-apiserver, scheduler, controller-manager, kubectl, etcd, kwok and helm from
+# the Go module proxy once per machine (cached under ~/.cache/kubetee); instant afterwards.
+binaries: venv
+	$(BIN)/kubetee cluster build
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test-unit: venv
+	$(BIN)/pytest -m "not e2e"
+
+test-e2e: venv binaries
+	$(BIN)/pytest -m e2e
+
+test: venv binaries lint
+	$(BIN)/pytest
+
+demo: venv binaries
+	$(BIN)/kubetee demo --cluster $(CLUSTER) --nodes $(NODES)
+
+cluster-up: venv binaries
+	$(BIN)/kubetee cluster --name $(CLUSTER) up --nodes $(NODES)
+
+cluster-down: venv
+	$(BIN)/kubetee cluster --name $(CLUSTER) down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

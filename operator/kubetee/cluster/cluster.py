@@ -1,0 +1,221 @@
+"""Bring a local cluster up, down, and report on it.
+
+``up`` is idempotent: it builds missing binaries, (re)starts whatever is not running,
+waits for ``/readyz``, makes sure the simulated nodes exist and are Ready, and returns.
+The cluster's state (etcd data, certificates, chosen ports) survives ``down``, so the
+next ``up`` brings back the same cluster; ``down --purge`` deletes it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from kubetee.cluster import nodes as node_ops
+from kubetee.cluster.components import Component, control_plane
+from kubetee.cluster.errors import ClusterError
+from kubetee.cluster.kubeconfig import write_kubeconfig
+from kubetee.cluster.layout import PORT_NAMES, ClusterLayout
+from kubetee.cluster.pki import ClusterPKI, ensure_pki
+from kubetee.cluster.processes import ManagedProcess, port_open
+from kubetee.cluster.toolchain import COMPONENTS, Builder, binary_path
+
+READY_TIMEOUT = 90.0
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    log_file: str
+
+
+class LocalCluster:
+    """One named local cluster and its processes."""
+
+    def __init__(self, layout: ClusterLayout, out: TextIO = sys.stderr) -> None:
+        self.layout = layout
+        self._out = out
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _process(self, name: str) -> ManagedProcess:
+        return ManagedProcess(name, self.layout.run_dir, self.layout.log_dir)
+
+    def process_names(self) -> list[str]:
+        """Every process this cluster may have started, control plane first."""
+        names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+        names += sorted(p.stem for p in self.layout.run_dir.glob("node-*.pid"))
+        return names
+
+    def status(self) -> list[ComponentStatus]:
+        return [
+            ComponentStatus(n, self._process(n).pid(), str(self._process(n).log_file))
+            for n in self.process_names()
+        ]
+
+    def is_running(self) -> bool:
+        return any(s.pid is not None for s in self.status())
+
+    # -- up --------------------------------------------------------------------------
+
+    def up(self, nodes: int) -> None:
+        if nodes < 1:
+            raise ClusterError(
+                f"--nodes must be at least 1 (got {nodes}): the simulated SGX nodes are where "
+                "enclave pods run. Try 'kubetee cluster up --nodes 3'."
+            )
+        started = time.monotonic()
+        Builder(self._out).ensure(COMPONENTS)
+        layout = self.layout
+        layout.allocate_ports()
+        layout.nodes = nodes
+        self._check_ports_free()
+        layout.save()
+        pki = ensure_pki(layout.pki_dir)
+        write_kubeconfig(
+            layout.kubeconfig,
+            server=layout.apiserver_url,
+            ca=pki.ca.cert,
+            client=pki.admin,
+            cluster_name=layout.name,
+            user="kubetee-admin",
+        )
+        self._link_tools()
+        for component in control_plane(layout, pki):
+            self._ensure_running(component, pki)
+        self._say("waiting for the default service account (pods need it)")
+        client = node_ops.api_client(layout.kubeconfig)
+        _wait(
+            lambda: node_ops.default_service_account_exists(client),
+            READY_TIMEOUT,
+            "the controller-manager to create the default service account",
+            self._process("kube-controller-manager"),
+        )
+        self._say(f"ensuring {nodes} simulated SGX node(s)")
+        names = node_ops.ensure_nodes(client, nodes)
+        self._ensure_node_services(names, pki)
+        _wait(
+            lambda: node_ops.all_ready(client, names),
+            READY_TIMEOUT,
+            "KWOK to mark the nodes Ready",
+            self._process("kwok"),
+        )
+        self._say(f"cluster '{layout.name}' is up in {time.monotonic() - started:.1f}s")
+
+    def _say(self, message: str) -> None:
+        self._out.write(f"  {message}\n")
+        self._out.flush()
+
+    def _check_ports_free(self) -> None:
+        """A port in use by something we did not start would make a component fail later."""
+        owners = {
+            "etcd": "etcd",
+            "etcd-peer": "etcd",
+            "apiserver": "kube-apiserver",
+            "controller-manager": "kube-controller-manager",
+            "scheduler": "kube-scheduler",
+            "kwok": "kwok",
+        }
+        for port_name in PORT_NAMES:
+            port = self.layout.ports[port_name]
+            if self._process(owners[port_name]).pid() is None and port_open(port):
+                raise ClusterError(
+                    f"Port {port} ({port_name}) on 127.0.0.1 is taken by another program. "
+                    f"Stop it, or delete {self.layout.state_file} so new ports are chosen."
+                )
+
+    def _link_tools(self) -> None:
+        self.layout.bin_dir.mkdir(parents=True, exist_ok=True)
+        for tool in ("kubectl", "helm", "kwok", "etcd"):
+            link = self.layout.bin_dir / tool
+            link.unlink(missing_ok=True)
+            link.symlink_to(binary_path(tool))
+
+    def _ensure_running(self, component: Component, pki: ClusterPKI) -> None:
+        process = self._process(component.name)
+        if process.pid() is None:
+            self._say(f"starting {component.name}")
+            process.start(component.args)
+        else:
+            self._say(f"{component.name} already running")
+        self._wait_ready(component.name, process, pki)
+
+    def _wait_ready(self, name: str, process: ManagedProcess, pki: ClusterPKI) -> None:
+        ports = self.layout.ports
+        checks: dict[str, Callable[[], bool]] = {
+            "etcd": lambda: port_open(ports["etcd"]),
+            "kube-apiserver": lambda: _readyz(self.layout.apiserver_url, pki),
+            "kube-controller-manager": lambda: port_open(ports["controller-manager"]),
+            "kube-scheduler": lambda: port_open(ports["scheduler"]),
+            "kwok": lambda: port_open(ports["kwok"]),
+        }
+        _wait(checks[name], READY_TIMEOUT, f"{name} to be ready", process)
+
+    def _ensure_node_services(self, names: list[str], pki: ClusterPKI) -> None:
+        """Per-node processes (device plugin, node agent, ...) where the package has them."""
+        from kubetee.cluster.node_services import node_processes  # noqa: PLC0415 - optional
+
+        agent_kubeconfig = write_kubeconfig(
+            self.layout.config_dir / "node-agent.kubeconfig",
+            server=self.layout.apiserver_url,
+            ca=pki.ca.cert,
+            client=pki.node_agent,
+            cluster_name=self.layout.name,
+            user="kubetee-node-agent",
+        )
+        for node in names:
+            for name, args in node_processes(self.layout, node, agent_kubeconfig):
+                process = self._process(f"node-{node}-{name}")
+                if process.pid() is None:
+                    process.start(args, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    # -- down ------------------------------------------------------------------------
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop every process this cluster started (last started first)."""
+        stopped = [n for n in reversed(self.process_names()) if self._process(n).stop()]
+        busy = [f"{name}={port}" for name, port in self.layout.ports.items() if port_open(port)]
+        if busy:
+            raise ClusterError(
+                "Stopped the cluster's processes but these ports still answer: "
+                f"{', '.join(busy)}. Another program holds them; check with 'ss -ltnp'."
+            )
+        if purge and self.layout.workdir.exists():
+            shutil.rmtree(self.layout.workdir)
+        return stopped
+
+
+def _readyz(url: str, pki: ClusterPKI) -> bool:
+    context = ssl.create_default_context(cafile=str(pki.ca.cert))
+    context.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=2) as resp:  # noqa: S310
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait(check: Callable[[], bool], timeout: float, what: str, process: ManagedProcess) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process.pid() is None:
+            raise ClusterError(
+                f"{process.name} exited while waiting for {what}. Its log is "
+                f"{process.log_file}; last lines:\n{process.last_log_lines()}"
+            )
+        time.sleep(0.25)
+    raise ClusterError(
+        f"Timed out after {timeout:.0f}s waiting for {what}. See {process.log_file}; "
+        f"last lines:\n{process.last_log_lines()}"
+    )

@@ -1,0 +1,106 @@
+"""End-to-end fixtures: one real local cluster per test session, a namespace per test.
+
+The session starts its own cluster (named ``e2e-<pid>``, in a temporary work directory,
+on free ports) and tears it down at the end. To reuse a running local cluster instead,
+point ``KUBETEE_E2E_KUBECONFIG`` (or ``KUBECONFIG``, when its server is on 127.0.0.1)
+at its kubeconfig.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from kubetee.cluster.cluster import LocalCluster
+from kubetee.cluster.layout import ClusterLayout
+from kubetee.cluster.toolchain import binary_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class E2ECluster:
+    """What a test needs to talk to the session's cluster."""
+
+    kubeconfig: Path
+    api: client.ApiClient
+    layout: ClusterLayout | None  # None when reusing a cluster we did not start
+
+    def kubectl(
+        self, *args: str, check: bool = True, input_text: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster; failures show its stderr."""
+        result = subprocess.run(
+            [str(binary_path("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            input=input_text,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}"
+            )
+        return result
+
+
+def _reusable_kubeconfig() -> Path | None:
+    explicit = os.environ.get("KUBETEE_E2E_KUBECONFIG")
+    if explicit:
+        return Path(explicit)
+    candidate = os.environ.get("KUBECONFIG")
+    if candidate and Path(candidate).is_file():
+        servers = [
+            c["cluster"]["server"]
+            for c in yaml.safe_load(Path(candidate).read_text()).get("clusters", [])
+        ]
+        if servers and all("://127.0.0.1:" in s for s in servers):
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ECluster]:
+    reuse = _reusable_kubeconfig()
+    if reuse is not None:
+        yield E2ECluster(reuse, config.new_client_from_config(str(reuse)), None)
+        return
+    workdir = tmp_path_factory.mktemp("cluster")
+    layout = ClusterLayout.for_name(f"e2e-{os.getpid()}", workdir)
+    local = LocalCluster(layout, out=sys.stderr)
+    try:
+        local.up(nodes=3)
+        yield E2ECluster(
+            layout.kubeconfig, config.new_client_from_config(str(layout.kubeconfig)), layout
+        )
+    finally:
+        local.down()
+
+
+@pytest.fixture
+def namespace(cluster: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting)."""
+    stem = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespace({"metadata": {"name": name, "labels": {"kubetee.io/e2e": "true"}}})
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
