@@ -75,14 +75,14 @@ class CollateralInvalidError(QuoteVerificationError):
     """Collateral cannot be read, its signature fails, or it describes another platform."""
 
     default_code = "COLLATERAL_INVALID"
-    reason = "CollateralInvalidError"
+    reason = "CollateralInvalid"
 
 
 class CollateralExpiredError(QuoteVerificationError):
     """Collateral or a certificate is expired or not yet valid at verification time."""
 
     default_code = "COLLATERAL_EXPIRED"
-    reason = "CollateralExpiredError"
+    reason = "CollateralExpired"
 
 
 class CertificateChainInvalidError(QuoteVerificationError):
@@ -96,7 +96,7 @@ class CertificateRevokedError(QuoteVerificationError):
     """A certificate of the chain is listed on a certificate revocation list."""
 
     default_code = "CERTIFICATE_REVOKED"
-    reason = "CertificateRevokedError"
+    reason = "CertificateRevoked"
 
 
 class QuoteSignatureInvalidError(QuoteVerificationError):
@@ -134,22 +134,22 @@ class DebugEnclaveError(PolicyError):
 
 class MeasurementMismatchError(PolicyError):
     default_code = "MEASUREMENT_MISMATCH"
-    reason = "MeasurementMismatchError"
+    reason = "MeasurementMismatch"
 
 
 class SignerMismatchError(PolicyError):
     default_code = "SIGNER_MISMATCH"
-    reason = "SignerMismatchError"
+    reason = "SignerMismatch"
 
 
 class ProductIdMismatchError(PolicyError):
     default_code = "PRODUCT_ID_MISMATCH"
-    reason = "ProductIdMismatchError"
+    reason = "ProductIdMismatch"
 
 
 class IsvSvnTooLowError(PolicyError):
     default_code = "ISV_SVN_TOO_LOW"
-    reason = "IsvSvnTooLowError"
+    reason = "IsvSvnTooLow"
 
 
 class TcbStatusNotAcceptedError(PolicyError):
@@ -159,4 +159,4 @@ class TcbStatusNotAcceptedError(PolicyError):
 
 class AdvisoryNotAcceptedError(PolicyError):
     default_code = "ADVISORY_NOT_ACCEPTED"
-    reason = "AdvisoryNotAcceptedError"
+    reason = "AdvisoryNotAccepted"
