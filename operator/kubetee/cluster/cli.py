@@ -54,6 +54,27 @@ def register(subparsers: Any) -> None:
         default=None,
         help="number of simulated SGX nodes (default 3, or as last time)",
     )
+    up.add_argument(
+        "--epc-mib",
+        type=_positive,
+        default=None,
+        help="simulated EPC per node in MiB, advertised by its device plugin "
+        "(default 128, or as last time)",
+    )
+    up.add_argument(
+        "--enclaves",
+        type=_positive,
+        default=None,
+        help="enclave slots per node (default 16, or as last time)",
+    )
+    up.add_argument(
+        "--no-node-services",
+        dest="node_services",
+        action="store_false",
+        default=None,
+        help="do not run the per-node device plugin, node agent and quoting "
+        "service (for large scale tests that set node capacity themselves)",
+    )
     up.set_defaults(func=_up)
 
     down = commands.add_parser("down", help="stop every process the cluster started")
@@ -88,7 +109,9 @@ def _up(args: argparse.Namespace) -> int:
     try:
         cluster = _cluster(args)
         nodes = args.nodes or (cluster.layout.nodes if cluster.layout.state_file.exists() else 3)
-        cluster.up(nodes)
+        cluster.up(
+            nodes, epc_mib=args.epc_mib, enclaves=args.enclaves, node_services=args.node_services
+        )
     except ClusterError as exc:
         return _fail(exc)
     layout = cluster.layout

@@ -67,7 +67,14 @@ class LocalCluster:
 
     # -- up --------------------------------------------------------------------------
 
-    def up(self, nodes: int) -> None:
+    def up(
+        self,
+        nodes: int,
+        *,
+        epc_mib: int | None = None,
+        enclaves: int | None = None,
+        node_services: bool | None = None,
+    ) -> None:
         if nodes < 1:
             raise ClusterError(
                 f"--nodes must be at least 1 (got {nodes}): the simulated SGX nodes are where "
@@ -78,6 +85,10 @@ class LocalCluster:
         layout = self.layout
         layout.allocate_ports()
         layout.nodes = nodes
+        layout.epc_mib = epc_mib or layout.epc_mib
+        layout.enclaves = enclaves or layout.enclaves
+        if node_services is not None:
+            layout.node_services = node_services
         self._check_ports_free()
         layout.save()
         pki = ensure_pki(layout.pki_dir)
@@ -102,13 +113,22 @@ class LocalCluster:
         )
         self._say(f"ensuring {nodes} simulated SGX node(s)")
         names = node_ops.ensure_nodes(client, nodes)
-        self._ensure_node_services(names, pki)
         _wait(
             lambda: node_ops.all_ready(client, names),
             READY_TIMEOUT,
             "KWOK to mark the nodes Ready",
             self._process("kwok"),
         )
+        self._stop_surplus_node_services(names)
+        if layout.node_services:
+            self._say("starting each node's quoting service, EPC device plugin and node agent")
+            self._ensure_node_services(names, pki)
+            _wait(
+                lambda: node_ops.all_have_epc(client, names, layout.epc_mib),
+                READY_TIMEOUT,
+                f"the node agents to publish {layout.epc_mib} MiB of kubetee.io/epc per node",
+                self._process(f"node-{names[0]}-node-agent"),
+            )
         self._say(f"cluster '{layout.name}' is up in {time.monotonic() - started:.1f}s")
 
     def _say(self, message: str) -> None:
@@ -177,6 +197,12 @@ class LocalCluster:
                 process = self._process(f"node-{node}-{name}")
                 if process.pid() is None:
                     process.start(args, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def _stop_surplus_node_services(self, names: list[str]) -> None:
+        keep = {f"node-{n}-" for n in names} if self.layout.node_services else set()
+        for name in self.process_names():
+            if name.startswith("node-") and not any(name.startswith(k) for k in keep):
+                self._process(name).stop()
 
     # -- down ------------------------------------------------------------------------
 

@@ -36,6 +36,9 @@ class ClusterLayout:
     workdir: Path
     ports: dict[str, int] = field(default_factory=dict)
     nodes: int = 3
+    epc_mib: int = 128  # simulated EPC each node's device plugin advertises
+    enclaves: int = 16  # enclave slots per node
+    node_services: bool = True  # device plugin, node agent, quoting service per node
 
     @classmethod
     def for_name(cls, name: str, workdir: Path | None = None) -> ClusterLayout:
@@ -49,6 +52,9 @@ class ClusterLayout:
             saved = json.loads(layout.state_file.read_text())
             layout.ports = {k: int(v) for k, v in saved.get("ports", {}).items()}
             layout.nodes = int(saved.get("nodes", layout.nodes))
+            layout.epc_mib = int(saved.get("epc_mib", layout.epc_mib))
+            layout.enclaves = int(saved.get("enclaves", layout.enclaves))
+            layout.node_services = bool(saved.get("node_services", layout.node_services))
         return layout
 
     @property

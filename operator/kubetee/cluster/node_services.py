@@ -1,19 +1,76 @@
 """Processes the local cluster runs for each simulated node, where a real node has daemons.
 
-On a real SGX node the kubelet, the EPC device plugin and the quoting service run there;
-KWOK nodes have none of them, so the local cluster runs them as local processes.
+A real SGX node runs the kubelet, the EPC device plugin and a quoting service (aesmd).
+KWOK nodes have none of them, so each simulated node gets, as local processes:
+its quoting service (holding the node's own simulated platform: its PCK certificate,
+issued by the cluster's one simulated authority), the device plugin, and the node agent
+that plays the kubelet's device manager and publishes EPC in the Node's status.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+from enclave_runtime.quoting.provision import provision
 from kubetee.cluster.layout import ClusterLayout
+
+
+def _kubetee(*args: str) -> list[str]:
+    return [sys.executable, "-m", "kubetee.cli", *args]
+
+
+def authority_dir(layout: ClusterLayout) -> Path:
+    """The cluster's simulated SGX provisioning authority (root CA and collateral)."""
+    return layout.workdir / "sgx-authority"
+
+
+def plugin_dir(layout: ClusterLayout, node: str) -> Path:
+    return layout.node_dir(node) / "device-plugins"
+
+
+def quoting_socket(layout: ClusterLayout, node: str) -> Path:
+    return layout.node_dir(node) / "quoting.sock"
 
 
 def node_processes(
     layout: ClusterLayout, node: str, kubeconfig: Path
 ) -> list[tuple[str, list[str]]]:
-    """(name, argv) of each process to run for ``node``."""
-    del layout, node, kubeconfig
-    return []
+    """(name, argv) of each process to run for ``node``, in start order."""
+    platform_dir = layout.node_dir(node) / "sgx-platform"
+    provision(authority_dir(layout), platform_dir, node)
+    plugins = plugin_dir(layout, node)
+    plugins.mkdir(parents=True, exist_ok=True)
+    socket = quoting_socket(layout, node)
+    return [
+        (
+            "quoting-service",
+            _kubetee(
+                "quoting-service",
+                "serve",
+                f"--platform-dir={platform_dir}",
+                f"--socket={socket}",
+                f"--node={node}",
+            ),
+        ),
+        (
+            "device-plugin",
+            _kubetee(
+                "device-plugin",
+                f"--node-name={node}",
+                f"--plugin-dir={plugins}",
+                f"--epc-mib={layout.epc_mib}",
+                f"--enclaves={layout.enclaves}",
+                f"--quoting-socket={socket}",
+            ),
+        ),
+        (
+            "node-agent",
+            _kubetee(
+                "node-agent",
+                f"--node-name={node}",
+                f"--plugin-dir={plugins}",
+                f"--kubeconfig={kubeconfig}",
+            ),
+        ),
+    ]

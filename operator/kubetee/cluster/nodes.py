@@ -85,3 +85,14 @@ def default_service_account_exists(api: client.ApiClient) -> bool:
     except ApiException:
         return False
     return True
+
+
+def all_have_epc(api: client.ApiClient, names: list[str], epc_mib: int) -> bool:
+    """True once every node advertises the configured EPC (published by its node agent)."""
+    core = client.CoreV1Api(api)
+    published = {
+        _name(n)
+        for n in core.list_node().items
+        if n.status and (n.status.capacity or {}).get("kubetee.io/epc") == str(epc_mib)
+    }
+    return set(names) <= published
