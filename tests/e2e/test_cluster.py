@@ -121,10 +121,11 @@ def test_down_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     assert len(pids) >= 5
     assert all(port_open(p) for n, p in layout.ports.items() if n != "etcd-peer")
 
-    stopped = local.down()
+    stopped = local.down(purge=True)
 
     assert set(stopped) >= {"etcd", "kube-apiserver", "kube-controller-manager", "kwok"}
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
     assert not any(port_open(p) for p in layout.ports.values())
     assert not local.is_running()
-    assert not list(layout.run_dir.glob("*.pid"))
+    assert not layout.workdir.exists()
+    assert not layout.socket_dir.exists()

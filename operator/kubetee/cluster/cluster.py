@@ -215,8 +215,10 @@ class LocalCluster:
                 "Stopped the cluster's processes but these ports still answer: "
                 f"{', '.join(busy)}. Another program holds them; check with 'ss -ltnp'."
             )
-        if purge and self.layout.workdir.exists():
-            shutil.rmtree(self.layout.workdir)
+        if purge:
+            for directory in (self.layout.workdir, self.layout.socket_dir):
+                if directory.exists():
+                    shutil.rmtree(directory)
         return stopped
 
 

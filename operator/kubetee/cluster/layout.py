@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,6 +94,15 @@ class ClusterLayout:
 
     def node_dir(self, node: str) -> Path:
         return self.workdir / "nodes" / node
+
+    @property
+    def socket_dir(self) -> Path:
+        """A short directory for Unix sockets (their paths are limited to 107 bytes)."""
+        digest = hashlib.sha256(str(self.workdir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"kubetee-{digest}"
+
+    def node_socket_dir(self, node: str) -> Path:
+        return self.socket_dir / node
 
     @property
     def apiserver_url(self) -> str:

@@ -26,11 +26,11 @@ def authority_dir(layout: ClusterLayout) -> Path:
 
 
 def plugin_dir(layout: ClusterLayout, node: str) -> Path:
-    return layout.node_dir(node) / "device-plugins"
+    return layout.node_socket_dir(node) / "device-plugins"
 
 
 def quoting_socket(layout: ClusterLayout, node: str) -> Path:
-    return layout.node_dir(node) / "quoting.sock"
+    return layout.node_socket_dir(node) / "quoting.sock"
 
 
 def node_processes(
