@@ -15,11 +15,14 @@ from collections.abc import Sequence
 
 # subcommand -> module that registers it
 SUBCOMMANDS: dict[str, str] = {
+    "attestation-service": "kubetee.attestation_service.cli",
     "cluster": "kubetee.cluster.cli",
     "crds": "kubetee.api.cli",
+    "operator": "kubetee.run",
     "device-plugin": "kubetee.deviceplugin.cli",
     "node-agent": "kubetee.nodeagent.cli",
     "quoting-service": "enclave_runtime.quoting.cli",
+    "runtime": "enclave_runtime.runtime.cli",
     "quote": "kubetee.attestation.cli",
 }
 

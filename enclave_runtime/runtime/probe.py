@@ -1,0 +1,38 @@
+"""The sidecar's startup probe: passes once the runtime has attested and delivered.
+
+It runs as a separate process in the sidecar container (an exec probe), with the same
+environment, so it finds the marker where the runtime writes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from enclave_runtime.runtime.settings import DEFAULT_SECRETS_DIR
+from enclave_runtime.runtime.supervisor import started_marker
+
+
+def marker_dir_from_env(environ: Mapping[str, str]) -> Path:
+    """The runtime's marker directory, by the same precedence as its settings."""
+    for variable in ("KUBETEE_STATE_DIR", "KUBETEE_SECRETS_DIR"):
+        if environ.get(variable):
+            return Path(environ[variable])
+    try:
+        config = json.loads(environ.get("KUBETEE_ENCLAVE_CONFIG", "{}"))
+        return Path(config["secretsDir"])
+    except (ValueError, KeyError, TypeError):
+        return DEFAULT_SECRETS_DIR
+
+
+def probe(state_dir: Path) -> tuple[bool, str]:
+    """(passed, what to print)."""
+    marker = started_marker(state_dir)
+    try:
+        document = json.loads(marker.read_text())
+    except FileNotFoundError:
+        return False, "not attested yet"
+    except (OSError, ValueError) as exc:
+        return False, f"attestation marker unreadable: {exc}"
+    return True, f"attested, enclave {str(document.get('mrenclave', ''))[:16]}"

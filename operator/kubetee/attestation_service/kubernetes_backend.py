@@ -1,0 +1,258 @@
+"""The service's view of the cluster, through the Kubernetes API.
+
+Reads pods, EnclaveContainers and Secrets; writes the ``kubetee.io/attested``
+readiness gate condition of an attested pod and Events. The kubernetes client is
+synchronous, so every call runs in a worker thread.
+
+Only successes change a pod: the pod a refused request names is whatever the client
+claimed at ``/auth``, so a refusal becomes an Event, never a change to that pod
+(anyone reaching the service could otherwise knock replicas out). Replicas lose the
+condition through the operator (policy changed, attestation validity run out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from kubetee.api.v1alpha1 import API_VERSION, GROUP, VERSION, EnclaveContainerSpec, SecretKeyRef
+from kubetee.attestation.errors import AttestationError
+from kubetee.attestation.verified import VerifiedQuote
+from kubetee.attestation_service.errors import (
+    BackendUnavailableError,
+    ResourceNotFoundError,
+    WorkloadUnknownError,
+)
+from kubetee.attestation_service.names import (
+    ATTESTED_CONDITION,
+    ATTESTED_POLICY_ANNOTATION,
+    ATTESTED_UNTIL_ANNOTATION,
+    COMPONENT,
+    EC_LABEL,
+    EC_PLURAL,
+)
+from kubetee.attestation_service.sessions import PodRef
+from kubetee.attestation_service.workloads import EnclaveContainerView, Workload
+
+log = logging.getLogger(__name__)
+_NOT_FOUND = 404
+# Read objects as the API's JSON (camelCase, as in manifests) rather than client models.
+_RAW: dict[str, Any] = {"_preload_content": False}
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubernetesBackend:
+    """Implements ``WorkloadDirectory`` and ``AttestationReporter`` on the Kubernetes API."""
+
+    def __init__(self, api_client: Any, *, instance: str) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+        self._instance = instance
+
+    # -- WorkloadDirectory
+
+    async def workload_of(self, pod: PodRef) -> Workload:
+        return await asyncio.to_thread(self._workload_of, pod)
+
+    async def enclave_container(self, namespace: str, name: str) -> EnclaveContainerView:
+        return await asyncio.to_thread(self._enclave_container, namespace, name)
+
+    async def secret_value(self, namespace: str, ref: SecretKeyRef) -> bytes:
+        return await asyncio.to_thread(self._secret_value, namespace, ref)
+
+    def _workload_of(self, ref: PodRef) -> Workload:
+        try:
+            pod = _json(self._core.read_namespaced_pod(ref.name, ref.namespace, **_RAW))
+        except ApiException as exc:
+            if exc.status == _NOT_FOUND:
+                raise WorkloadUnknownError(f"there is no pod {ref}") from None
+            raise _unavailable("read pod", exc) from None
+        metadata = pod.get("metadata") or {}
+        if metadata.get("uid") != ref.uid:
+            raise WorkloadUnknownError(f"pod {ref} has another UID: it was replaced")
+        if metadata.get("deletionTimestamp"):
+            raise WorkloadUnknownError(f"pod {ref} is being deleted")
+        ec_name = (metadata.get("labels") or {}).get(EC_LABEL)
+        if not ec_name:
+            raise WorkloadUnknownError(f"pod {ref} is not a replica of an EnclaveContainer")
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise WorkloadUnknownError(f"pod {ref} is not bound to a node")
+        view = self._enclave_container(ref.namespace, ec_name)
+        return Workload(pod=ref, node_name=node_name, enclave_container=view)
+
+    def _enclave_container(self, namespace: str, name: str) -> EnclaveContainerView:
+        try:
+            body = _json(
+                self._custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, EC_PLURAL, name, **_RAW
+                )
+            )
+        except ApiException as exc:
+            if exc.status == _NOT_FOUND:
+                raise WorkloadUnknownError(
+                    f"there is no EnclaveContainer {namespace}/{name}"
+                ) from None
+            raise _unavailable("read EnclaveContainer", exc) from None
+        try:
+            spec = EnclaveContainerSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            raise WorkloadUnknownError(
+                f"EnclaveContainer {namespace}/{name} has an invalid spec"
+            ) from None
+        return EnclaveContainerView.from_spec(namespace, name, body["metadata"]["uid"], spec)
+
+    def _secret_value(self, namespace: str, ref: SecretKeyRef) -> bytes:
+        try:
+            secret = _json(self._core.read_namespaced_secret(ref.name, namespace, **_RAW))
+        except ApiException as exc:
+            if exc.status == _NOT_FOUND:
+                raise ResourceNotFoundError(
+                    f"the Secret {namespace}/{ref.name} does not exist"
+                ) from None
+            raise _unavailable("read Secret", exc) from None
+        encoded = (secret.get("data") or {}).get(ref.key)
+        if encoded is None:
+            raise ResourceNotFoundError(f"the Secret {namespace}/{ref.name} has no key {ref.key}")
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ResourceNotFoundError(
+                f"the Secret {namespace}/{ref.name} key {ref.key} is not base64"
+            ) from None
+
+    # -- AttestationReporter
+
+    async def attested(
+        self, workload: Workload, verified: VerifiedQuote, valid_until: datetime
+    ) -> None:
+        await asyncio.to_thread(self._attested, workload, verified, valid_until)
+
+    async def refused(
+        self, pod: PodRef, workload: Workload | None, error: AttestationError
+    ) -> None:
+        await asyncio.to_thread(self._refused, pod, workload, error)
+
+    def _attested(self, workload: Workload, verified: VerifiedQuote, valid_until: datetime) -> None:
+        pod = workload.pod
+        now = _rfc3339(datetime.now(UTC))
+        message = (
+            f"enclave {verified.mrenclave.hex()[:16]} (isvSvn {verified.isv_svn}) passed "
+            f"attestation on a {verified.tcb_status} platform"
+        )
+        try:
+            current = _json(self._core.read_namespaced_pod_status(pod.name, pod.namespace, **_RAW))
+            since = _transition_time(current, now)
+            self._core.patch_namespaced_pod(
+                pod.name,
+                pod.namespace,
+                {
+                    "metadata": {
+                        "annotations": {
+                            ATTESTED_POLICY_ANNOTATION: workload.enclave_container.policy_hash,
+                            ATTESTED_UNTIL_ANNOTATION: _rfc3339(valid_until),
+                        }
+                    }
+                },
+            )
+            self._core.patch_namespaced_pod_status(
+                pod.name,
+                pod.namespace,
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": ATTESTED_CONDITION,
+                                "status": "True",
+                                "reason": "Attested",
+                                "message": message,
+                                "lastProbeTime": now,
+                                "lastTransitionTime": since,
+                            }
+                        ]
+                    }
+                },
+            )
+        except ApiException as exc:
+            raise _unavailable("mark the pod attested", exc) from None
+        self._event(workload.enclave_container, "Normal", "Attested", f"pod {pod.name}: {message}")
+
+    def _refused(self, pod: PodRef, workload: Workload | None, error: AttestationError) -> None:
+        message = f"pod {pod.name}: attestation refused: {error.message}"
+        if workload is not None:
+            self._event(workload.enclave_container, "Warning", error.reason, message)
+            return
+        self._event_on(
+            {"apiVersion": "v1", "kind": "Pod", "namespace": pod.namespace, "name": pod.name},
+            pod.namespace,
+            "Warning",
+            error.reason,
+            message,
+        )
+
+    def _event(self, ec: EnclaveContainerView, kind: str, reason: str, message: str) -> None:
+        involved = {
+            "apiVersion": API_VERSION,
+            "kind": "EnclaveContainer",
+            "namespace": ec.namespace,
+            "name": ec.name,
+            "uid": ec.uid,
+        }
+        self._event_on(involved, ec.namespace, kind, reason, message)
+
+    def _event_on(
+        self, involved: dict[str, str], namespace: str, kind: str, reason: str, message: str
+    ) -> None:
+        now = _rfc3339(datetime.now(UTC))
+        body = {
+            "metadata": {"generateName": f"{involved['name']}."},
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message[:1024],
+            "type": kind,
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._core.create_namespaced_event(namespace, cast(Any, body))
+        except ApiException as exc:
+            # An Event is advisory: failing to record one must not fail the request.
+            log.warning("cannot record Event %s: %s %s", reason, exc.status, exc.reason)
+
+
+def _transition_time(pod: dict[str, Any], now: str) -> str:
+    """Keep lastTransitionTime when the condition already was True."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == ATTESTED_CONDITION and condition.get("status") == "True":
+            return str(condition.get("lastTransitionTime") or now)
+    return now
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The raw JSON of a response read with ``_preload_content=False``."""
+    document = json.loads(response.data)
+    if not isinstance(document, dict):
+        raise BackendUnavailableError("the Kubernetes API answered with a non-object")
+    return document
+
+
+def _unavailable(action: str, exc: ApiException) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"cannot {action}: Kubernetes API answered {exc.status} {exc.reason}"
+    )

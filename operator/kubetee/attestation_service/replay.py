@@ -1,0 +1,128 @@
+"""Single use of nonces across all replicas of the attestation service.
+
+A nonce is *claimed* when evidence bound to it arrives; a second claim is a replay.
+With several stateless replicas the ledger must be shared: :class:`LeaseNonceLedger`
+creates a ``coordination.k8s.io`` Lease named after the nonce's hash in the
+service's namespace, and the apiserver's ``AlreadyExists`` is the replay verdict,
+atomically, whichever replica sees the second attempt. Leases are collected once
+their challenge has expired, when the expiry check alone refuses the nonce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kubernetes.client.exceptions import ApiException
+
+from kubetee.attestation_service.errors import BackendUnavailableError, NonceReplayedError
+
+log = logging.getLogger(__name__)
+
+LEASE_PREFIX = "kbs-nonce-"
+NONCE_LABEL = "kubetee.io/kbs-nonce"
+EXPIRES_ANNOTATION = "kubetee.io/expires-at"
+_CONFLICT = 409
+_NOT_FOUND = 404
+
+
+def nonce_id(nonce: str) -> str:
+    """A name for the nonce that reveals nothing about it (the nonce is not secret, but short
+    names keep Lease names valid whatever the nonce's alphabet)."""
+    return hashlib.sha256(nonce.encode()).hexdigest()[:40]
+
+
+class NonceLedger(Protocol):
+    async def claim(self, nonce: str, expires_at: int) -> None:
+        """Record the nonce as used; :class:`NonceReplayedError` if it already was."""
+        ...
+
+
+class MemoryNonceLedger:
+    """A ledger for one process (tests, benchmarks, a single replica)."""
+
+    def __init__(self) -> None:
+        self._used: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+
+    async def claim(self, nonce: str, expires_at: int) -> None:
+        key = nonce_id(nonce)
+        async with self._lock:
+            if key in self._used:
+                raise NonceReplayedError("this nonce was already used for an attestation")
+            self._used[key] = expires_at
+
+    def collect_expired(self, now: int) -> int:
+        expired = [key for key, expires in self._used.items() if expires <= now]
+        for key in expired:
+            del self._used[key]
+        return len(expired)
+
+
+class LeaseNonceLedger:
+    """A ledger shared through Leases, for several replicas behind one Service."""
+
+    def __init__(self, coordination_api: Any, namespace: str, holder: str) -> None:
+        # coordination_api: kubernetes.client.CoordinationV1Api (untyped library)
+        self._api = coordination_api
+        self._namespace = namespace
+        self._holder = holder
+
+    async def claim(self, nonce: str, expires_at: int) -> None:
+        await asyncio.to_thread(self._create, nonce_id(nonce), expires_at)
+
+    def _create(self, key: str, expires_at: int) -> None:
+        now = datetime.now(UTC)
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": LEASE_PREFIX + key,
+                "labels": {
+                    NONCE_LABEL: "true",
+                    "app.kubernetes.io/managed-by": "kubetee-attestation-service",
+                },
+                "annotations": {EXPIRES_ANNOTATION: str(expires_at)},
+            },
+            "spec": {
+                "holderIdentity": self._holder,
+                "leaseDurationSeconds": max(1, expires_at - int(now.timestamp())),
+                "acquireTime": now.isoformat(timespec="microseconds"),
+            },
+        }
+        try:
+            self._api.create_namespaced_lease(self._namespace, body)
+        except ApiException as exc:
+            if exc.status == _CONFLICT:
+                raise NonceReplayedError("this nonce was already used for an attestation") from None
+            raise BackendUnavailableError(
+                f"cannot record the nonce in namespace {self._namespace} "
+                f"(Kubernetes API {exc.status} {exc.reason})"
+            ) from None
+
+    async def collect_expired(self, now: int) -> int:
+        return await asyncio.to_thread(self._collect, now)
+
+    def _collect(self, now: int) -> int:
+        leases = self._api.list_namespaced_lease(
+            self._namespace, label_selector=f"{NONCE_LABEL}=true"
+        )
+        deleted = 0
+        for lease in leases.items:
+            annotations = lease.metadata.annotations or {}
+            try:
+                expires_at = int(annotations.get(EXPIRES_ANNOTATION, "0"))
+            except ValueError:
+                expires_at = 0
+            if expires_at > now:
+                continue
+            try:
+                self._api.delete_namespaced_lease(lease.metadata.name, self._namespace)
+                deleted += 1
+            except ApiException as exc:
+                if exc.status != _NOT_FOUND:  # another replica collected it first
+                    log.warning("cannot delete expired nonce lease: %s", exc.reason)
+        return deleted

@@ -1,0 +1,177 @@
+"""Stateless KBS sessions: everything a replica needs travels in signed cookies.
+
+``/auth`` hands out a fresh nonce and a *challenge* cookie: an HS256 JWT holding the
+nonce, its expiry and the pod that asked. ``/attest`` accepts evidence only with a
+challenge cookie that any replica can check with the shared key (HMAC), that has not
+expired, and whose nonce the runtime data repeats; single use is enforced separately
+by the replay ledger (:mod:`.replay`). A successful ``/attest`` replaces the cookie
+with an *attested* token binding the TEE public key, the workload and the policy it
+was judged by; ``/resource`` needs nothing else.
+
+The two token kinds use separate keys derived from the master key (HKDF), so one
+can never be passed off as the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
+from pydantic import ValidationError
+
+from enclave_runtime.kbs_protocol import TeePubKey
+from kubetee.attestation_service.errors import (
+    AttestationExpiredError,
+    NonceExpiredError,
+    SessionMissingError,
+)
+
+NONCE_BYTES = 32
+MIN_MASTER_KEY_BYTES = 32
+ISSUER = "kubetee-attestation-service"
+_ALGORITHMS = ["HS256"]
+_CHALLENGE = "kbs-challenge"
+_ATTESTED = "kbs-attested"
+
+
+@dataclass(frozen=True, slots=True)
+class PodRef:
+    """The pod whose enclave runtime is attesting, as it named itself at ``/auth``."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    def to_claim(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name, "uid": self.uid}
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeSession:
+    nonce: str
+    pod: PodRef
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttestedSession:
+    """What a successful attestation established, for the resource requests after it."""
+
+    pod: PodRef
+    enclave_container: str
+    policy_hash: str
+    tee_pubkey: TeePubKey
+    expires_at: int
+
+
+class SessionSigner:
+    """Signs and checks session cookies with keys derived from the replicas' shared key."""
+
+    def __init__(self, master_key: bytes, *, nonce_ttl_seconds: int, token_ttl_seconds: int):
+        if len(master_key) < MIN_MASTER_KEY_BYTES:
+            raise ValueError(
+                f"the session key must have at least {MIN_MASTER_KEY_BYTES} bytes, "
+                f"got {len(master_key)}"
+            )
+        self._challenge_key = OctKey.import_key(_derive(master_key, _CHALLENGE))
+        self._attested_key = OctKey.import_key(_derive(master_key, _ATTESTED))
+        self.nonce_ttl_seconds = nonce_ttl_seconds
+        self.token_ttl_seconds = token_ttl_seconds
+
+    def new_challenge(self, pod: PodRef, now: int) -> tuple[ChallengeSession, str]:
+        nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode()
+        session = ChallengeSession(nonce=nonce, pod=pod, expires_at=now + self.nonce_ttl_seconds)
+        claims = {
+            "typ": _CHALLENGE,
+            "iss": ISSUER,
+            "iat": now,
+            "exp": session.expires_at,
+            "nonce": nonce,
+            "pod": pod.to_claim(),
+        }
+        return session, jwt.encode({"alg": "HS256"}, claims, self._challenge_key)
+
+    def read_challenge(self, cookie: str | None) -> ChallengeSession:
+        """The challenge of this cookie; refuses forged and foreign ones (not expired ones:
+        see :meth:`check_fresh`, so an expired attempt can still be reported for its pod)."""
+        claims = _decode(cookie, self._challenge_key, _CHALLENGE, "challenge")
+        try:
+            session = ChallengeSession(
+                nonce=str(claims["nonce"]),
+                pod=PodRef(**claims["pod"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SessionMissingError("the session cookie lacks challenge fields") from exc
+        return session
+
+    def check_fresh(self, session: ChallengeSession, now: int) -> None:
+        """Refuse a challenge whose nonce has expired."""
+        if now >= session.expires_at:
+            raise NonceExpiredError(
+                f"the challenge expired {now - session.expires_at}s ago (nonces live "
+                f"{self.nonce_ttl_seconds}s); start again at /kbs/v0/auth"
+            )
+
+    def issue_token(self, session: AttestedSession, now: int) -> str:
+        claims = {
+            "typ": _ATTESTED,
+            "iss": ISSUER,
+            "iat": now,
+            "exp": session.expires_at,
+            "pod": session.pod.to_claim(),
+            "enclave-container": session.enclave_container,
+            "policy": session.policy_hash,
+            "tee-pubkey": session.tee_pubkey.to_wire(),
+        }
+        return jwt.encode({"alg": "HS256"}, claims, self._attested_key)
+
+    def read_token(self, token: str | None, now: int) -> AttestedSession:
+        claims = _decode(token, self._attested_key, _ATTESTED, "attestation")
+        try:
+            session = AttestedSession(
+                pod=PodRef(**claims["pod"]),
+                enclave_container=str(claims["enclave-container"]),
+                policy_hash=str(claims["policy"]),
+                tee_pubkey=TeePubKey.model_validate(claims["tee-pubkey"]),
+                expires_at=int(claims["exp"]),
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise SessionMissingError("the attestation token lacks its fields") from exc
+        if now >= session.expires_at:
+            raise AttestationExpiredError(
+                "the attestation has expired; attest again at /kbs/v0/auth"
+            )
+        return session
+
+
+def _derive(master_key: bytes, label: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label.encode()).derive(
+        master_key
+    )
+
+
+def _decode(value: str | None, key: OctKey, typ: str, what: str) -> dict[str, Any]:
+    if not value:
+        raise SessionMissingError(
+            f"no {what} session: send the kbs-session-id cookie from the previous step"
+        )
+    try:
+        claims = jwt.decode(value, key, algorithms=_ALGORITHMS).claims
+    except (JoseError, ValueError) as exc:
+        raise SessionMissingError(
+            f"the {what} session cookie is not one this service issued"
+        ) from exc
+    if claims.get("typ") != typ:
+        raise SessionMissingError(f"the session cookie is not a {what} session")
+    return claims
