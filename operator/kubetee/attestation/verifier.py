@@ -16,9 +16,10 @@
     components and PCESVN), converged with the QE's; Revoked is refused.
 
 ``QuoteVerifier`` caches what depends only on bytes it has seen: the verified collateral
-(keyed by the whole collateral) and verified PCK chains (keyed by the exact chain bytes),
-so a changed CRL or TCB Info is a cache miss. Time, revocation and every per-quote
-signature are checked on each call.
+(keyed by the whole collateral), verified PCK chains (keyed by the exact chain bytes),
+their pairing (revocation, FMSPC, TCB level; keyed by both) and parsed attestation
+keys. A changed CRL or TCB Info is a different key, so it is verified afresh. The
+verification time and every per-quote signature are checked on each call.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from kubetee.attestation.errors import (
 from kubetee.attestation.tcb import (
     QeIdentity,
     TcbInfo,
+    TcbLevel,
     converge,
     parse_qe_identity,
     parse_tcb_info,
@@ -89,6 +91,19 @@ class _TrustedPckChain:
     validity: tuple[certs.Validity, ...]
     not_before: float
     not_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """A PCK chain checked against one collateral: trusted, unrevoked, same FMSPC."""
+
+    chain: _TrustedPckChain
+    collateral: _TrustedCollateral
+    tcb_level: TcbLevel | None
+    validity: tuple[certs.Validity, ...]
+    not_before: float
+    not_after: float
+    valid_until: datetime
 
 
 K = TypeVar("K")
@@ -151,6 +166,12 @@ class QuoteVerifier:
             cache_size
         )
         self._chain_cache: _BoundedCache[bytes, _TrustedPckChain] = _BoundedCache(cache_size)
+        self._context_cache: _BoundedCache[tuple[Collateral, bytes], _Context] = _BoundedCache(
+            cache_size
+        )
+        self._attestation_keys: _BoundedCache[bytes, ec.EllipticCurvePublicKey] = _BoundedCache(
+            cache_size
+        )
 
     def verify(
         self, quote: bytes, collateral: Collateral, *, now: int | float | datetime | None = None
@@ -166,34 +187,13 @@ class QuoteVerifier:
             raise QuoteMalformedError(str(error), code=error.code) from None
         data = bytes(quote)
 
-        chain = self._chain_cache.get(parsed.certification_data)
-        if chain is None:
-            chain = self._verify_pck_chain(parsed.certification_data)
-            self._chain_cache.put(parsed.certification_data, chain)
-        trusted = self._collateral_cache.get(collateral)
-        if trusted is None:
-            trusted = self._verify_collateral(collateral)
-            self._collateral_cache.put(collateral, trusted)
-
-        _check_time(trusted.validity, trusted.not_before, trusted.not_after, moment)
-        _check_time(chain.validity, chain.not_before, chain.not_after, moment)
-        self._check_revocation(chain, trusted)
-
-        extension = chain.extension
-        tcb_info = trusted.tcb_info
-        if extension.fmspc != tcb_info.fmspc:
-            raise CollateralInvalidError(
-                f"the collateral's TCB Info is for FMSPC {tcb_info.fmspc.hex().upper()}, the "
-                f"platform's is {extension.fmspc.hex().upper()}: fetch collateral for this "
-                "platform",
-                code="FMSPC_MISMATCH",
-            )
-        if extension.pce_id != tcb_info.pce_id:
-            raise CollateralInvalidError(
-                f"the TCB Info is for PCE-ID {tcb_info.pce_id.hex()}, the platform's is "
-                f"{extension.pce_id.hex()}",
-                code="PCE_ID_MISMATCH",
-            )
+        context = self._context_cache.get((collateral, parsed.certification_data))
+        if context is None:
+            context = self._context(parsed.certification_data, collateral, moment)
+        elif not context.not_before <= moment <= context.not_after:
+            _check_time(context.validity, context.not_before, context.not_after, moment)
+        chain = context.chain
+        trusted = context.collateral
 
         qe_report_bytes = data[_QE_REPORT_OFFSET : _QE_REPORT_OFFSET + REPORT_BODY_SIZE]
         if not certs.verify_raw_signature(
@@ -211,14 +211,17 @@ class QuoteVerifier:
             )
         qe_level = trusted.qe_identity.check(parsed.qe_report)
 
-        try:
-            attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(
-                ec.SECP256R1(), b"\x04" + parsed.attestation_key
-            )
-        except ValueError:
-            raise QuoteSignatureInvalidError(
-                "the attestation key is not a P-256 point", code="ATTESTATION_KEY_INVALID"
-            ) from None
+        attestation_key = self._attestation_keys.get(parsed.attestation_key)
+        if attestation_key is None:
+            try:
+                attestation_key = ec.EllipticCurvePublicKey.from_encoded_point(
+                    ec.SECP256R1(), b"\x04" + parsed.attestation_key
+                )
+            except ValueError:
+                raise QuoteSignatureInvalidError(
+                    "the attestation key is not a P-256 point", code="ATTESTATION_KEY_INVALID"
+                ) from None
+            self._attestation_keys.put(parsed.attestation_key, attestation_key)
         if not certs.verify_raw_signature(
             attestation_key, parsed.signature, data[:ISV_SIGNED_SIZE]
         ):
@@ -228,7 +231,7 @@ class QuoteVerifier:
                 code="ISV_SIGNATURE_INVALID",
             )
 
-        level = tcb_info.matching_level(extension.tcb_components, extension.pcesvn)
+        level = context.tcb_level
         if level is None:
             raise TcbNotSupportedError(
                 "the platform's TCB is below every level of the TCB Info",
@@ -255,9 +258,51 @@ class QuoteVerifier:
             isv_svn=body.isv_svn,
             debug=body.debug,
             report_data=body.report_data,
-            fmspc=extension.fmspc,
-            valid_until=datetime.fromtimestamp(min(trusted.not_after, chain.not_after), UTC),
+            fmspc=chain.extension.fmspc,
+            valid_until=context.valid_until,
         )
+
+    def _context(self, certification_data: bytes, collateral: Collateral, now: float) -> _Context:
+        """Steps 2 to 6 for one PCK chain with one collateral; cached when they pass."""
+        chain = self._chain_cache.get(certification_data)
+        if chain is None:
+            chain = self._verify_pck_chain(certification_data)
+            self._chain_cache.put(certification_data, chain)
+        trusted = self._collateral_cache.get(collateral)
+        if trusted is None:
+            trusted = self._verify_collateral(collateral)
+            self._collateral_cache.put(collateral, trusted)
+
+        validity = trusted.validity + chain.validity
+        start, end = _windows(validity)
+        _check_time(validity, start, end, now)
+        self._check_revocation(chain, trusted)
+        extension = chain.extension
+        tcb_info = trusted.tcb_info
+        if extension.fmspc != tcb_info.fmspc:
+            raise CollateralInvalidError(
+                f"the collateral's TCB Info is for FMSPC {tcb_info.fmspc.hex().upper()}, the "
+                f"platform's is {extension.fmspc.hex().upper()}: fetch collateral for this "
+                "platform",
+                code="FMSPC_MISMATCH",
+            )
+        if extension.pce_id != tcb_info.pce_id:
+            raise CollateralInvalidError(
+                f"the TCB Info is for PCE-ID {tcb_info.pce_id.hex()}, the platform's is "
+                f"{extension.pce_id.hex()}",
+                code="PCE_ID_MISMATCH",
+            )
+        context = _Context(
+            chain=chain,
+            collateral=trusted,
+            tcb_level=tcb_info.matching_level(extension.tcb_components, extension.pcesvn),
+            validity=validity,
+            not_before=start,
+            not_after=end,
+            valid_until=datetime.fromtimestamp(end, UTC),
+        )
+        self._context_cache.put((collateral, certification_data), context)
+        return context
 
     def _verify_pck_chain(self, certification_data: bytes) -> _TrustedPckChain:
         chain = certs.load_chain(
