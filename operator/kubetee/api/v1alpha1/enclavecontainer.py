@@ -171,7 +171,8 @@ class EnclaveSettings(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.files.all(f, self.files.exists_one(g, g.path == f.path))",
+                    "rule": "!has(self.files) "
+                    "|| self.files.all(f, self.files.exists_one(g, g.path == f.path))",
                     "message": "enclave file paths must be unique",
                 }
             ]

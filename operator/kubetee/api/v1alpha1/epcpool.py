@@ -65,15 +65,12 @@ class EPCPoolSpec(ApiModel):
     )
     quotas: list[NamespaceQuota] = Field(
         default_factory=list,
-        max_length=256,
+        max_length=64,
         description="Optional per-namespace EPC quotas.",
+        # A list-map: the apiserver refuses a second quota for a namespace.
         json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.all(q, self.exists_one(r, r.namespace == q.namespace))",
-                    "message": "one quota per namespace",
-                }
-            ]
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["namespace"],
         },
     )
 

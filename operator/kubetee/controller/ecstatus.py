@@ -1,0 +1,154 @@
+"""Status of an EnclaveContainer, computed from what is observed, never remembered.
+
+Three conditions: ``Scheduled`` (every desired replica is bound to a node), ``Attested``
+(every replica's enclave passed attestation) and ``Ready``. When something blocks the
+replicas the reason says what: the spec (``InvalidSpec``), the pool (``PoolNotFound``),
+EPC (``InsufficientEPC``, with the free EPC of the pool in the message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from kubetee.api.quantity import format_mebibytes
+from kubetee.api.v1alpha1 import EnclaveContainerSpec, EnclaveContainerStatus, EPCStatus
+from kubetee.controller.accounting import FreeEPC
+from kubetee.controller.conditions import Observed, merge_conditions
+from kubetee.controller.deployment import serialized_selector
+from kubetee.controller.names import ENCLAVE_RESOURCE, EPC_RESOURCE
+from kubetee.controller.views import DeploymentView, PodView
+
+SCHEDULED = "Scheduled"
+ATTESTED = "Attested"
+READY = "Ready"
+
+# Reasons a user sees as warnings (Events of type Warning).
+WARNING_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "PoolNotFound",
+        "DeploymentConflict",
+        "InsufficientEPC",
+        "InsufficientEnclaveSlots",
+        "Unschedulable",
+        "EPCQuotaExceeded",
+        "ReplicaFailure",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Blocker:
+    """Why no replica can be run at all (a spec, pool or ownership problem)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything the status of one EnclaveContainer is computed from."""
+
+    name: str
+    generation: int
+    spec: EnclaveContainerSpec | None
+    pool: str
+    blocker: Blocker | None
+    pods: Sequence[PodView]
+    deployment: DeploymentView | None
+    free: FreeEPC
+
+
+def _scheduling(obs: Observation, desired: int, live: list[PodView]) -> Observed:
+    scheduled = sum(1 for pod in live if pod.scheduled)
+    stuck = [pod for pod in live if pod.unschedulable_message]
+    if stuck:
+        messages = [pod.unschedulable_message for pod in stuck]
+        head = f"{len(stuck)} of {desired} replicas cannot be scheduled"
+        if any(f"Insufficient {EPC_RESOURCE}" in m for m in messages) and obs.spec is not None:
+            where = f"pool {obs.pool}" if obs.pool else "the cluster"
+            free = obs.free
+            return Observed(
+                SCHEDULED,
+                "False",
+                "InsufficientEPC",
+                f"{head}: each needs {format_mebibytes(obs.spec.epc_mebibytes)} EPC and "
+                f"{where} has {format_mebibytes(free.total_mib)} free "
+                f"(at most {format_mebibytes(free.largest_mib)} on one node, "
+                f"{free.ready_nodes} of {free.nodes} nodes ready)",
+            )
+        if any(f"Insufficient {ENCLAVE_RESOURCE}" in m for m in messages):
+            return Observed(
+                SCHEDULED,
+                "False",
+                "InsufficientEnclaveSlots",
+                f"{head}: the nodes run as many enclaves as they can; {messages[0]}",
+            )
+        return Observed(SCHEDULED, "False", "Unschedulable", f"{head}: {messages[0]}")
+    failure = obs.deployment.replica_failure if obs.deployment else ""
+    if failure:
+        reason = "EPCQuotaExceeded" if "exceeded quota" in failure else "ReplicaFailure"
+        return Observed(SCHEDULED, "False", reason, failure)
+    counted = f"{scheduled} of {desired} replicas scheduled"
+    if scheduled >= desired:
+        return Observed(SCHEDULED, "True", "ReplicasScheduled", counted)
+    return Observed(SCHEDULED, "Unknown", "Scheduling", counted)
+
+
+def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Observed]:
+    if obs.blocker is not None:
+        reason, message = obs.blocker.reason, obs.blocker.message
+        return [
+            Observed(SCHEDULED, "False", reason, message),
+            Observed(ATTESTED, "False", reason, message),
+            Observed(READY, "False", reason, message),
+        ]
+    scheduled = _scheduling(obs, desired, live)
+    attested = sum(1 for pod in live if pod.attested)
+    ready = sum(1 for pod in live if pod.ready)
+    attested_condition = (
+        Observed(ATTESTED, "True", "ReplicasAttested", f"{attested} of {desired} replicas attested")
+        if attested >= desired
+        else Observed(
+            ATTESTED, "False", "AttestationPending", f"{attested} of {desired} replicas attested"
+        )
+    )
+    ready_message = f"{ready} of {desired} replicas ready"
+    if ready >= desired and len(live) == desired:
+        ready_condition = Observed(READY, "True", "ReplicasReady", ready_message)
+    elif scheduled.status == "False":
+        ready_condition = Observed(READY, "False", scheduled.reason, ready_message)
+    elif attested < desired:
+        ready_condition = Observed(READY, "False", "AttestationPending", ready_message)
+    else:
+        ready_condition = Observed(READY, "False", "ReplicasNotReady", ready_message)
+    return [scheduled, attested_condition, ready_condition]
+
+
+def compute_status(
+    obs: Observation, previous: EnclaveContainerStatus, now: datetime
+) -> EnclaveContainerStatus:
+    """The status to store; conditions keep their transition times from ``previous``."""
+    desired = obs.spec.replicas if obs.spec is not None and obs.blocker is None else 0
+    live = [pod for pod in obs.pods if not pod.terminated and not pod.terminating]
+    per_replica = obs.spec.epc_mebibytes if obs.spec is not None else 0
+    wanted = obs.spec.replicas if obs.spec is not None else 0
+    return EnclaveContainerStatus(
+        observed_generation=obs.generation,
+        replicas=len(live),
+        scheduled_replicas=sum(1 for pod in live if pod.scheduled),
+        ready_replicas=sum(1 for pod in live if pod.ready),
+        attested_replicas=sum(1 for pod in live if pod.attested),
+        selector=serialized_selector(obs.name),
+        pool=obs.pool,
+        epc=EPCStatus(
+            per_replica=format_mebibytes(per_replica),
+            requested=format_mebibytes(per_replica * wanted),
+            allocated=format_mebibytes(sum(pod.epc_mib for pod in obs.pods if pod.holds_epc)),
+        ),
+        conditions=merge_conditions(
+            previous.conditions, _conditions(obs, desired, live), obs.generation, now
+        ),
+    )

@@ -1,0 +1,217 @@
+"""The few fields of each watched object the operator decides on, read once per event.
+
+kopf hands raw bodies to the indexes; each is reduced here to a small frozen view, so
+the indexes hold little memory and the decisions never dig through raw dicts.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubetee.controller.names import (
+    ATTESTED_CONDITION,
+    EC_LABEL,
+    ENCLAVE_RESOURCE,
+    EPC_RESOURCE,
+    SPEC_HASH_ANNOTATION,
+)
+
+Body = Mapping[str, Any]
+
+_TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _int_quantity(value: Any) -> int:
+    """An extended resource's count (``"128"``); anything else counts as none."""
+    try:
+        return max(int(str(value)), 0)
+    except ValueError:
+        return 0
+
+
+def _condition(conditions: Any, type_: str) -> Mapping[str, Any] | None:
+    for condition in conditions or ():
+        if condition.get("type") == type_:
+            found: Mapping[str, Any] = condition
+            return found
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """A node as the EPC accounting sees it."""
+
+    name: str
+    labels: Mapping[str, str]
+    ready: bool
+    unschedulable: bool
+    capacity_mib: int
+    allocatable_mib: int
+    enclave_slots: int
+
+    def matches(self, selector: Mapping[str, str]) -> bool:
+        """Whether the node carries every label of ``selector``."""
+        return all(self.labels.get(key) == value for key, value in selector.items())
+
+
+def node_view(body: Body) -> NodeView:
+    status = body.get("status") or {}
+    capacity = status.get("capacity") or {}
+    allocatable = status.get("allocatable") or {}
+    ready = _condition(status.get("conditions"), "Ready")
+    return NodeView(
+        name=body["metadata"]["name"],
+        labels=dict(body["metadata"].get("labels") or {}),
+        ready=ready is not None and ready.get("status") == "True",
+        unschedulable=bool((body.get("spec") or {}).get("unschedulable")),
+        capacity_mib=_int_quantity(capacity.get(EPC_RESOURCE, 0)),
+        allocatable_mib=_int_quantity(allocatable.get(EPC_RESOURCE, 0)),
+        enclave_slots=_int_quantity(allocatable.get(ENCLAVE_RESOURCE, 0)),
+    )
+
+
+def _container_request(container: Mapping[str, Any], resource: str) -> int:
+    resources = container.get("resources") or {}
+    # Extended resources need requests == limits; a limit alone implies the request.
+    for part in ("requests", "limits"):
+        value = (resources.get(part) or {}).get(resource)
+        if value is not None:
+            return _int_quantity(value)
+    return 0
+
+
+def pod_request(spec: Mapping[str, Any], resource: str) -> int:
+    """What the scheduler counts of ``resource`` for a pod.
+
+    Containers and native sidecars (restartable init containers) run together and add
+    up; an ordinary init container runs alone first, so only the largest one matters.
+    """
+    running = sum(_container_request(c, resource) for c in spec.get("containers") or ())
+    largest_init = 0
+    for init in spec.get("initContainers") or ():
+        if init.get("restartPolicy") == "Always":
+            running += _container_request(init, resource)
+        else:
+            largest_init = max(largest_init, running + _container_request(init, resource))
+    return max(running, largest_init)
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """A pod: where it is bound, what EPC it holds, how far its replica got."""
+
+    namespace: str
+    name: str
+    node: str
+    epc_mib: int
+    enclaves: int
+    terminated: bool
+    terminating: bool
+    enclave_container: str
+    scheduled: bool
+    unschedulable_message: str
+    ready: bool
+    attested: bool
+    template_hash: str
+
+    @property
+    def holds_epc(self) -> bool:
+        """Bound, not terminated, and requesting EPC: counted in its node's allocation."""
+        return bool(self.node) and not self.terminated and self.epc_mib > 0
+
+
+def pod_view(body: Body) -> PodView:
+    metadata = body["metadata"]
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    conditions = status.get("conditions")
+    scheduled = _condition(conditions, "PodScheduled")
+    ready = _condition(conditions, "Ready")
+    attested = _condition(conditions, ATTESTED_CONDITION)
+    labels = metadata.get("labels") or {}
+    unschedulable = (
+        scheduled is not None
+        and scheduled.get("status") == "False"
+        and scheduled.get("reason") == "Unschedulable"
+    )
+    return PodView(
+        namespace=metadata.get("namespace", ""),
+        name=metadata["name"],
+        node=spec.get("nodeName") or "",
+        epc_mib=pod_request(spec, EPC_RESOURCE),
+        enclaves=pod_request(spec, ENCLAVE_RESOURCE),
+        terminated=status.get("phase") in _TERMINAL_PHASES,
+        terminating=metadata.get("deletionTimestamp") is not None,
+        enclave_container=labels.get(EC_LABEL, ""),
+        scheduled=bool(spec.get("nodeName")),
+        unschedulable_message=(scheduled or {}).get("message", "") if unschedulable else "",
+        ready=ready is not None and ready.get("status") == "True",
+        attested=attested is not None and attested.get("status") == "True",
+        template_hash=labels.get("pod-template-hash", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentView:
+    """The owned Deployment of an EnclaveContainer, as last seen."""
+
+    namespace: str
+    name: str
+    controller_uid: str
+    spec_hash: str
+    generation: int
+    observed_generation: int
+    replicas: int
+    updated_replicas: int
+    replica_failure: str
+
+
+def deployment_view(body: Body) -> DeploymentView:
+    metadata = body["metadata"]
+    status = body.get("status") or {}
+    controller: Mapping[str, Any] = next(
+        (ref for ref in metadata.get("ownerReferences") or () if ref.get("controller")), {}
+    )
+    failure = _condition(status.get("conditions"), "ReplicaFailure")
+    return DeploymentView(
+        namespace=metadata.get("namespace", ""),
+        name=metadata["name"],
+        controller_uid=controller.get("uid", ""),
+        spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION, ""),
+        generation=int(metadata.get("generation") or 0),
+        observed_generation=int(status.get("observedGeneration") or 0),
+        replicas=int(status.get("replicas") or 0),
+        updated_replicas=int(status.get("updatedReplicas") or 0),
+        replica_failure=(failure or {}).get("message", "")
+        if (failure or {}).get("status") == "True"
+        else "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceView:
+    """A KubeTEE custom resource: identity, raw spec (validated later) and stored status."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any] = field(default_factory=dict)
+    deleting: bool = False
+
+
+def resource_view(body: Body) -> ResourceView:
+    metadata = body["metadata"]
+    return ResourceView(
+        namespace=metadata.get("namespace") or "",
+        name=metadata["name"],
+        uid=metadata.get("uid", ""),
+        generation=int(metadata.get("generation") or 0),
+        spec=copy.deepcopy(dict(body.get("spec") or {})),
+        status=copy.deepcopy(dict(body.get("status") or {})),
+        deleting=metadata.get("deletionTimestamp") is not None,
+    )

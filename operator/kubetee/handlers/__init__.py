@@ -1,0 +1,15 @@
+"""kopf registration only: indexes, watch-event handlers, startup and cleanup.
+
+Importing this package registers every handler in kopf's default registry. The
+handlers turn raw bodies into views (``kubetee.controller.views``) and hand them to
+the running ``OperatorRuntime``; all decisions are made there and below.
+
+Modules:
+    lifecycle         startup (kopf settings, API client, runtime) and cleanup
+    enclavecontainer  EnclaveContainers, their Deployments and their pods
+    epcpool           EPCPools, nodes, and every pod that holds EPC
+"""
+
+from kubetee.handlers import enclavecontainer, epcpool, lifecycle
+
+__all__ = ["enclavecontainer", "epcpool", "lifecycle"]

@@ -1,0 +1,56 @@
+"""EnclaveContainers, their owned Deployments and their pods: indexes and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from kubetee.controller.names import EC_LABEL, EC_PLURAL, GROUP
+from kubetee.controller.views import (
+    DeploymentView,
+    PodView,
+    ResourceView,
+    deployment_view,
+    pod_view,
+    resource_view,
+)
+from kubetee.handlers.lifecycle import runtime_of
+from kubetee.reconcile.caches import ObjectKey
+
+_VERSION = "v1alpha1"
+_OWNED = {EC_LABEL: kopf.PRESENT}
+
+
+@kopf.index(GROUP, _VERSION, EC_PLURAL, id="ec_index")
+async def ec_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[ObjectKey, ResourceView]:
+    return {(namespace or "", name): resource_view(body)}
+
+
+@kopf.on.event(GROUP, _VERSION, EC_PLURAL)
+async def ec_event(
+    body: kopf.Body, type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+) -> None:
+    view = None if type == "DELETED" else resource_view(body)
+    runtime_of(memo).enclave_container_changed(view, (namespace or "", name))
+
+
+@kopf.index("apps", "v1", "deployments", labels=_OWNED, id="deployment_index")
+async def deployment_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[ObjectKey, DeploymentView]:
+    return {(namespace or "", name): deployment_view(body)}
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
+async def deployment_event(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
+    runtime_of(memo).deployment_changed(deployment_view(body), deleted=type == "DELETED")
+
+
+@kopf.index("", "v1", "pods", labels=_OWNED, id="replica_index")
+async def replica_index(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> dict[ObjectKey, PodView]:
+    return {(namespace or "", labels[EC_LABEL]): pod_view(body)}

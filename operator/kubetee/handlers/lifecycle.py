@@ -1,0 +1,69 @@
+"""Operator startup and cleanup: kopf's settings, the API client, the runtime."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from kubetee.controller.names import GROUP
+from kubetee.k8s.client import connect
+from kubetee.k8s.writes import KubeWriter
+from kubetee.reconcile.caches import Caches
+from kubetee.reconcile.runtime import OperatorRuntime
+from kubetee.settings import OperatorSettings, load_settings
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Keep kopf's own marks under kubetee.io and its Events for problems only."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    # The operator posts its own Events with CamelCase reasons; kopf's per-handler
+    # "succeeded" Events would double the API traffic for nothing a user needs.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+
+
+def runtime_of(memo: kopf.Memo) -> OperatorRuntime:
+    """The runtime the startup handler put into kopf's memo."""
+    runtime: OperatorRuntime = memo["runtime"]
+    return runtime
+
+
+@kopf.on.startup()
+async def start(
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    configure_kopf(settings)
+    operator_settings: OperatorSettings = memo.get("settings") or load_settings()
+    api_client = await connect()
+    # kopf hands every handler its indexes by id; these are the live objects it updates.
+    caches = Caches(
+        enclave_containers=kwargs["ec_index"],
+        replicas=kwargs["replica_index"],
+        deployments=kwargs["deployment_index"],
+        pools=kwargs["pool_index"],
+        nodes=kwargs["node_index"],
+        pods_by_node=kwargs["pod_node_index"],
+    )
+    runtime = OperatorRuntime(caches, KubeWriter(api_client), operator_settings)
+    runtime.start()
+    memo["runtime"] = runtime
+    memo["api_client"] = api_client
+    logger.info("KubeTEE operator started")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: OperatorRuntime | None = memo.get("runtime")
+    if runtime is not None:
+        await runtime.stop()
+    api_client = memo.get("api_client")
+    if api_client is not None:
+        await api_client.close()

@@ -1,0 +1,217 @@
+"""Reconciling one EnclaveContainer: its Deployment, then its status.
+
+Level-triggered and idempotent: every run looks at the whole current state (from the
+caches) and converges, so a restart in the middle loses nothing (kopf lists every
+object again) and creates nothing twice (the Deployment is applied server-side under
+a fixed name).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+
+from kubetee.api.v1alpha1 import (
+    API_VERSION,
+    EnclaveContainerSpec,
+    EnclaveContainerStatus,
+    EPCPoolSpec,
+)
+from kubetee.api.v1alpha1.enclavecontainer import status_from_body
+from kubetee.api.validation import describe
+from kubetee.controller import accounting
+from kubetee.controller.conditions import transitions
+from kubetee.controller.deployment import Owner, Placement, build_deployment
+from kubetee.controller.ecstatus import WARNING_REASONS, Blocker, Observation, compute_status
+from kubetee.controller.names import EC_PLURAL, SPEC_HASH_ANNOTATION
+from kubetee.controller.sidecar import RuntimeSettings
+from kubetee.controller.views import ResourceView
+from kubetee.k8s.errors import ApiRefusedError
+from kubetee.k8s.writes import ObjectRef, Writer
+from kubetee.reconcile.caches import Caches, ObjectKey, one
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Operator-wide choices for every EnclaveContainer."""
+
+    runtime: RuntimeSettings
+    scheduler_name: str
+
+
+class EnclaveContainerReconciler:
+    """Converges one EnclaveContainer at a time; keys are (namespace, name)."""
+
+    def __init__(
+        self,
+        caches: Caches,
+        writer: Writer,
+        defaults: Defaults,
+        pool_free: Callable[[str], accounting.FreeEPC | None],
+        clock: Clock = utcnow,
+    ) -> None:
+        self._caches = caches
+        self._writer = writer
+        self._defaults = defaults
+        self._pool_free = pool_free
+        self._clock = clock
+        # What this process wrote last, by key: (uid, value). The caches catch up a
+        # moment later; these keep a quick second event from writing it again.
+        self._applied: dict[ObjectKey, tuple[str, str]] = {}
+        self._refused: dict[ObjectKey, tuple[str, str, str]] = {}
+        self._written: dict[ObjectKey, tuple[str, EnclaveContainerStatus]] = {}
+
+    def deployment_deleted(self, key: ObjectKey) -> None:
+        """Forget the applied hash: the next run must create the Deployment again."""
+        self._applied.pop(key, None)
+
+    async def reconcile(self, key: ObjectKey) -> None:
+        view = one(self._caches.enclave_containers, key)
+        if view is None:
+            for memory in (self._applied, self._refused, self._written):
+                memory.pop(key, None)
+            return
+        if view.deleting:
+            return  # the garbage collector removes the Deployment through owner references
+        spec, blocker = self._parse(view)
+        placement: Placement | None = None
+        if spec is not None and blocker is None:
+            placement, blocker = self._placement(spec)
+        if spec is not None and placement is not None and blocker is None:
+            blocker = await self._apply(key, view, spec, placement)
+        await self._write_status(key, view, spec, placement, blocker)
+
+    def _parse(self, view: ResourceView) -> tuple[EnclaveContainerSpec | None, Blocker | None]:
+        try:
+            return EnclaveContainerSpec.model_validate(view.spec), None
+        except ValidationError as error:
+            return None, Blocker("InvalidSpec", f"spec is invalid: {describe(error)}")
+
+    def _placement(self, spec: EnclaveContainerSpec) -> tuple[Placement | None, Blocker | None]:
+        if spec.pool_ref is None:
+            return Placement.anywhere(self._defaults.scheduler_name), None
+        name = spec.pool_ref.name
+        pool = one(self._caches.pools, name)
+        if pool is None:
+            return None, Blocker(
+                "PoolNotFound",
+                f"EPCPool {name!r} does not exist: create it or change spec.poolRef.name",
+            )
+        try:
+            pool_spec = EPCPoolSpec.model_validate(pool.spec)
+        except ValidationError as error:
+            return None, Blocker(
+                "PoolNotFound", f"EPCPool {name!r} has an invalid spec: {describe(error)}"
+            )
+        return Placement.of_pool(name, pool_spec), None
+
+    async def _apply(
+        self,
+        key: ObjectKey,
+        view: ResourceView,
+        spec: EnclaveContainerSpec,
+        placement: Placement,
+    ) -> Blocker | None:
+        deployment = one(self._caches.deployments, key)
+        if deployment is not None and deployment.controller_uid != view.uid:
+            return Blocker(
+                "DeploymentConflict",
+                f"Deployment {view.name!r} exists and is not owned by this EnclaveContainer: "
+                "delete it or rename the EnclaveContainer",
+            )
+        owner = Owner(view.namespace, view.name, view.uid)
+        manifest = build_deployment(owner, spec, placement, self._defaults.runtime)
+        digest = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        refused = self._refused.get(key)
+        if refused is not None and refused[:2] == (view.uid, digest):
+            return Blocker("InvalidSpec", refused[2])
+        if deployment is not None and deployment.spec_hash == digest:
+            return None
+        if deployment is not None and self._applied.get(key) == (view.uid, digest):
+            return None  # applied a moment ago; the watch has not caught up yet
+        try:
+            await self._writer.apply_deployment(manifest)
+        except ApiRefusedError as error:
+            message = f"the Deployment for spec.template was refused: {error}"
+            self._refused[key] = (view.uid, digest, message)
+            return Blocker("InvalidSpec", message)
+        self._refused.pop(key, None)
+        self._applied[key] = (view.uid, digest)
+        created = deployment is None
+        await self._event(
+            view,
+            "Normal",
+            "DeploymentCreated" if created else "DeploymentUpdated",
+            f"{'Created' if created else 'Updated'} Deployment {view.name} "
+            f"({spec.replicas} replicas of {spec.epc} EPC)",
+        )
+        return None
+
+    def _free(self, placement: Placement | None) -> accounting.FreeEPC:
+        if placement is not None and placement.pool:
+            cached = self._pool_free(placement.pool)
+            if cached is not None:
+                return cached
+        selector = placement.node_selector if placement and placement.pool else None
+        nodes = accounting.select_nodes(self._caches.all_nodes(), selector)
+        return accounting.free_epc(accounting.account(nodes, self._caches.pods_on))
+
+    async def _write_status(
+        self,
+        key: ObjectKey,
+        view: ResourceView,
+        spec: EnclaveContainerSpec | None,
+        placement: Placement | None,
+        blocker: Blocker | None,
+    ) -> None:
+        pods = list(self._caches.replicas.get(key, ()))
+        needs_free = any(pod.unschedulable_message for pod in pods)
+        observation = Observation(
+            name=view.name,
+            generation=view.generation,
+            spec=spec,
+            pool=spec.pool_ref.name if spec is not None and spec.pool_ref else "",
+            blocker=blocker,
+            pods=pods,
+            deployment=one(self._caches.deployments, key),
+            free=self._free(placement) if needs_free else accounting.FreeEPC(0, 0, 0, 0),
+        )
+        written = self._written.get(key)
+        previous = (
+            written[1]
+            if written is not None and written[0] == view.uid
+            else status_from_body(view.status)
+        )
+        status = compute_status(observation, previous, self._clock())
+        if status == previous:
+            return
+        await self._writer.patch_status(
+            EC_PLURAL, view.namespace, view.name, status.model_dump(mode="json")
+        )
+        self._written[key] = (view.uid, status)
+        for condition in transitions(previous.conditions, status.conditions):
+            if condition.reason in WARNING_REASONS:
+                await self._event(view, "Warning", condition.reason, condition.message)
+            elif condition.status == "True":
+                await self._event(view, "Normal", condition.reason, condition.message)
+
+    async def _event(self, view: ResourceView, type_: str, reason: str, message: str) -> None:
+        ref = ObjectRef(API_VERSION, "EnclaveContainer", view.name, view.namespace, view.uid)
+        try:
+            await self._writer.post_event(ref, type_, reason, message)
+        except Exception as error:
+            logger.warning(
+                "could not post Event %s for %s/%s: %s", reason, view.namespace, view.name, error
+            )

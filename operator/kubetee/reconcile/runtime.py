@@ -1,0 +1,97 @@
+"""The running operator: two reconcilers behind two work queues, fed by watch events.
+
+The kopf handlers call the ``*_changed`` methods with small views of what changed;
+this decides which objects to reconcile and when. Nothing here talks to kopf.
+"""
+
+from __future__ import annotations
+
+from kubetee.controller.sidecar import RuntimeSettings
+from kubetee.controller.views import DeploymentView, NodeView, PodView, ResourceView
+from kubetee.k8s.writes import Writer
+from kubetee.reconcile.caches import Caches, ObjectKey
+from kubetee.reconcile.enclavecontainers import Defaults, EnclaveContainerReconciler
+from kubetee.reconcile.epcpools import EPCPoolReconciler
+from kubetee.reconcile.queue import WorkQueue
+from kubetee.settings import OperatorSettings
+
+# Pools are few and their reconcile is cheap; two workers keep one slow write from
+# holding the others back.
+_POOL_WORKERS = 2
+
+
+class OperatorRuntime:
+    """Reconcilers, their queues, and the routing of events to keys."""
+
+    def __init__(self, caches: Caches, writer: Writer, settings: OperatorSettings) -> None:
+        self._caches = caches
+        self._status_delay = settings.status_delay
+        self.pools = EPCPoolReconciler(caches, writer, self._queue_enclave_container)
+        self.enclave_containers = EnclaveContainerReconciler(
+            caches,
+            writer,
+            Defaults(
+                RuntimeSettings(settings.runtime_image, settings.attestation_url),
+                settings.default_scheduler,
+            ),
+            self.pools.free,
+        )
+        self.ec_queue: WorkQueue[ObjectKey] = WorkQueue(
+            "enclavecontainer",
+            self.enclave_containers.reconcile,
+            delay=settings.status_delay,
+            workers=settings.workers,
+        )
+        self.pool_queue: WorkQueue[str] = WorkQueue(
+            "epcpool", self.pools.reconcile, delay=settings.pool_delay, workers=_POOL_WORKERS
+        )
+        self._generations: dict[ObjectKey, tuple[str, int]] = {}
+
+    def start(self) -> None:
+        self.ec_queue.start()
+        self.pool_queue.start()
+
+    async def stop(self) -> None:
+        await self.ec_queue.stop()
+        await self.pool_queue.stop()
+
+    def _queue_enclave_container(self, key: ObjectKey) -> None:
+        self.ec_queue.add(key)
+
+    def _queue_all_pools(self) -> None:
+        for name in self._caches.pools:
+            self.pool_queue.add(name)
+
+    def enclave_container_changed(self, view: ResourceView | None, key: ObjectKey) -> None:
+        """An EnclaveContainer was listed, changed or deleted (``view`` None)."""
+        if view is None:
+            self._generations.pop(key, None)
+            self.ec_queue.add(key, after=0)
+            return
+        seen = (view.uid, view.generation)
+        if self._generations.get(key) == seen:
+            return  # only its status (our own write) or metadata changed
+        self._generations[key] = seen
+        self.ec_queue.add(key, after=0)
+
+    def pod_changed(self, pod: PodView) -> None:
+        """A pod changed: its EnclaveContainer's status, its pool's accounting."""
+        if pod.enclave_container:
+            self.ec_queue.add((pod.namespace, pod.enclave_container))
+        if pod.epc_mib > 0 and pod.node:
+            self._queue_all_pools()
+
+    def deployment_changed(self, deployment: DeploymentView, deleted: bool) -> None:
+        key = (deployment.namespace, deployment.name)
+        if deleted:
+            self.enclave_containers.deployment_deleted(key)
+            self.ec_queue.add(key, after=0)
+        else:
+            self.ec_queue.add(key)
+
+    def node_changed(self, node: NodeView) -> None:
+        del node  # any node may join or leave any pool by its labels
+        self._queue_all_pools()
+
+    def pool_changed(self, name: str) -> None:
+        self.pool_queue.add(name, after=0)
