@@ -1,0 +1,223 @@
+"""The protocol's building blocks: runtime-data hash, JWE, sessions, nonce ledger."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import aiohttp
+import pytest
+
+from enclave_runtime.kbs_protocol import (
+    JweResponse,
+    KbsProtocolError,
+    RuntimeData,
+    TeeKeyPair,
+    TeePubKey,
+    decrypt_response,
+    encrypt_to_tee_key,
+    report_data_for,
+)
+from enclave_runtime.kbs_protocol.runtime_data import canonical_runtime_data
+from kubetee.attestation_service.errors import (
+    AttestationExpiredError,
+    NonceExpiredError,
+    NonceReplayedError,
+    SessionMissingError,
+)
+from kubetee.attestation_service.replay import MemoryNonceLedger, nonce_id
+from kubetee.attestation_service.sessions import AttestedSession, PodRef, SessionSigner
+
+from .conftest import Stack
+
+KEY = TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x="eA", y="eQ")
+POD = PodRef("shop", "payments-1", "uid-1")
+
+
+def test_runtime_data_is_hashed_in_rfc8785_canonical_form() -> None:
+    data = RuntimeData(nonce="bm9uY2U=", tee_pubkey=KEY)
+
+    canonical = canonical_runtime_data(data)
+
+    assert canonical == (
+        b'{"additional-evidence":"","nonce":"bm9uY2U=","tee-pubkey":'
+        b'{"alg":"ECDH-ES+A256KW","crv":"P-256","kty":"EC","x":"eA","y":"eQ"}}'
+    )
+    report_data = report_data_for(data)
+    assert len(report_data) == 64
+    assert report_data[:48] == hashlib.sha384(canonical).digest()
+    assert report_data[48:] == bytes(16)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        RuntimeData(nonce="b3RoZXI=", tee_pubkey=KEY),
+        RuntimeData(nonce="bm9uY2U=", tee_pubkey=KEY.model_copy(update={"x": "eB"})),
+    ],
+)
+def test_report_data_changes_with_nonce_and_key(other: RuntimeData) -> None:
+    data = RuntimeData(nonce="bm9uY2U=", tee_pubkey=KEY)
+    assert report_data_for(other) != report_data_for(data)
+    assert report_data_for(data, "x") != report_data_for(data)
+
+
+def test_runtime_data_parses_from_the_wire_names() -> None:
+    wire = {"nonce": "n", "tee-pubkey": KEY.to_wire()}
+    assert RuntimeData.model_validate(wire).tee_pubkey == KEY
+    with pytest.raises(ValueError, match=r"tee_pubkey|tee-pubkey"):
+        RuntimeData.model_validate({"nonce": "n", "tee-pubkey": {**KEY.to_wire(), "kty": "RSA"}})
+
+
+@pytest.mark.parametrize("curve", ["P-256", "P-384"])
+def test_jwe_round_trip_to_the_tee_key(curve: str) -> None:
+    key = TeeKeyPair.generate(curve)  # type: ignore[arg-type]
+
+    response = encrypt_to_tee_key(b"top secret", key.public_jwk())
+
+    header = json.loads(base64.urlsafe_b64decode(response.protected + "=="))
+    assert (header["alg"], header["enc"], header["epk"]["crv"]) == (
+        "ECDH-ES+A256KW",
+        "A256GCM",
+        curve,
+    )
+    assert b"top secret" not in response.model_dump_json().encode()
+    assert decrypt_response(response, key) == b"top secret"
+
+
+def test_jwe_for_another_key_or_tampered_does_not_decrypt() -> None:
+    key = TeeKeyPair.generate()
+    response = encrypt_to_tee_key(b"top secret", key.public_jwk())
+    tampered = JweResponse(**{**response.to_wire(), "ciphertext": "AAAA" + response.ciphertext[4:]})
+
+    with pytest.raises(KbsProtocolError, match="does not decrypt"):
+        decrypt_response(response, TeeKeyPair.generate())
+    with pytest.raises(KbsProtocolError, match="does not decrypt"):
+        decrypt_response(tampered, key)
+
+
+def test_point_off_the_curve_is_refused() -> None:
+    with pytest.raises(KbsProtocolError, match="not a valid EC public key"):
+        encrypt_to_tee_key(b"x", KEY)
+
+
+def test_key_pair_repr_hides_the_private_key() -> None:
+    key = TeeKeyPair.generate()
+    assert key.private_key.as_dict(private=True)["d"] not in repr(key)
+
+
+def signer(master: bytes = b"k" * 32) -> SessionSigner:
+    return SessionSigner(master, nonce_ttl_seconds=60, token_ttl_seconds=300)
+
+
+def test_challenge_round_trip_and_expiry() -> None:
+    session, cookie = signer().new_challenge(POD, now=1000)
+
+    read = signer().read_challenge(cookie)
+
+    assert (read.nonce, read.pod, read.expires_at) == (session.nonce, POD, 1060)
+    assert len(base64.b64decode(read.nonce)) == 32
+    signer().check_fresh(read, now=1059)
+    with pytest.raises(NonceExpiredError):
+        signer().check_fresh(read, now=1060)
+
+
+def test_nonces_are_fresh() -> None:
+    nonces = {signer().new_challenge(POD, now=1000)[0].nonce for _ in range(50)}
+    assert len(nonces) == 50
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [None, "", "not-a-jwt", signer(b"o" * 32).new_challenge(POD, now=1000)[1]],
+)
+def test_missing_or_foreign_challenge_is_refused(cookie: str | None) -> None:
+    with pytest.raises(SessionMissingError):
+        signer().read_challenge(cookie)
+
+
+def test_challenge_and_attested_tokens_are_not_interchangeable() -> None:
+    _, challenge = signer().new_challenge(POD, now=1000)
+    attested = AttestedSession(POD, "payments", "p0", KEY, expires_at=1300)
+    token = signer().issue_token(attested, now=1000)
+
+    assert signer().read_token(token, now=1299) == attested
+    with pytest.raises(AttestationExpiredError):
+        signer().read_token(token, now=1300)
+    with pytest.raises(SessionMissingError):
+        signer().read_token(challenge, now=1000)
+    with pytest.raises(SessionMissingError):
+        signer().read_challenge(token)
+
+
+def test_short_session_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        signer(b"short")
+
+
+async def test_nonce_ledger_refuses_a_second_claim_and_forgets_expired_ones() -> None:
+    ledger = MemoryNonceLedger()
+    await ledger.claim("n1", expires_at=100)
+    await ledger.claim("n2", expires_at=200)
+
+    with pytest.raises(NonceReplayedError):
+        await ledger.claim("n1", expires_at=100)
+    assert ledger.collect_expired(now=150) == 1
+    assert nonce_id("n1") != nonce_id("n2")
+    assert len(nonce_id("n1")) == 40
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        (b"{not json", "malformed Request"),
+        (b'{"version": "0.1.0", "tee": "sgx", "extra-params": ""}', "version '0.1.0'"),
+        (b'{"version": "0.4.0", "tee": "tdx", "extra-params": ""}', "TEE 'tdx'"),
+        (b'{"version": "0.4.0", "tee": "sgx", "extra-params": ""}', "must name the attesting pod"),
+    ],
+)
+async def test_bad_auth_requests_get_problem_details(
+    stack: Stack, body: bytes, detail: str
+) -> None:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{stack.base_url}/kbs/v0/auth",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            ssl=stack.client_context(),
+        ) as response,
+    ):
+        problem = await response.json()
+    assert response.status == 400
+    assert problem["type"] == "https://kubetee.io/kbs/errors/BadRequest"
+    assert detail in problem["detail"]
+
+
+async def test_malformed_evidence_is_a_bad_request(stack: Stack) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            f"{stack.base_url}/kbs/v0/auth",
+            json={
+                "version": "0.4.0",
+                "tee": "sgx",
+                "extra-params": {"kubetee.io/pod": POD.to_claim()},
+            },
+            ssl=stack.client_context(),
+        ) as response:
+            nonce = (await response.json())["nonce"]
+        async with http.post(
+            f"{stack.base_url}/kbs/v0/attest",
+            json={
+                "runtime-data": {
+                    "nonce": nonce,
+                    "tee-pubkey": TeeKeyPair.generate().public_jwk().to_wire(),
+                },
+                "tee-evidence": {"primary_evidence": {"quote": "%%%"}, "additional_evidence": ""},
+            },
+            ssl=stack.client_context(),
+        ) as response:
+            problem = await response.json()
+    assert response.status == 400
+    assert "primary_evidence" in problem["detail"]

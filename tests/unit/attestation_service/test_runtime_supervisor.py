@@ -1,0 +1,94 @@
+"""The runtime's life against the real protocol stack: start, re-attest, fail, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import stat
+
+import pytest
+
+from enclave_runtime.runtime.delivery import ENV_FILE
+from enclave_runtime.runtime.probe import probe
+from enclave_runtime.runtime.supervisor import Supervisor
+
+from .conftest import API_KEY_VALUE, SECRET_VALUE, Stack, identity
+
+
+async def _until(predicate: object, within: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():  # type: ignore[operator]
+        assert loop.time() < deadline, "condition never held"
+        await asyncio.sleep(0.02)
+
+
+def _supervisor(stack: Stack, node: str = "node-a", **config: object) -> Supervisor:
+    pod = stack.add_pod("payments-1", node)
+    settings = stack.runtime_settings(pod, node, **config)
+    return Supervisor(settings, identity(settings), stack.quoting(node), stack.client_context())
+
+
+async def test_runtime_delivers_marks_started_reattests_and_cleans_up(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    supervisor = _supervisor(stack)
+    secrets_dir = supervisor.settings.delivery_dir
+    running = asyncio.create_task(supervisor.run())
+
+    await _until(lambda: probe(secrets_dir)[0])
+    assert (secrets_dir / "db").read_bytes() == SECRET_VALUE
+    assert stat.S_IMODE((secrets_dir / "db").stat().st_mode) == 0o400
+    assert API_KEY_VALUE.decode() in (secrets_dir / ENV_FILE).read_text()
+
+    supervisor.request_reattestation()
+    await _until(lambda: supervisor.rounds == 2)
+    supervisor.request_stop()
+
+    assert await running == 0
+    assert not probe(secrets_dir)[0]
+    assert not (secrets_dir / "db").exists()
+    assert SECRET_VALUE.decode(errors="replace") not in caplog.text
+    assert API_KEY_VALUE.decode() not in caplog.text
+    assert "delivered 2 secret(s): api, db" in caplog.text
+
+
+async def test_refused_runtime_exits_3_with_the_reason_and_delivers_nothing(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack.set_policy(allowDebug=False)
+    supervisor = _supervisor(stack, debug=True)
+
+    code = await supervisor.run()
+
+    assert code == 3
+    assert "DebugEnclaveRejected" in caplog.text
+    assert not probe(supervisor.settings.delivery_dir)[0]
+    assert not (supervisor.settings.delivery_dir / "db").exists()
+
+
+async def test_reattestation_under_a_stricter_policy_withdraws_the_secrets(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor = _supervisor(stack)
+    secrets_dir = supervisor.settings.delivery_dir
+    running = asyncio.create_task(supervisor.run())
+    await _until(lambda: probe(secrets_dir)[0])
+
+    stack.set_policy(minIsvSvn=4)
+    supervisor.request_reattestation()
+
+    assert await asyncio.wait_for(running, 10) == 3
+    assert "IsvSvnTooLow" in caplog.text
+    assert not probe(secrets_dir)[0]
+    assert not (secrets_dir / "db").exists()
+    assert not (secrets_dir / ENV_FILE).exists()
+
+
+async def test_unreachable_quoting_service_ends_with_exit_4(stack: Stack) -> None:
+    supervisor = _supervisor(stack)
+    supervisor.quoting.socket_path = stack.workdir / "absent.sock"
+    supervisor.settings.attest_timeout_seconds = 1.5
+
+    assert await supervisor.run() == 4
