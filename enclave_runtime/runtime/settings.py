@@ -8,7 +8,8 @@ From the operator's pod template:
   ``threads``, ``isvProdId``, ``isvSvn``, ``files`` ({path, content} or {path,
   mountedAt}), ``secrets`` ({name, file} or {name, env}; never values), ``secretsDir``;
 * ``KUBETEE_POD_NAME``, ``KUBETEE_POD_UID`` (downward API);
-* ``KUBETEE_ATTESTATION_URL`` and ``KUBETEE_ATTESTATION_CA`` (the service's CA bundle).
+* ``KUBETEE_ATTESTATION_URL`` and ``KUBETEE_ATTESTATION_CA`` (the service's CA bundle);
+* ``KUBETEE_PODINFO_DIR``: a downward API volume with the pod's ``annotations``.
 
 From the device plugin's Allocate: ``KUBETEE_QUOTING_SOCKET`` (and ``KUBETEE_EPC_MIB``).
 
@@ -84,6 +85,7 @@ class RuntimeSettings(BaseSettings):
     secrets_dir: Path | None = None
     enclave_files_dir: Path | None = None
     state_dir: Path | None = None
+    podinfo_dir: Path | None = None
     signer_key: Path | None = None
     reattest_interval_seconds: float = Field(default=300.0, gt=0)
     attest_timeout_seconds: float = Field(default=120.0, gt=0)

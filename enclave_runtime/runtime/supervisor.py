@@ -7,6 +7,8 @@
   wipes the delivered secrets, withdraws the started marker and exits 3; an
   unreachable service is retried at the next interval (the attestation's validity
   at the service runs out meanwhile, and the operator acts on that).
+* Re-attestation on request: SIGHUP, or a changed ``kubetee.io/reattest-requested``
+  annotation in the downward API file (``KUBETEE_PODINFO_DIR``), see :mod:`.requests`.
 * SIGTERM/SIGINT: wipe the secrets and exit 0.
 """
 
@@ -31,6 +33,7 @@ from enclave_runtime.runtime.errors import (
     AttestationUnavailableError,
     RuntimeFailure,
 )
+from enclave_runtime.runtime.requests import watch_requests
 from enclave_runtime.runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -69,6 +72,20 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.request_reattestation)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        watcher = None
+        if self.settings.podinfo_dir is not None:
+            watcher = asyncio.create_task(
+                watch_requests(self.settings.podinfo_dir, lambda _: self.request_reattestation())
+            )
+        try:
+            return await self._run()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    async def _run(self) -> int:
         try:
             await self._attest(deadline=time.monotonic() + self.settings.attest_timeout_seconds)
             while not self._stop.is_set():
@@ -88,7 +105,7 @@ class Supervisor:
         return 0
 
     async def _wait_for_next_round(self) -> None:
-        self._wake.clear()
+        # A request that came during the last round is not lost: the wait ends at once.
         waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, self._stop)]
         try:
             await asyncio.wait(
@@ -99,6 +116,7 @@ class Supervisor:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+        self._wake.clear()
 
     async def _attest(self, deadline: float) -> None:
         """One successful round (retrying while services are unreachable until ``deadline``)."""

@@ -92,3 +92,19 @@ async def test_unreachable_quoting_service_ends_with_exit_4(stack: Stack) -> Non
     supervisor.settings.attest_timeout_seconds = 1.5
 
     assert await supervisor.run() == 4
+
+
+async def test_annotation_request_triggers_reattestation(stack: Stack) -> None:
+    supervisor = _supervisor(stack)
+    podinfo = stack.workdir / "podinfo"
+    podinfo.mkdir()
+    (podinfo / "annotations").write_text('kubetee.io/reattest-requested="p1"\n')
+    supervisor.settings.podinfo_dir = podinfo
+    running = asyncio.create_task(supervisor.run())
+    await _until(lambda: supervisor.rounds == 1)
+
+    (podinfo / "annotations").write_text('kubetee.io/reattest-requested="p2"\n')
+
+    await _until(lambda: supervisor.rounds == 2)
+    supervisor.request_stop()
+    assert await running == 0

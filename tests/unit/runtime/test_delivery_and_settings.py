@@ -13,6 +13,7 @@ from enclave_runtime.runtime import delivery
 from enclave_runtime.runtime.enclave import identity_of, load_signer
 from enclave_runtime.runtime.errors import RuntimeConfigError
 from enclave_runtime.runtime.probe import marker_dir_from_env, probe
+from enclave_runtime.runtime.requests import REATTEST_ANNOTATION, read_annotation
 from enclave_runtime.runtime.settings import EnclaveConfig, SecretSpec, load_settings
 from enclave_runtime.runtime.supervisor import started_marker
 
@@ -156,3 +157,12 @@ def test_probe_finds_the_marker_dir_like_the_runtime() -> None:
     assert marker_dir_from_env({"KUBETEE_STATE_DIR": "/t", "KUBETEE_SECRETS_DIR": "/s"}) == Path(
         "/t"
     )
+
+
+def test_reattestation_request_is_read_from_downward_api_annotations(tmp_path: Path) -> None:
+    (tmp_path / "annotations").write_text(
+        'kubetee.io/attested-policy="0123"\nkubetee.io/reattest-requested="abcd@1700000000"\n'
+    )
+    assert read_annotation(tmp_path, REATTEST_ANNOTATION) == "abcd@1700000000"
+    assert read_annotation(tmp_path, "missing") is None
+    assert read_annotation(tmp_path / "absent", REATTEST_ANNOTATION) is None
