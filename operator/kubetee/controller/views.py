@@ -89,14 +89,16 @@ def pod_request(spec: Mapping[str, Any], resource: str) -> int:
     Containers and native sidecars (restartable init containers) run together and add
     up; an ordinary init container runs alone first, so only the largest one matters.
     """
-    running = sum(_container_request(c, resource) for c in spec.get("containers") or ())
+    sidecars = 0
     largest_init = 0
     for init in spec.get("initContainers") or ():
         if init.get("restartPolicy") == "Always":
-            running += _container_request(init, resource)
+            sidecars += _container_request(init, resource)
         else:
-            largest_init = max(largest_init, running + _container_request(init, resource))
-    return max(running, largest_init)
+            # Runs beside the sidecars started before it, before the containers.
+            largest_init = max(largest_init, sidecars + _container_request(init, resource))
+    containers = sum(_container_request(c, resource) for c in spec.get("containers") or ())
+    return max(containers + sidecars, largest_init)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from kubetee.api.crdgen import (
     ENCLAVE_CONTAINER,
     EPC_POOL,

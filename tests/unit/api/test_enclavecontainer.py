@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from kubetee.api.v1alpha1 import EnclaveContainerSpec
 from pydantic import ValidationError
+
+from kubetee.api.v1alpha1 import EnclaveContainerSpec
 
 
 def _spec(**overrides: Any) -> dict[str, Any]:

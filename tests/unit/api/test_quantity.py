@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kubetee.api.quantity import QuantityError, format_mebibytes, parse_mebibytes
 
 

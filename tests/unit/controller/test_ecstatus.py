@@ -1,0 +1,124 @@
+"""EnclaveContainer status: counts, EPC, and conditions whose reasons say what blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from kubetee.api.v1alpha1 import EnclaveContainerSpec, EnclaveContainerStatus
+from kubetee.controller.accounting import FreeEPC
+from kubetee.controller.ecstatus import Blocker, Observation, compute_status
+from kubetee.controller.views import pod_view
+from tests.unit.controller.builders import INSUFFICIENT_EPC, ec_spec, pod
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+NO_FREE_EPC = FreeEPC(0, 0, 3, 3)
+
+
+def _status(
+    pods: Sequence[dict[str, Any]],
+    replicas: int = 3,
+    blocker: Blocker | None = None,
+    free: FreeEPC = NO_FREE_EPC,
+) -> EnclaveContainerStatus:
+    obs = Observation(
+        name="demo",
+        generation=4,
+        spec=EnclaveContainerSpec.model_validate(ec_spec(replicas=replicas)),
+        pool="sgx",
+        blocker=blocker,
+        pods=[pod_view(p) for p in pods],
+        deployment=None,
+        free=free,
+    )
+    return compute_status(obs, EnclaveContainerStatus(), NOW)
+
+
+def _reasons(status: EnclaveContainerStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+def test_all_running_attested_and_ready() -> None:
+    pods = [pod(f"p{i}", node_name="n1", ready=True, attested=True) for i in range(3)]
+    status = _status(pods)
+    assert _reasons(status) == {
+        "Scheduled": ("True", "ReplicasScheduled"),
+        "Attested": ("True", "ReplicasAttested"),
+        "Ready": ("True", "ReplicasReady"),
+    }
+    assert (status.replicas, status.ready_replicas, status.attested_replicas) == (3, 3, 3)
+    assert (status.epc.per_replica, status.epc.requested, status.epc.allocated) == (
+        "64Mi",
+        "192Mi",
+        "192Mi",
+    )
+    assert status.selector == "kubetee.io/enclave-container=demo"
+    assert status.observed_generation == 4
+
+
+def test_pending_for_epc_names_the_free_epc_of_the_pool() -> None:
+    pods = [pod(f"p{i}", node_name="n1") for i in range(6)]
+    pods.append(pod("p6", unschedulable=INSUFFICIENT_EPC))
+    status = _status(pods, replicas=7, free=FreeEPC(32, 32, 3, 3))
+    scheduled = status.condition("Scheduled")
+    assert scheduled is not None
+    assert (scheduled.status, scheduled.reason) == ("False", "InsufficientEPC")
+    assert scheduled.message == (
+        "1 of 7 replicas cannot be scheduled: each needs 64Mi EPC and pool sgx has 32Mi free "
+        "(at most 32Mi on one node, 3 of 3 nodes ready)"
+    )
+    assert _reasons(status)["Ready"] == ("False", "InsufficientEPC")
+    assert status.epc.allocated == "384Mi"
+    assert status.epc.requested == "448Mi"
+
+
+def test_other_unschedulable_reasons_are_passed_through() -> None:
+    pods = [pod("p0", unschedulable="0/3 nodes are available: 3 node(s) had untolerated taint")]
+    status = _status(pods, replicas=1)
+    scheduled = status.condition("Scheduled")
+    assert scheduled is not None
+    assert scheduled.reason == "Unschedulable"
+    assert "untolerated taint" in scheduled.message
+
+
+def test_waiting_for_scheduler_is_unknown_not_false() -> None:
+    assert _reasons(_status([pod("p0")], replicas=1))["Scheduled"] == ("Unknown", "Scheduling")
+
+
+def test_scheduled_but_not_attested() -> None:
+    pods = [pod(f"p{i}", node_name="n1") for i in range(3)]
+    reasons = _reasons(_status(pods))
+    assert reasons["Attested"] == ("False", "AttestationPending")
+    assert reasons["Ready"] == ("False", "AttestationPending")
+
+
+def test_a_blocker_sets_every_condition_with_its_reason() -> None:
+    blocker = Blocker("PoolNotFound", "EPCPool 'sgx' does not exist")
+    status = _status([], blocker=blocker)
+    assert {c.reason for c in status.conditions} == {"PoolNotFound"}
+    assert {c.status for c in status.conditions} == {"False"}
+
+
+def test_terminating_pods_hold_epc_but_are_not_replicas() -> None:
+    pods = [pod("old", node_name="n1", deleting=True), pod("new", node_name="n2")]
+    status = _status(pods, replicas=1)
+    assert status.replicas == 1
+    assert status.epc.allocated == "128Mi"
+
+
+def test_recomputing_an_unchanged_state_gives_an_equal_status() -> None:
+    pods = [pod("p0", node_name="n1")]
+    first = _status(pods, replicas=1)
+    obs = Observation(
+        "demo",
+        4,
+        EnclaveContainerSpec.model_validate(ec_spec(replicas=1)),
+        "sgx",
+        None,
+        [pod_view(p) for p in pods],
+        None,
+        FreeEPC(0, 0, 0, 0),
+    )
+    later = compute_status(obs, first, datetime(2026, 2, 1, tzinfo=UTC))
+    assert later == first

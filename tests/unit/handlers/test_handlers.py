@@ -1,0 +1,90 @@
+"""The kopf handlers, called directly: views into indexes, events into queue keys."""
+
+from __future__ import annotations
+
+import kopf
+
+from kubetee.handlers import enclavecontainer, epcpool
+from kubetee.handlers.lifecycle import configure_kopf
+from kubetee.reconcile.caches import ObjectKey
+from kubetee.reconcile.queue import WorkQueue
+from kubetee.reconcile.runtime import OperatorRuntime
+from kubetee.settings import OperatorSettings
+from tests.unit.controller.builders import ec_spec, node, pod, pool_spec
+from tests.unit.reconcile.fakes import Cluster, RecordingWriter
+
+
+def _memo(cluster: Cluster) -> kopf.Memo:
+    settings = OperatorSettings(status_delay=30, pool_delay=30)
+    memo = kopf.Memo()
+    memo["runtime"] = OperatorRuntime(cluster.caches(), RecordingWriter(), settings)
+    return memo
+
+
+def _runtime(memo: kopf.Memo) -> OperatorRuntime:
+    runtime: OperatorRuntime = memo["runtime"]
+    return runtime
+
+
+async def test_indexes_hold_views_keyed_for_lookups() -> None:
+    body = kopf.Body(pod("p", node_name="n1", namespace="ns"))
+    assert list(await enclavecontainer.replica_index(body, "ns", body.metadata.labels)) == [
+        ("ns", "demo")
+    ]
+    assert list(await epcpool.pod_node_index(body)) == ["n1"]
+    unbound = kopf.Body(pod("q", namespace="ns"))
+    assert await epcpool.pod_node_index(unbound) == {}
+    assert list(await epcpool.node_index(kopf.Body(node("n1")), "n1")) == ["n1"]
+
+
+async def test_pod_event_queues_its_enclave_container_and_the_pools() -> None:
+    cluster = Cluster()
+    cluster.add_pool("sgx", pool_spec())
+    memo = _memo(cluster)
+    await epcpool.pod_event(kopf.Body(pod("p", node_name="n1", namespace="ns")), memo)
+    runtime = _runtime(memo)
+    assert len(runtime.ec_queue) == 1
+    assert len(runtime.pool_queue) == 1
+    await runtime.stop()
+
+
+class SpyQueue(WorkQueue[ObjectKey]):
+    """Records adds instead of scheduling them."""
+
+    def __init__(self) -> None:
+        super().__init__("spy", self._never, delay=0, workers=1)
+        self.added: list[tuple[ObjectKey, float | None]] = []
+
+    @staticmethod
+    async def _never(key: ObjectKey) -> None:
+        raise AssertionError(key)
+
+    def add(self, key: ObjectKey, after: float | None = None) -> None:
+        self.added.append((key, after))
+
+
+async def test_status_only_changes_of_an_enclave_container_are_ignored() -> None:
+    memo = _memo(Cluster())
+    runtime = _runtime(memo)
+    spy = SpyQueue()
+    runtime.ec_queue = spy
+    body = {
+        "metadata": {"name": "demo", "namespace": "ns", "uid": "u", "generation": 1},
+        "spec": ec_spec(),
+        "status": {"replicas": 1},
+    }
+    await enclavecontainer.ec_event(kopf.Body(body), "ADDED", "ns", "demo", memo)
+    body["status"] = {"replicas": 2}  # our own status write comes back
+    await enclavecontainer.ec_event(kopf.Body(body), "MODIFIED", "ns", "demo", memo)
+    body["metadata"]["generation"] = 2  # a spec change
+    await enclavecontainer.ec_event(kopf.Body(body), "MODIFIED", "ns", "demo", memo)
+    await enclavecontainer.ec_event(kopf.Body(body), "DELETED", "ns", "demo", memo)
+    assert spy.added == [(("ns", "demo"), 0)] * 3
+
+
+def test_kopf_keeps_its_marks_under_kubetee_io() -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings)
+    assert settings.persistence.finalizer == "kubetee.io/finalizer"
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert settings.persistence.progress_storage.prefix == "kubetee.io"

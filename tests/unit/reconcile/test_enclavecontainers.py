@@ -1,0 +1,139 @@
+"""Reconciling an EnclaveContainer: apply once, status always true, events on transitions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from kubetee.controller.accounting import FreeEPC
+from kubetee.controller.sidecar import RuntimeSettings
+from kubetee.controller.views import deployment_view
+from kubetee.reconcile.enclavecontainers import Defaults, EnclaveContainerReconciler
+from tests.unit.controller.builders import INSUFFICIENT_EPC, ec_spec, node, pod, pool_spec
+from tests.unit.reconcile.fakes import Cluster, RecordingWriter
+
+KEY = ("ns", "demo")
+
+
+def _reconciler(
+    cluster: Cluster, writer: RecordingWriter, free: FreeEPC | None = None
+) -> EnclaveContainerReconciler:
+    return EnclaveContainerReconciler(
+        cluster.caches(),
+        writer,
+        Defaults(RuntimeSettings("img"), "kubetee-binpack"),
+        lambda pool: free,
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def _cluster() -> Cluster:
+    cluster = Cluster()
+    cluster.add_pool("sgx", pool_spec())
+    cluster.add_nodes([node("n1"), node("n2"), node("n3")])
+    cluster.add_ec("demo", ec_spec())
+    return cluster
+
+
+def _conditions(writer: RecordingWriter) -> dict[str, tuple[str, str]]:
+    status = writer.statuses[-1][3]
+    return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+
+
+async def test_applies_the_deployment_once_and_writes_status() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    assert len(writer.deployments) == 1
+    assert writer.deployments[0]["metadata"]["ownerReferences"][0]["uid"] == "uid-demo"
+    assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
+    assert writer.reasons() == ["DeploymentCreated"]
+    # The watch delivers the Deployment; nothing changed, so nothing is written.
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    assert len(writer.deployments) == 1
+    assert len(writer.statuses) == 1
+
+
+async def test_quick_second_event_does_not_apply_again_before_the_watch_catches_up() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    cluster.add_ec("demo", ec_spec(replicas=5), generation=2)
+    await reconciler.reconcile(KEY)
+    await reconciler.reconcile(KEY)  # the watch still shows the old Deployment
+    assert [d["spec"]["replicas"] for d in writer.deployments] == [3, 5]
+    assert writer.reasons()[-1] == "DeploymentUpdated"
+
+
+async def test_deleted_deployment_is_created_again() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    reconciler.deployment_deleted(KEY)
+    await reconciler.reconcile(KEY)
+    assert len(writer.deployments) == 2
+
+
+async def test_missing_pool_is_a_condition_not_a_crash() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.pools.clear()
+    await _reconciler(cluster, writer).reconcile(KEY)
+    assert writer.deployments == []
+    assert _conditions(writer)["Scheduled"] == ("False", "PoolNotFound")
+    assert ("demo", "Warning", "PoolNotFound") in [e[:3] for e in writer.events]
+
+
+async def test_invalid_spec_is_a_condition_naming_the_field() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_ec("demo", ec_spec(epc="0"))
+    await _reconciler(cluster, writer).reconcile(KEY)
+    assert writer.deployments == []
+    status = writer.statuses[-1][3]
+    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    assert scheduled["reason"] == "InvalidSpec"
+    assert "epc" in scheduled["message"]
+    assert "more than zero" in scheduled["message"]
+
+
+async def test_refused_template_is_invalid_spec_and_not_retried() -> None:
+    cluster = _cluster()
+    writer = RecordingWriter(refuse_deployments="spec.template.spec.containers[0].image: Required")
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    await reconciler.reconcile(KEY)
+    assert _conditions(writer)["Ready"] == ("False", "InvalidSpec")
+    assert "containers[0].image" in writer.statuses[-1][3]["conditions"][0]["message"]
+    assert len(writer.statuses) == 1
+
+
+async def test_foreign_deployment_is_not_taken_over() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    foreign = {"metadata": {"name": "demo", "namespace": "ns", "ownerReferences": []}}
+    cluster.deployments[KEY] = [deployment_view(foreign)]
+    await _reconciler(cluster, writer).reconcile(KEY)
+    assert writer.deployments == []
+    assert _conditions(writer)["Scheduled"] == ("False", "DeploymentConflict")
+
+
+async def test_pending_for_epc_uses_the_pool_free_figure() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_pods(
+        [
+            pod("p0", node_name="n1", namespace="ns"),
+            pod("p1", unschedulable=INSUFFICIENT_EPC, namespace="ns"),
+        ]
+    )
+    await _reconciler(cluster, writer, free=FreeEPC(10, 10, 3, 3)).reconcile(KEY)
+    status = writer.statuses[-1][3]
+    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    assert scheduled["reason"] == "InsufficientEPC"
+    assert "pool sgx has 10Mi free" in scheduled["message"]
+    assert ("demo", "Warning", "InsufficientEPC") in [e[:3] for e in writer.events]
+
+
+async def test_deleted_enclave_container_writes_nothing() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.enclave_containers.clear()
+    await _reconciler(cluster, writer).reconcile(KEY)
+    assert (writer.deployments, writer.statuses, writer.events) == ([], [], [])
