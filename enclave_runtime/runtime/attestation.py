@@ -45,9 +45,11 @@ class AttestationOutcome:
 
 def tls_context(settings: RuntimeSettings) -> ssl.SSLContext:
     """Trust only the CA the operator handed over for the attestation service, if any."""
-    if settings.attestation_ca is None:
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=str(settings.attestation_ca))
+    if settings.attestation_ca_pem:
+        return ssl.create_default_context(cadata=settings.attestation_ca_pem)
+    if settings.attestation_ca is not None:
+        return ssl.create_default_context(cafile=str(settings.attestation_ca))
+    return ssl.create_default_context()
 
 
 async def attest_once(

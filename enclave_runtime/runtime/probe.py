@@ -16,14 +16,19 @@ from enclave_runtime.runtime.supervisor import started_marker
 
 def marker_dir_from_env(environ: Mapping[str, str]) -> Path:
     """The runtime's marker directory, by the same precedence as its settings."""
+    root = Path(environ.get("KUBETEE_ROOT") or "/")
     for variable in ("KUBETEE_STATE_DIR", "KUBETEE_SECRETS_DIR"):
         if environ.get(variable):
-            return Path(environ[variable])
+            return _inside(root, Path(environ[variable]))
     try:
         config = json.loads(environ.get("KUBETEE_ENCLAVE_CONFIG", "{}"))
-        return Path(config["secretsDir"])
+        return _inside(root, Path(config["secretsDir"]))
     except (ValueError, KeyError, TypeError):
-        return DEFAULT_SECRETS_DIR
+        return _inside(root, DEFAULT_SECRETS_DIR)
+
+
+def _inside(root: Path, path: Path) -> Path:
+    return root / path.relative_to(path.anchor) if path.is_absolute() else path
 
 
 def probe(state_dir: Path) -> tuple[bool, str]:

@@ -8,14 +8,17 @@ From the operator's pod template:
   ``threads``, ``isvProdId``, ``isvSvn``, ``files`` ({path, content} or {path,
   mountedAt}), ``secrets`` ({name, file} or {name, env}; never values), ``secretsDir``;
 * ``KUBETEE_POD_NAME``, ``KUBETEE_POD_UID`` (downward API);
-* ``KUBETEE_ATTESTATION_URL`` and ``KUBETEE_ATTESTATION_CA`` (the service's CA bundle);
+* ``KUBETEE_ATTESTATION_URL``, and the service's CA as a file ``KUBETEE_ATTESTATION_CA``
+  or inline PEM ``KUBETEE_ATTESTATION_CA_PEM``;
 * ``KUBETEE_PODINFO_DIR``: a downward API volume with the pod's ``annotations``.
 
 From the device plugin's Allocate: ``KUBETEE_QUOTING_SOCKET`` (and ``KUBETEE_EPC_MIB``).
 
 Overrides for running outside a container (the local cluster's node agent):
-``KUBETEE_SECRETS_DIR``, ``KUBETEE_ENCLAVE_FILES_DIR`` (files found at
-``<dir>/<path>`` instead of ``mountedAt``), ``KUBETEE_STATE_DIR``. Tuning:
+``KUBETEE_ROOT`` (every absolute path above is taken relative to this directory, where
+the node agent lays out the container's mounts), ``KUBETEE_SECRETS_DIR``,
+``KUBETEE_ENCLAVE_FILES_DIR`` (files at ``<dir>/<path>`` instead of ``mountedAt``),
+``KUBETEE_STATE_DIR``. Tuning:
 ``KUBETEE_REATTEST_INTERVAL_SECONDS``, ``KUBETEE_ATTEST_TIMEOUT_SECONDS``,
 ``KUBETEE_SIGNER_KEY``, ``KUBETEE_TEE_KEY_CURVE``.
 """
@@ -23,9 +26,9 @@ Overrides for running outside a container (the local cluster's node agent):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -81,6 +84,8 @@ class RuntimeSettings(BaseSettings):
     pod_uid: str = Field(min_length=1)
     attestation_url: str = Field(pattern=r"^https://")
     attestation_ca: Path | None = None
+    attestation_ca_pem: str | None = None
+    root: Path | None = None
     quoting_socket: Path = DEFAULT_QUOTING_SOCKET
     secrets_dir: Path | None = None
     enclave_files_dir: Path | None = None
@@ -90,6 +95,33 @@ class RuntimeSettings(BaseSettings):
     reattest_interval_seconds: float = Field(default=300.0, gt=0)
     attest_timeout_seconds: float = Field(default=120.0, gt=0)
     tee_key_curve: Literal["P-256", "P-384"] = "P-256"
+
+    @model_validator(mode="after")
+    def _reroot(self) -> Self:
+        """Take every absolute path relative to ``root``, as inside a container's mounts."""
+        root = self.root
+        if root is None:
+            return self
+
+        def inside(path: Path | None) -> Path | None:
+            return None if path is None else root / path.relative_to(path.anchor)
+
+        for name in (
+            "attestation_ca",
+            "quoting_socket",
+            "secrets_dir",
+            "enclave_files_dir",
+            "state_dir",
+            "podinfo_dir",
+            "signer_key",
+        ):
+            object.__setattr__(self, name, inside(getattr(self, name)))
+        config = self.enclave_config
+        config.secrets_dir = root / config.secrets_dir.relative_to(config.secrets_dir.anchor)
+        for entry in config.files:
+            if entry.mounted_at is not None:
+                entry.mounted_at = str(inside(Path(entry.mounted_at)))
+        return self
 
     @property
     def pod_namespace(self) -> str:

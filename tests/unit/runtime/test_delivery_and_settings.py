@@ -166,3 +166,26 @@ def test_reattestation_request_is_read_from_downward_api_annotations(tmp_path: P
     assert read_annotation(tmp_path, REATTEST_ANNOTATION) == "abcd@1700000000"
     assert read_annotation(tmp_path, "missing") is None
     assert read_annotation(tmp_path / "absent", REATTEST_ANNOTATION) is None
+
+
+def test_root_relocates_every_container_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {**CONFIG, "files": [{"path": "m.bin", "mountedAt": "/run/kubetee/enclave/m.bin"}]}
+    monkeypatch.setenv("KUBETEE_ENCLAVE_CONFIG", json.dumps(config))
+    monkeypatch.setenv("KUBETEE_POD_NAME", "payments-1")
+    monkeypatch.setenv("KUBETEE_POD_UID", "uid-1")
+    monkeypatch.setenv("KUBETEE_ATTESTATION_URL", "https://kbs:8443")
+    monkeypatch.setenv("KUBETEE_ATTESTATION_CA", "/run/kubetee/ca/ca.crt")
+    monkeypatch.setenv("KUBETEE_QUOTING_SOCKET", "/var/run/kubetee/q.sock")
+    monkeypatch.setenv("KUBETEE_PODINFO_DIR", "/run/kubetee/podinfo")
+    monkeypatch.setenv("KUBETEE_ROOT", "/tmp/pod-root")
+
+    settings = load_settings()
+
+    assert settings.delivery_dir == Path("/tmp/pod-root/run/kubetee/secrets")
+    assert settings.attestation_ca == Path("/tmp/pod-root/run/kubetee/ca/ca.crt")
+    assert settings.quoting_socket == Path("/tmp/pod-root/var/run/kubetee/q.sock")
+    assert settings.podinfo_dir == Path("/tmp/pod-root/run/kubetee/podinfo")
+    assert settings.enclave_config.files[0].mounted_at == "/tmp/pod-root/run/kubetee/enclave/m.bin"
+    assert marker_dir_from_env(
+        {"KUBETEE_ROOT": "/tmp/pod-root", "KUBETEE_ENCLAVE_CONFIG": json.dumps(config)}
+    ) == Path("/tmp/pod-root/run/kubetee/secrets")
