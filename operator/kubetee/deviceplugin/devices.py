@@ -36,6 +36,7 @@ class DevicePool:
         self._index = {device_id: index for index, device_id in enumerate(self._ids)}
         self._unhealthy_count = 0
         self._generation = 0
+        self._closed = False
         self._changed = asyncio.Condition()
 
     @property
@@ -88,13 +89,21 @@ class DevicePool:
             self._changed.notify_all()
         return True
 
+    async def close(self) -> None:
+        """End every watch, so open ListAndWatch streams finish instead of being cut off."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
     async def watch(self) -> AsyncIterator[list[DeviceState]]:
-        """Yield the device list now, then again after every change (never ends)."""
+        """Yield the device list now, then again after every change, until closed."""
         seen = -1
         while True:
             async with self._changed:
-                while self._generation == seen:
+                while self._generation == seen and not self._closed:
                     await self._changed.wait()
+                if self._closed:
+                    return
                 seen = self._generation
                 devices = self.snapshot()
             yield devices

@@ -141,6 +141,8 @@ class DevicePlugin:
                 await self._register(endpoint, kubelet)
 
     async def close(self) -> None:
+        for pool in self.pools.values():
+            await pool.close()
         for endpoint in self._endpoints:
             if endpoint.server is not None:
                 await endpoint.server.stop(STOP_GRACE)
