@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from kubetee.deviceplugin.logs import configure_logging
 from kubetee.deviceplugin.settings import describe_validation_error
 from kubetee.nodeagent.agent import NodeAgent
 from kubetee.nodeagent.node_status import KubernetesNodeApi, NodeStatusPublisher
+from kubetee.nodeagent.pod_runtimes import PodRuntimes, run_with_pod_runtimes
 
 PROG = "kubetee node-agent"
 
@@ -39,6 +41,9 @@ class NodeAgentSettings(BaseSettings):
     kubeconfig: Path | None = None
     log_format: Literal["json", "text"] = "text"
     resync_interval: float = Field(default=10.0, gt=0)
+    # Run pods' kubetee sidecars as local processes (pod_runtimes), as no kubelet does.
+    run_pods: bool = True
+    pods_dir: Path | None = None
 
 
 def register(subparsers: Any) -> None:
@@ -60,6 +65,15 @@ def register(subparsers: Any) -> None:
         "--kubeconfig", type=Path, help="kubeconfig file (default: in-cluster, then ~/.kube/config)"
     )
     parser.add_argument("--log-format", choices=["json", "text"], help="default text")
+    parser.add_argument(
+        "--run-pods",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run the kubetee sidecars of pods bound to the node as local processes (default on)",
+    )
+    parser.add_argument(
+        "--pods-dir", type=Path, help="per-pod directories (default: <plugin-dir>/../pods)"
+    )
     parser.set_defaults(func=run_agent)
 
 
@@ -87,6 +101,8 @@ def run_agent(args: argparse.Namespace) -> int:
         "plugin_dir": args.plugin_dir,
         "kubeconfig": args.kubeconfig,
         "log_format": args.log_format,
+        "run_pods": getattr(args, "run_pods", None),
+        "pods_dir": getattr(args, "pods_dir", None),
     }
     try:
         settings = NodeAgentSettings(**{k: v for k, v in given.items() if v is not None})
@@ -105,8 +121,17 @@ def run_agent(args: argparse.Namespace) -> int:
         KubernetesNodeApi(client), settings.node_name, resync_interval=settings.resync_interval
     )
     agent = NodeAgent(settings.node_name, settings.plugin_dir, publisher)
+    main = agent.run
+    if settings.run_pods:
+        pods = PodRuntimes(
+            settings.node_name,
+            client,
+            agent.plugins,
+            settings.pods_dir or settings.plugin_dir.parent / "pods",
+        )
+        main = functools.partial(run_with_pod_runtimes, agent, pods)
     try:
-        asyncio.run(run_until_terminated(agent.run))
+        asyncio.run(run_until_terminated(main))
     except OSError as error:
         return _fail(f"cannot serve in {settings.plugin_dir}: {error}", code=1)
     finally:

@@ -1,0 +1,303 @@
+"""Running pods' ``kubetee`` sidecars as local processes, as a kubelet would run them.
+
+Simulated (KWOK) nodes run no containers, yet a replica's enclave runtime must run
+for its pod to attest. For each pod bound to this node, every native sidecar (an init
+container with ``restartPolicy: Always``) whose command is ``kubetee`` runs here:
+
+1. devices are allocated from the registered plugins, and the plugins' ``Allocate``
+   answers add environment and mounts, as the kubelet's device manager does;
+2. the container's volumes are laid out under the pod's directory
+   (:mod:`.pod_filesystem`) and its environment is resolved (values, downward API,
+   ConfigMap and Secret keys); ``KUBETEE_ROOT`` points the process at its mounts;
+3. the process is restarted with a growing back-off when it exits (its
+   ``restartPolicy: Always``), its downward API files follow the pod's annotations,
+   and it is stopped (SIGTERM) and its volumes removed when the pod goes away.
+
+Output goes to ``<pods dir>/<namespace>_<pod>_<uid>/<container>.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from kubetee.deviceplugin.constants import HEALTHY
+from kubetee.nodeagent.plugin_client import PluginClient
+from kubetee.nodeagent.pod_filesystem import MEMORY_ROOT, PodFilesystem, field_value
+
+logger = logging.getLogger(__name__)
+
+LOCAL_COMMAND = "kubetee"
+STOP_GRACE_SECONDS = 5.0
+_PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
+_RAW: dict[str, Any] = {"_preload_content": False}
+
+
+@dataclass
+class _Sidecar:
+    """One sidecar process of one pod."""
+
+    key: tuple[str, str]  # (pod uid, container name)
+    pod_label: str
+    filesystem: PodFilesystem
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    allocations: dict[str, list[str]]
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    failures: int = 0
+    next_start: float = 0.0
+    annotations: str = field(default="")
+
+
+class PodRuntimes:
+    """Keeps the local sidecars of this node's pods running."""
+
+    def __init__(
+        self,
+        node_name: str,
+        api_client: k8s.ApiClient,
+        plugins: Mapping[str, PluginClient],
+        pods_dir: Path,
+        *,
+        poll_seconds: float = 1.0,
+        backoff_seconds: tuple[float, float] = (2.0, 30.0),
+    ) -> None:
+        self.node_name = node_name
+        self._core = k8s.CoreV1Api(api_client)
+        self._plugins = plugins
+        self.pods_dir = pods_dir
+        self._poll = poll_seconds
+        self._backoff = backoff_seconds
+        self.sidecars: dict[tuple[str, str], _Sidecar] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        logger.info("running kubetee sidecars of node %s under %s", self.node_name, self.pods_dir)
+        try:
+            while not stop.is_set():
+                try:
+                    await self.sync_once()
+                except ApiException as error:
+                    logger.warning("cannot list the pods of %s: %s", self.node_name, error.reason)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self._poll)
+        finally:
+            for key in list(self.sidecars):
+                await self._stop(key)
+
+    async def sync_once(self) -> None:
+        pods = await asyncio.to_thread(self._list_pods)
+        wanted: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        for pod in pods:
+            if _finished(pod):
+                continue
+            for container in _local_sidecars(pod):
+                wanted[(pod["metadata"]["uid"], container["name"])] = (pod, container)
+        for key in [k for k in self.sidecars if k not in wanted]:
+            await self._stop(key)
+        for key, (pod, container) in wanted.items():
+            sidecar = self.sidecars.get(key)
+            if sidecar is None:
+                sidecar = await self._prepare(pod, container)
+                if sidecar is None:
+                    continue
+                self.sidecars[key] = sidecar
+            self._follow_annotations(sidecar, pod)
+            await self._keep_running(sidecar)
+
+    def _list_pods(self) -> list[dict[str, Any]]:
+        response = self._core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node_name}", **_RAW
+        )
+        items: list[dict[str, Any]] = _json(response).get("items") or []
+        return items
+
+    async def _prepare(self, pod: dict[str, Any], container: dict[str, Any]) -> _Sidecar | None:
+        metadata = pod["metadata"]
+        label = f"{metadata['namespace']}/{metadata['name']}"
+        allocated = await self._allocate(label, container)
+        if allocated is None:
+            return None
+        allocations, envs, mounts = allocated
+        pod_dir = self.pods_dir / f"{metadata['namespace']}_{metadata['name']}_{metadata['uid']}"
+        memory_dir = MEMORY_ROOT / f"kubetee-{self.node_name}-{metadata['uid']}"
+        filesystem = PodFilesystem(pod_dir, memory_dir)
+        await asyncio.to_thread(filesystem.lay_out, pod, container, self._read_object, mounts)
+        env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+        env.update(await asyncio.to_thread(self._resolve_env, pod, container))
+        env.update(envs)
+        env["KUBETEE_ROOT"] = str(filesystem.root)
+        command = [*(container.get("command") or []), *(container.get("args") or [])]
+        argv = [sys.executable, "-m", "kubetee.cli", *command[1:]]
+        logger.info("pod %s: running sidecar %s locally (%s)", label, container["name"], pod_dir)
+        return _Sidecar(
+            key=(metadata["uid"], container["name"]),
+            pod_label=label,
+            filesystem=filesystem,
+            argv=argv,
+            env=env,
+            log_path=pod_dir / f"{container['name']}.log",
+            allocations=allocations,
+        )
+
+    async def _allocate(
+        self, label: str, container: Mapping[str, Any]
+    ) -> tuple[dict[str, list[str]], dict[str, str], dict[str, str]] | None:
+        """Devices per resource, and the merged envs and mounts of the plugins' answers."""
+        requests = (container.get("resources") or {}).get("limits") or {}
+        taken = {
+            device
+            for sidecar in self.sidecars.values()
+            for devices in sidecar.allocations.values()
+            for device in devices
+        }
+        allocations: dict[str, list[str]] = {}
+        envs: dict[str, str] = {}
+        mounts: dict[str, str] = {}
+        for resource, quantity in requests.items():
+            plugin = self._plugins.get(resource)
+            if plugin is None:
+                if "/" in resource and not resource.startswith("kubernetes.io/"):
+                    logger.info("pod %s waits for the %s device plugin", label, resource)
+                    return None
+                continue
+            count = int(str(quantity))
+            free = [d for d, h in plugin.devices.items() if h == HEALTHY and d not in taken]
+            if len(free) < count:
+                logger.warning("pod %s: only %d of %d %s free", label, len(free), count, resource)
+                return None
+            allocations[resource] = free[:count]
+            answer = (await plugin.allocate([free[:count]])).container_responses[0]
+            envs.update(answer.envs)
+            mounts.update({m.container_path: m.host_path for m in answer.mounts})
+        return allocations, envs, mounts
+
+    def _read_object(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            if kind == "configmap":
+                body = _json(self._core.read_namespaced_config_map(name, namespace, **_RAW))
+                return dict(body.get("data") or {})
+            body = _json(self._core.read_namespaced_secret(name, namespace, **_RAW))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return {
+            key: base64.b64decode(value).decode(errors="replace")
+            for key, value in (body.get("data") or {}).items()
+        }
+
+    def _resolve_env(self, pod: dict[str, Any], container: Mapping[str, Any]) -> dict[str, str]:
+        namespace = pod["metadata"]["namespace"]
+        env: dict[str, str] = {}
+        for entry in container.get("env") or []:
+            source = entry.get("valueFrom")
+            if source is None:
+                env[entry["name"]] = str(entry.get("value", ""))
+            elif "fieldRef" in source:
+                env[entry["name"]] = field_value(pod, source["fieldRef"]["fieldPath"])
+            else:
+                kind, ref = (
+                    ("configmap", source["configMapKeyRef"])
+                    if "configMapKeyRef" in source
+                    else ("secret", source.get("secretKeyRef") or {})
+                )
+                data = self._read_object(kind, namespace, ref.get("name", "")) or {}
+                if ref.get("key") in data:
+                    env[entry["name"]] = data[ref["key"]]
+        return env
+
+    def _follow_annotations(self, sidecar: _Sidecar, pod: Mapping[str, Any]) -> None:
+        annotations = json.dumps(
+            (pod.get("metadata") or {}).get("annotations") or {}, sort_keys=True
+        )
+        if annotations != sidecar.annotations:
+            sidecar.annotations = annotations
+            sidecar.filesystem.refresh_downward_api(pod)
+
+    async def _keep_running(self, sidecar: _Sidecar) -> None:
+        process = sidecar.process
+        now = time.monotonic()
+        if process is not None and process.returncode is None:
+            return
+        if process is not None:
+            ran = now - sidecar.started_at
+            sidecar.failures = 0 if ran > self._backoff[1] else sidecar.failures + 1
+            delay = min(self._backoff[0] * 2 ** max(sidecar.failures - 1, 0), self._backoff[1])
+            sidecar.next_start = now + delay
+            sidecar.process = None
+            logger.warning(
+                "pod %s: sidecar %s exited with code %s; restarting in %.0fs",
+                sidecar.pod_label,
+                sidecar.key[1],
+                process.returncode,
+                delay,
+            )
+        if now < sidecar.next_start:
+            return
+        sidecar.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with sidecar.log_path.open("ab") as log:
+            sidecar.process = await asyncio.create_subprocess_exec(
+                *sidecar.argv,
+                env=sidecar.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        sidecar.started_at = now
+
+    async def _stop(self, key: tuple[str, str]) -> None:
+        sidecar = self.sidecars.pop(key)
+        process = sidecar.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        await asyncio.to_thread(sidecar.filesystem.remove)
+        logger.info("pod %s: sidecar %s stopped", sidecar.pod_label, key[1])
+
+
+def _json(response: Any) -> dict[str, Any]:
+    """The JSON object of a response read with ``_preload_content=False``."""
+    document: dict[str, Any] = json.loads(response.data)
+    return document
+
+
+def _finished(pod: Mapping[str, Any]) -> bool:
+    metadata = pod.get("metadata") or {}
+    phase = (pod.get("status") or {}).get("phase")
+    return metadata.get("deletionTimestamp") is not None or phase in {"Succeeded", "Failed"}
+
+
+def _local_sidecars(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Native sidecars whose command is ``kubetee``: what this agent can run."""
+    return [
+        container
+        for container in (pod.get("spec") or {}).get("initContainers") or []
+        if container.get("restartPolicy") == "Always"
+        and (container.get("command") or [""])[0] == LOCAL_COMMAND
+    ]
+
+
+async def run_with_pod_runtimes(agent: Any, pods: PodRuntimes, stop: asyncio.Event) -> None:
+    """Run the device manager and the pod sidecars together until ``stop``."""
+    await asyncio.gather(agent.run(stop), pods.run(stop))
