@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", default=None, help="debug logs")
     parser.add_argument("--runtime-image", help="image of the enclave runtime sidecar")
     parser.add_argument("--attestation-url", help="URL of the attestation service")
+    parser.add_argument("--attestation-ca", help="PEM CA bundle of the attestation service")
     parser.set_defaults(func=_run)
 
 
@@ -65,6 +66,7 @@ def _run(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             runtime_image=args.runtime_image,
             attestation_url=args.attestation_url,
+            attestation_ca=args.attestation_ca,
         )
     except SettingsError as error:
         sys.stderr.write(f"error: {error}\n")

@@ -6,6 +6,7 @@ variable, before it touches the cluster.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError
@@ -40,6 +41,11 @@ class OperatorSettings(BaseSettings):
     )
     attestation_url: str | None = Field(
         default=None, description="URL of the attestation service, passed to every runtime."
+    )
+    attestation_ca: Path | None = Field(
+        default=None,
+        description="PEM CA bundle of the attestation service's TLS certificate, passed "
+        "inline to every runtime.",
     )
     liveness_endpoint: str | None = Field(
         default=None,

@@ -24,6 +24,13 @@ ENCLAVE_FILES_MOUNT_PATH = "/run/kubetee/enclave-files"
 # Environment of the runtime: the enclave's settings as one JSON document.
 ENV_ENCLAVE_CONFIG = "KUBETEE_ENCLAVE_CONFIG"
 ENV_ATTESTATION_URL = "KUBETEE_ATTESTATION_URL"
+# Attestation hook: the service's CA inline (public; no cross-namespace ConfigMap
+# needed) and the pod's annotations through the downward API, where the runtime sees
+# re-attestation requests (kubetee.io/reattest-requested).
+ENV_ATTESTATION_CA_PEM = "KUBETEE_ATTESTATION_CA_PEM"
+ENV_PODINFO_DIR = "KUBETEE_PODINFO_DIR"
+PODINFO_VOLUME = "kubetee-podinfo"
+PODINFO_MOUNT_PATH = "/run/kubetee/podinfo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,7 @@ class RuntimeSettings:
 
     image: str
     attestation_url: str | None = None
+    attestation_ca_pem: str | None = None
 
 
 def enclave_config(name: str, namespace: str, spec: EnclaveContainerSpec) -> dict[str, Any]:
@@ -96,7 +104,13 @@ def runtime_container(
     ]
     if settings.attestation_url:
         env.append({"name": ENV_ATTESTATION_URL, "value": settings.attestation_url})
-    mounts: list[dict[str, Any]] = [{"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT_PATH}]
+    if settings.attestation_ca_pem:
+        env.append({"name": ENV_ATTESTATION_CA_PEM, "value": settings.attestation_ca_pem})
+    env.append({"name": ENV_PODINFO_DIR, "value": PODINFO_MOUNT_PATH})
+    mounts: list[dict[str, Any]] = [
+        {"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT_PATH},
+        {"name": PODINFO_VOLUME, "mountPath": PODINFO_MOUNT_PATH, "readOnly": True},
+    ]
     if any(f.config_map_key_ref is not None for f in spec.enclave.files):
         mounts.append(
             {"name": ENCLAVE_FILES_VOLUME, "mountPath": ENCLAVE_FILES_MOUNT_PATH, "readOnly": True}
@@ -124,7 +138,15 @@ def runtime_container(
 def runtime_volumes(spec: EnclaveContainerSpec) -> list[dict[str, Any]]:
     """Volumes the runtime needs: the memory-backed secrets volume, the measured files."""
     volumes: list[dict[str, Any]] = [
-        {"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}
+        {"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {
+            "name": PODINFO_VOLUME,
+            "downwardAPI": {
+                "items": [
+                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+                ]
+            },
+        },
     ]
     sources = [
         {

@@ -31,7 +31,11 @@ class OperatorRuntime:
             caches,
             writer,
             Defaults(
-                RuntimeSettings(settings.runtime_image, settings.attestation_url),
+                RuntimeSettings(
+                    settings.runtime_image,
+                    settings.attestation_url,
+                    settings.attestation_ca.read_text() if settings.attestation_ca else None,
+                ),
                 settings.default_scheduler,
             ),
             self.pools.free,
