@@ -36,6 +36,17 @@ def runtime_of(memo: kopf.Memo) -> OperatorRuntime:
     return runtime
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """The service account in a pod, else the kubeconfig named by $KUBECONFIG *now*.
+
+    kopf's default login goes through the kubernetes client, which fixes the kubeconfig
+    path when first imported, before ``--kubeconfig`` could set it.
+    """
+    info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+    return info or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 async def start(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any
