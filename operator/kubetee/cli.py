@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "operator": "kubetee.run",
     "device-plugin": "kubetee.deviceplugin.cli",
     "node-agent": "kubetee.nodeagent.cli",
+    "metrics-apiserver": "kubetee.metrics.apiserver.cli",
     "quoting-service": "enclave_runtime.quoting.cli",
     "runtime": "enclave_runtime.runtime.cli",
     "quote": "kubetee.attestation.cli",
