@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetee.deviceplugin.constants import DEFAULT_PLUGIN_DIR, FAULT_FILE_NAME
-from kubetee.deviceplugin.errors import ConfigurationError
+from kubetee.deviceplugin.errors import ConfigurationError, SocketError
 from kubetee.deviceplugin.faults import NO_FAULTS, Faults, write_faults
 from kubetee.deviceplugin.lifecycle import run_until_terminated
 from kubetee.deviceplugin.logs import configure_logging
@@ -87,6 +87,8 @@ def run_plugin(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format)
     try:
         asyncio.run(serve(settings))
+    except SocketError as error:
+        return _fail(str(error), code=1)
     except OSError as error:
         return _fail(f"cannot serve in {settings.plugin_dir}: {error}", code=1)
     return 0

@@ -8,6 +8,7 @@ Hierarchy::
     │   ├── UnknownDeviceError    a device ID it never advertised (gRPC INVALID_ARGUMENT)
     │   └── UnhealthyDeviceError  a device currently unhealthy (gRPC FAILED_PRECONDITION)
     ├── RegistrationError         a RegisterRequest was refused (by the kubelet or the agent)
+    ├── SocketError               a Unix socket cannot be served (path too long, dir not writable)
     └── FaultFileError            the simulated-fault control file is unreadable or invalid
 """
 
@@ -34,6 +35,10 @@ class UnhealthyDeviceError(AllocationError):
 
 class RegistrationError(DevicePluginError):
     """A device plugin registration was refused."""
+
+
+class SocketError(DevicePluginError):
+    """A Unix socket cannot be listened on."""
 
 
 class FaultFileError(DevicePluginError):

@@ -42,6 +42,7 @@ from kubetee.deviceplugin.errors import FaultFileError
 from kubetee.deviceplugin.faults import Faults, read_faults
 from kubetee.deviceplugin.servicer import OPTIONS, DevicePluginService
 from kubetee.deviceplugin.settings import DevicePluginSettings
+from kubetee.deviceplugin.sockets import listen_unix
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +154,9 @@ class DevicePlugin:
     async def _serve(self, endpoint: _Endpoint) -> None:
         if endpoint.server is not None:
             await endpoint.server.stop(0)
-        endpoint.socket_path.unlink(missing_ok=True)
         server = grpc.aio.server()
         pb_grpc.add_DevicePluginServicer_to_server(endpoint.service, server)
-        server.add_insecure_port(f"unix:{endpoint.socket_path}")
+        listen_unix(server, endpoint.socket_path)
         await server.start()
         endpoint.server = server
         # A fresh socket is unknown to the kubelet until registered again.

@@ -10,6 +10,7 @@ import grpc
 
 from kubetee.deviceplugin.api import deviceplugin_pb2_grpc as pb_grpc
 from kubetee.deviceplugin.constants import KUBELET_SOCKET_NAME
+from kubetee.deviceplugin.sockets import listen_unix
 from kubetee.nodeagent.node_status import NodeStatusPublisher
 from kubetee.nodeagent.plugin_client import PluginClient, ResourceCounts
 from kubetee.nodeagent.registration import PluginRegistration, RegistrationService
@@ -51,10 +52,9 @@ class NodeAgent:
         self.plugin_dir.mkdir(parents=True, exist_ok=True)
         # A new kubelet.sock is how plugins learn that the kubelet (re)started and
         # must register again; a stale one from a previous run is replaced.
-        self.kubelet_socket.unlink(missing_ok=True)
         server = grpc.aio.server()
         pb_grpc.add_RegistrationServicer_to_server(RegistrationService(self.register), server)
-        server.add_insecure_port(f"unix:{self.kubelet_socket}")
+        listen_unix(server, self.kubelet_socket)
         await server.start()
         self._server = server
         logger.info(

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubetee.deviceplugin.constants import DEFAULT_PLUGIN_DIR
+from kubetee.deviceplugin.errors import SocketError
 from kubetee.deviceplugin.lifecycle import run_until_terminated
 from kubetee.deviceplugin.logs import configure_logging
 from kubetee.deviceplugin.settings import describe_validation_error
@@ -132,6 +133,8 @@ def run_agent(args: argparse.Namespace) -> int:
         main = functools.partial(run_with_pod_runtimes, agent, pods)
     try:
         asyncio.run(run_until_terminated(main))
+    except SocketError as error:
+        return _fail(str(error), code=1)
     except OSError as error:
         return _fail(f"cannot serve in {settings.plugin_dir}: {error}", code=1)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import grpc
 import pytest
 
 from kubetee.deviceplugin.api import deviceplugin_pb2 as pb
@@ -12,10 +13,12 @@ from kubetee.deviceplugin.errors import (
     ConfigurationError,
     FaultFileError,
     RegistrationError,
+    SocketError,
     UnknownDeviceError,
 )
 from kubetee.deviceplugin.faults import NO_FAULTS, Faults, read_faults, write_faults
 from kubetee.deviceplugin.settings import load_settings
+from kubetee.deviceplugin.sockets import listen_unix
 from kubetee.nodeagent.registration import validate_registration
 
 
@@ -110,3 +113,11 @@ def test_invalid_registrations_are_refused_with_the_reason(
     with pytest.raises(RegistrationError) as caught:
         validate_registration(_request(**fields))
     assert message in str(caught.value)
+
+
+async def test_a_socket_path_over_the_unix_limit_is_refused_clearly() -> None:
+    path = Path("/tmp") / ("d" * 100) / "kubetee-epc.sock"
+    server = grpc.aio.server()
+    with pytest.raises(SocketError, match=r"is 122 bytes, over the Unix limit of 107"):
+        listen_unix(server, path)
+    await server.stop(None)
