@@ -52,7 +52,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--log-format", choices=["json", "text"], help="default text")
     parser.set_defaults(func=run_plugin)
 
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions = parser.add_subparsers(
+        dest="action",
+        metavar="fault",
+        title="actions",
+        description="Without an action the plugin is served.",
+    )
     fault = actions.add_parser(
         "fault",
         help="simulate a hardware fault in the plugin serving --plugin-dir",
@@ -60,7 +65,12 @@ def register(subparsers: Any) -> None:
         "many devices (the highest-numbered) unhealthy and tells the kubelet at once.",
     )
     # SUPPRESS keeps a --plugin-dir given before "fault" from being overwritten by a default.
-    fault.add_argument("--plugin-dir", type=Path, default=argparse.SUPPRESS)
+    fault.add_argument(
+        "--plugin-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="plugin directory of the running plugin (env KUBETEE_PLUGIN_DIR)",
+    )
     fault.add_argument("--unhealthy-mib", type=int, default=0, help="EPC MiB to mark unhealthy")
     fault.add_argument("--unhealthy-enclaves", type=int, default=0, help="enclave slots to mark")
     fault.add_argument("--clear", action="store_true", help="make every device healthy again")
