@@ -45,6 +45,8 @@ from kubetee.attestation_service.workloads import EnclaveContainerView, Workload
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = 404
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 # Read objects as the API's JSON (camelCase, as in manifests) rather than client models.
 _RAW: dict[str, Any] = {"_preload_content": False}
 
@@ -166,6 +168,7 @@ class KubernetesBackend:
                         }
                     }
                 },
+                _content_type=MERGE_PATCH,
             )
             self._core.patch_namespaced_pod_status(
                 pod.name,
@@ -184,6 +187,8 @@ class KubernetesBackend:
                         ]
                     }
                 },
+                # Strategic merge: conditions merge by type, the others stay as they are.
+                _content_type=STRATEGIC_MERGE_PATCH,
             )
         except ApiException as exc:
             raise _unavailable("mark the pod attested", exc) from None

@@ -8,8 +8,9 @@ Modules:
     lifecycle         startup (kopf settings, API client, runtime) and cleanup
     enclavecontainer  EnclaveContainers, their Deployments and their pods
     epcpool           EPCPools, nodes, and every pod that holds EPC
+    attestation       replicas' attestation upkeep (re-attestation, replacement, expiry)
 """
 
-from kubetee.handlers import enclavecontainer, epcpool, lifecycle
+from kubetee.handlers import attestation, enclavecontainer, epcpool, lifecycle
 
-__all__ = ["enclavecontainer", "epcpool", "lifecycle"]
+__all__ = ["attestation", "enclavecontainer", "epcpool", "lifecycle"]

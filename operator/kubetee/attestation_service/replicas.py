@@ -1,0 +1,134 @@
+"""Keeping replicas' attestation true over time: policy changes and lapsed attestations.
+
+The attestation service marks a pod attested (condition ``kubetee.io/attested``) with
+the hash of the policy it was judged by and until when that holds. The operator sweeps
+the replicas and decides, with :func:`decide`:
+
+* attested under an older policy, not yet asked: **request re-attestation** (annotation
+  ``kubetee.io/reattest-requested: <policy>@<time>``, which the runtime sees);
+* asked, and still not attested under the current policy after the grace period:
+  **replace** it (condition False with reason ``ReattestationFailed``, Event, pod
+  deleted so its Deployment creates a fresh one);
+* attested, but the attestation's validity has passed (the runtime stopped
+  re-attesting, or was refused): **withdraw** the condition (``AttestationExpired``).
+
+Only these facts move a replica out of attestation; a refused request to the service
+never does, since anyone can name any pod there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from kubetee.attestation_service.names import (
+    ATTESTED_CONDITION,
+    ATTESTED_POLICY_ANNOTATION,
+    ATTESTED_UNTIL_ANNOTATION,
+    EC_LABEL,
+    REATTEST_ANNOTATION,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaAttestation:
+    """A replica pod, as far as its attestation goes."""
+
+    namespace: str
+    name: str
+    uid: str
+    enclave_container: str
+    status: str | None
+    reason: str
+    attested_policy: str
+    attested_until: datetime | None
+    reattest_requested: str
+    deleting: bool
+
+
+def replica_attestation(body: Mapping[str, Any]) -> ReplicaAttestation:
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    condition: Mapping[str, Any] = next(
+        (
+            c
+            for c in (body.get("status") or {}).get("conditions") or []
+            if c.get("type") == ATTESTED_CONDITION
+        ),
+        {},
+    )
+    return ReplicaAttestation(
+        namespace=metadata.get("namespace", ""),
+        name=metadata.get("name", ""),
+        uid=metadata.get("uid", ""),
+        enclave_container=(metadata.get("labels") or {}).get(EC_LABEL, ""),
+        status=condition.get("status"),
+        reason=condition.get("reason", ""),
+        attested_policy=annotations.get(ATTESTED_POLICY_ANNOTATION, ""),
+        attested_until=_parse_time(annotations.get(ATTESTED_UNTIL_ANNOTATION)),
+        reattest_requested=annotations.get(REATTEST_ANNOTATION, ""),
+        deleting=metadata.get("deletionTimestamp") is not None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    kind: Literal["request", "withdraw", "replace"]
+    reason: str
+    message: str
+    # For "request": the annotation value asking the runtime to attest again.
+    request: str = ""
+
+
+def decide(
+    replica: ReplicaAttestation, policy_hash: str, now: datetime, grace_seconds: float
+) -> Action | None:
+    """What to do about one replica now, if anything."""
+    if replica.deleting or replica.status != "True":
+        return None
+    if replica.attested_policy != policy_hash:
+        requested_policy, requested_at = _parse_request(replica.reattest_requested)
+        if requested_policy != policy_hash:
+            return Action(
+                "request",
+                "ReattestationRequested",
+                f"pod {replica.name} was attested under an earlier attestation policy; "
+                "asked to attest again",
+                request=f"{policy_hash}@{int(now.timestamp())}",
+            )
+        if requested_at is not None and (now - requested_at).total_seconds() >= grace_seconds:
+            return Action(
+                "replace",
+                "ReattestationFailed",
+                f"pod {replica.name} did not pass attestation under the changed policy "
+                f"within {grace_seconds:.0f}s; replacing it",
+            )
+        return None
+    if replica.attested_until is not None and replica.attested_until <= now:
+        return Action(
+            "withdraw",
+            "AttestationExpired",
+            f"pod {replica.name} has not re-attested since its attestation expired at "
+            f"{replica.attested_until.isoformat()}",
+        )
+    return None
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_request(value: str) -> tuple[str, datetime | None]:
+    policy, _, stamp = value.partition("@")
+    try:
+        return policy, datetime.fromtimestamp(int(stamp), UTC)
+    except ValueError:
+        return policy, None
