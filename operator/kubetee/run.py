@@ -47,7 +47,9 @@ def register(subparsers: Any) -> None:
         metavar="URL",
         help="e.g. http://0.0.0.0:8080/healthz",
     )
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument(
+        "--metrics-port", type=int, help="port of Prometheus /metrics (default 9090; 0: off)"
+    )
     parser.add_argument("--log-format", choices=["text", "json"], help="log line format")
     parser.add_argument("--verbose", "-v", action="store_true", default=None, help="debug logs")
     parser.add_argument("--runtime-image", help="image of the enclave runtime sidecar")
@@ -79,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = str(args.kubeconfig)
 
     import kopf  # noqa: PLC0415 - kopf and the handlers load only for this subcommand
-    from prometheus_client import start_http_server  # noqa: PLC0415
+
+    from kubetee.metrics import start_metrics_server  # noqa: PLC0415
 
     kopf.configure(
         verbose=settings.verbose,
@@ -89,8 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         # kopf logs every handled watch event at INFO: thousands of lines a minute here.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     importlib.import_module("kubetee.handlers")  # registers the handlers
-    if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port)
+    if settings.metrics_port:
+        start_metrics_server("operator", settings.metrics_port)
     kopf.run(
         standalone=True,
         clusterwide=not settings.namespaces,

@@ -51,8 +51,11 @@ class OperatorSettings(BaseSettings):
         default=None,
         description="URL kopf serves the liveness probe on, e.g. http://0.0.0.0:8080/healthz.",
     )
-    metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="Port of the Prometheus metrics endpoint."
+    metrics_port: int = Field(
+        default=9090,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus /metrics endpoint; 0 turns it off.",
     )
     log_format: LogFormat = Field(default="text", description="text or json log lines.")
     verbose: bool = Field(default=False, description="Log at DEBUG level.")

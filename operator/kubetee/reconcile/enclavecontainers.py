@@ -32,6 +32,7 @@ from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import ResourceView
 from kubetee.k8s.errors import ApiRefusedError
 from kubetee.k8s.writes import ObjectRef, Writer
+from kubetee.metrics.operator import operator_metrics
 from kubetee.reconcile.caches import Caches, ObjectKey, one
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class EnclaveContainerReconciler:
         if view is None:
             for memory in (self._applied, self._refused, self._written):
                 memory.pop(key, None)
+            operator_metrics().forget_enclave_container(*key)
             return
         if view.deleting:
             return  # the garbage collector removes the Deployment through owner references
@@ -195,6 +197,9 @@ class EnclaveContainerReconciler:
             else status_from_body(view.status)
         )
         status = compute_status(observation, previous, self._clock())
+        operator_metrics().record_enclave_container(
+            view.namespace, view.name, spec.replicas if spec is not None else 0, status
+        )
         if status == previous:
             return
         await self._writer.patch_status(

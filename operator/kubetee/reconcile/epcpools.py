@@ -24,6 +24,7 @@ from kubetee.controller.poolstatus import WARNING_REASONS, compute_pool_status
 from kubetee.controller.views import ResourceView
 from kubetee.k8s.errors import ApiNotFoundError
 from kubetee.k8s.writes import ObjectRef, Writer
+from kubetee.metrics.operator import operator_metrics
 from kubetee.reconcile.caches import Caches, ObjectKey, one
 from kubetee.reconcile.enclavecontainers import Clock, utcnow
 
@@ -104,6 +105,7 @@ class EPCPoolReconciler:
                 self._requeue_members(name, only_waiting=False)  # now PoolNotFound
             self._free.pop(name, None)
             self._written.pop(name, None)
+            operator_metrics().forget_pool(name)
             return
         try:
             spec = EPCPoolSpec.model_validate(view.spec)
@@ -122,6 +124,7 @@ class EPCPoolReconciler:
             self._requeue_members(name, only_waiting=True)
         previous = self._previous(view)
         status = compute_pool_status(accounts, view.generation, previous, self._clock())
+        operator_metrics().record_pool(name, status)
         await self._write(view, previous, status)
 
     def _previous(self, view: ResourceView) -> EPCPoolStatus:

@@ -17,6 +17,8 @@ from typing import Generic, TypeVar
 
 import kopf
 
+from kubetee.metrics.operator import operator_metrics
+
 K = TypeVar("K", bound=Hashable)
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,8 @@ class WorkQueue(Generic[K]):
             self._queued.discard(key)
             self._active.add(key)
             try:
-                await self._reconcile(key)
+                async with operator_metrics().reconciling(self.name):
+                    await self._reconcile(key)
             except kopf.TemporaryError as error:
                 delay = error.delay if error.delay is not None else self._backoff(key)
                 logger.warning("%s %s: %s; retrying in %.1fs", self.name, key, error, delay)
