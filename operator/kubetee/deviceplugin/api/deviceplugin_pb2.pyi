@@ -42,12 +42,7 @@ class DevicePluginOptions(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "get_preferred_allocation_available",
-        b"get_preferred_allocation_available",
-        "pre_start_required",
-        b"pre_start_required",
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["get_preferred_allocation_available", b"get_preferred_allocation_available", "pre_start_required", b"pre_start_required"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -79,16 +74,7 @@ class RegisterRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "endpoint",
-        b"endpoint",
-        "options",
-        b"options",
-        "resource_name",
-        b"resource_name",
-        "version",
-        b"version",
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "options", b"options", "resource_name", b"resource_name", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -190,9 +176,7 @@ class Device(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["topology", b"topology"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "ID", b"ID", "health", b"health", "topology", b"topology"
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ID", b"ID", "health", b"health", "topology", b"topology"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -239,16 +223,11 @@ class PreferredAllocationRequest(_message.Message):
 
     CONTAINER_REQUESTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def container_requests(
-        self,
-    ) -> _containers.RepeatedCompositeFieldContainer[
-        Global___ContainerPreferredAllocationRequest
-    ]: ...
+    def container_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerPreferredAllocationRequest]: ...
     def __init__(
         self,
         *,
-        container_requests: _abc.Iterable[Global___ContainerPreferredAllocationRequest]
-        | None = ...,
+        container_requests: _abc.Iterable[Global___ContainerPreferredAllocationRequest] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -279,14 +258,7 @@ class ContainerPreferredAllocationRequest(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "allocation_size",
-        b"allocation_size",
-        "available_deviceIDs",
-        b"available_deviceIDs",
-        "must_include_deviceIDs",
-        b"must_include_deviceIDs",
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocation_size", b"allocation_size", "available_deviceIDs", b"available_deviceIDs", "must_include_deviceIDs", b"must_include_deviceIDs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -298,16 +270,11 @@ class PreferredAllocationResponse(_message.Message):
 
     CONTAINER_RESPONSES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def container_responses(
-        self,
-    ) -> _containers.RepeatedCompositeFieldContainer[
-        Global___ContainerPreferredAllocationResponse
-    ]: ...
+    def container_responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerPreferredAllocationResponse]: ...
     def __init__(
         self,
         *,
-        container_responses: _abc.Iterable[Global___ContainerPreferredAllocationResponse]
-        | None = ...,
+        container_responses: _abc.Iterable[Global___ContainerPreferredAllocationResponse] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -343,9 +310,7 @@ class AllocateRequest(_message.Message):
 
     CONTAINER_REQUESTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def container_requests(
-        self,
-    ) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerAllocateRequest]: ...
+    def container_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerAllocateRequest]: ...
     def __init__(
         self,
         *,
@@ -405,9 +370,7 @@ class AllocateResponse(_message.Message):
 
     CONTAINER_RESPONSES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def container_responses(
-        self,
-    ) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerAllocateResponse]: ...
+    def container_responses(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContainerAllocateResponse]: ...
     def __init__(
         self,
         *,
@@ -491,18 +454,7 @@ class ContainerAllocateResponse(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "annotations",
-        b"annotations",
-        "cdi_devices",
-        b"cdi_devices",
-        "devices",
-        b"devices",
-        "envs",
-        b"envs",
-        "mounts",
-        b"mounts",
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "cdi_devices", b"cdi_devices", "devices", b"devices", "envs", b"envs", "mounts", b"mounts"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -529,9 +481,7 @@ class Mount(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "container_path", b"container_path", "host_path", b"host_path", "read_only", b"read_only"
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_path", b"container_path", "host_path", b"host_path", "read_only", b"read_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -559,14 +509,7 @@ class DeviceSpec(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal[
-        "container_path",
-        b"container_path",
-        "host_path",
-        b"host_path",
-        "permissions",
-        b"permissions",
-    ]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_path", b"container_path", "host_path", b"host_path", "permissions", b"permissions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,6 +25,7 @@ else:
 _T = _typing.TypeVar("_T")
 
 class _MaybeAsyncIterator(_abc.AsyncIterator[_T], _abc.Iterator[_T], metaclass=_abc_1.ABCMeta): ...
+
 class _ServicerContext(_grpc.ServicerContext, _aio.ServicerContext):  # type: ignore[misc, type-arg]
     ...
 
@@ -41,9 +42,7 @@ class RegistrationStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RegistrationAsyncStub: ...
-    Register: _grpc.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.RegisterRequest, _deviceplugin_pb2.Empty
-    ]
+    Register: _grpc.UnaryUnaryMultiCallable[_deviceplugin_pb2.RegisterRequest, _deviceplugin_pb2.Empty]
 
 @_typing.type_check_only
 class RegistrationAsyncStub(RegistrationStub):
@@ -53,9 +52,7 @@ class RegistrationAsyncStub(RegistrationStub):
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Register: _aio.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.RegisterRequest, _deviceplugin_pb2.Empty
-    ]  # type: ignore[assignment]
+    Register: _aio.UnaryUnaryMultiCallable[_deviceplugin_pb2.RegisterRequest, _deviceplugin_pb2.Empty]  # type: ignore[assignment]
 
 class RegistrationServicer(metaclass=_abc_1.ABCMeta):
     """Registration is served by the kubelet on <plugin dir>/kubelet.sock. A
@@ -70,9 +67,7 @@ class RegistrationServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_deviceplugin_pb2.Empty, _abc.Awaitable[_deviceplugin_pb2.Empty]]: ...
 
-def add_RegistrationServicer_to_server(
-    servicer: RegistrationServicer, server: _typing.Union[_grpc.Server, _aio.Server]
-) -> None: ...
+def add_RegistrationServicer_to_server(servicer: RegistrationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
 class DevicePluginStub:
     """DevicePlugin is served by each device plugin on its own socket."""
@@ -81,28 +76,18 @@ class DevicePluginStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> DevicePluginAsyncStub: ...
-    GetDevicePluginOptions: _grpc.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.Empty, _deviceplugin_pb2.DevicePluginOptions
-    ]
-    ListAndWatch: _grpc.UnaryStreamMultiCallable[
-        _deviceplugin_pb2.Empty, _deviceplugin_pb2.ListAndWatchResponse
-    ]
+    GetDevicePluginOptions: _grpc.UnaryUnaryMultiCallable[_deviceplugin_pb2.Empty, _deviceplugin_pb2.DevicePluginOptions]
+    ListAndWatch: _grpc.UnaryStreamMultiCallable[_deviceplugin_pb2.Empty, _deviceplugin_pb2.ListAndWatchResponse]
     """Streams the full device list, and again whenever a device's health
     changes or a device disappears.
     """
-    GetPreferredAllocation: _grpc.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.PreferredAllocationRequest, _deviceplugin_pb2.PreferredAllocationResponse
-    ]
+    GetPreferredAllocation: _grpc.UnaryUnaryMultiCallable[_deviceplugin_pb2.PreferredAllocationRequest, _deviceplugin_pb2.PreferredAllocationResponse]
     """Suggests which of the available devices to allocate; advisory only."""
-    Allocate: _grpc.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.AllocateRequest, _deviceplugin_pb2.AllocateResponse
-    ]
+    Allocate: _grpc.UnaryUnaryMultiCallable[_deviceplugin_pb2.AllocateRequest, _deviceplugin_pb2.AllocateResponse]
     """Called at container creation: says what the container needs (env,
     mounts, device nodes) to use the allocated devices.
     """
-    PreStartContainer: _grpc.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.PreStartContainerRequest, _deviceplugin_pb2.PreStartContainerResponse
-    ]
+    PreStartContainer: _grpc.UnaryUnaryMultiCallable[_deviceplugin_pb2.PreStartContainerRequest, _deviceplugin_pb2.PreStartContainerResponse]
     """Called before each container start when the plugin asked for it."""
 
 @_typing.type_check_only
@@ -110,28 +95,18 @@ class DevicePluginAsyncStub(DevicePluginStub):
     """DevicePlugin is served by each device plugin on its own socket."""
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-    GetDevicePluginOptions: _aio.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.Empty, _deviceplugin_pb2.DevicePluginOptions
-    ]  # type: ignore[assignment]
-    ListAndWatch: _aio.UnaryStreamMultiCallable[
-        _deviceplugin_pb2.Empty, _deviceplugin_pb2.ListAndWatchResponse
-    ]  # type: ignore[assignment]
+    GetDevicePluginOptions: _aio.UnaryUnaryMultiCallable[_deviceplugin_pb2.Empty, _deviceplugin_pb2.DevicePluginOptions]  # type: ignore[assignment]
+    ListAndWatch: _aio.UnaryStreamMultiCallable[_deviceplugin_pb2.Empty, _deviceplugin_pb2.ListAndWatchResponse]  # type: ignore[assignment]
     """Streams the full device list, and again whenever a device's health
     changes or a device disappears.
     """
-    GetPreferredAllocation: _aio.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.PreferredAllocationRequest, _deviceplugin_pb2.PreferredAllocationResponse
-    ]  # type: ignore[assignment]
+    GetPreferredAllocation: _aio.UnaryUnaryMultiCallable[_deviceplugin_pb2.PreferredAllocationRequest, _deviceplugin_pb2.PreferredAllocationResponse]  # type: ignore[assignment]
     """Suggests which of the available devices to allocate; advisory only."""
-    Allocate: _aio.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.AllocateRequest, _deviceplugin_pb2.AllocateResponse
-    ]  # type: ignore[assignment]
+    Allocate: _aio.UnaryUnaryMultiCallable[_deviceplugin_pb2.AllocateRequest, _deviceplugin_pb2.AllocateResponse]  # type: ignore[assignment]
     """Called at container creation: says what the container needs (env,
     mounts, device nodes) to use the allocated devices.
     """
-    PreStartContainer: _aio.UnaryUnaryMultiCallable[
-        _deviceplugin_pb2.PreStartContainerRequest, _deviceplugin_pb2.PreStartContainerResponse
-    ]  # type: ignore[assignment]
+    PreStartContainer: _aio.UnaryUnaryMultiCallable[_deviceplugin_pb2.PreStartContainerRequest, _deviceplugin_pb2.PreStartContainerResponse]  # type: ignore[assignment]
     """Called before each container start when the plugin asked for it."""
 
 class DevicePluginServicer(metaclass=_abc_1.ABCMeta):
@@ -142,18 +117,14 @@ class DevicePluginServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _deviceplugin_pb2.Empty,
         context: _ServicerContext,
-    ) -> _typing.Union[
-        _deviceplugin_pb2.DevicePluginOptions, _abc.Awaitable[_deviceplugin_pb2.DevicePluginOptions]
-    ]: ...
+    ) -> _typing.Union[_deviceplugin_pb2.DevicePluginOptions, _abc.Awaitable[_deviceplugin_pb2.DevicePluginOptions]]: ...
+
     @_abc_1.abstractmethod
     def ListAndWatch(
         self,
         request: _deviceplugin_pb2.Empty,
         context: _ServicerContext,
-    ) -> _typing.Union[
-        _abc.Iterator[_deviceplugin_pb2.ListAndWatchResponse],
-        _abc.AsyncIterator[_deviceplugin_pb2.ListAndWatchResponse],
-    ]:
+    ) -> _typing.Union[_abc.Iterator[_deviceplugin_pb2.ListAndWatchResponse], _abc.AsyncIterator[_deviceplugin_pb2.ListAndWatchResponse]]:
         """Streams the full device list, and again whenever a device's health
         changes or a device disappears.
         """
@@ -163,10 +134,7 @@ class DevicePluginServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _deviceplugin_pb2.PreferredAllocationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[
-        _deviceplugin_pb2.PreferredAllocationResponse,
-        _abc.Awaitable[_deviceplugin_pb2.PreferredAllocationResponse],
-    ]:
+    ) -> _typing.Union[_deviceplugin_pb2.PreferredAllocationResponse, _abc.Awaitable[_deviceplugin_pb2.PreferredAllocationResponse]]:
         """Suggests which of the available devices to allocate; advisory only."""
 
     @_abc_1.abstractmethod
@@ -174,9 +142,7 @@ class DevicePluginServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _deviceplugin_pb2.AllocateRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[
-        _deviceplugin_pb2.AllocateResponse, _abc.Awaitable[_deviceplugin_pb2.AllocateResponse]
-    ]:
+    ) -> _typing.Union[_deviceplugin_pb2.AllocateResponse, _abc.Awaitable[_deviceplugin_pb2.AllocateResponse]]:
         """Called at container creation: says what the container needs (env,
         mounts, device nodes) to use the allocated devices.
         """
@@ -186,12 +152,7 @@ class DevicePluginServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _deviceplugin_pb2.PreStartContainerRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[
-        _deviceplugin_pb2.PreStartContainerResponse,
-        _abc.Awaitable[_deviceplugin_pb2.PreStartContainerResponse],
-    ]:
+    ) -> _typing.Union[_deviceplugin_pb2.PreStartContainerResponse, _abc.Awaitable[_deviceplugin_pb2.PreStartContainerResponse]]:
         """Called before each container start when the plugin asked for it."""
 
-def add_DevicePluginServicer_to_server(
-    servicer: DevicePluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]
-) -> None: ...
+def add_DevicePluginServicer_to_server(servicer: DevicePluginServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
