@@ -30,6 +30,7 @@ from enclave_runtime.runtime.errors import RuntimeFailure
 from enclave_runtime.runtime.probe import marker_dir_from_env, probe
 from enclave_runtime.runtime.settings import EnclaveConfig, load_settings
 from enclave_runtime.runtime.supervisor import Supervisor
+from kubetee.metrics.runtime import start_runtime_metrics
 
 log = logging.getLogger("kubetee.runtime")
 PROG = "kubetee runtime"
@@ -88,6 +89,8 @@ def _run(_args: argparse.Namespace) -> int:
         ", DEBUG" if identity.debug else "",
         len(settings.secrets),
     )
+    # The enclave holds its EPC from launch, before attestation: report it from now on.
+    start_runtime_metrics(settings.pod_namespace, settings.pod_name, settings.enclave_container)
     supervisor = Supervisor(settings, identity, QuotingClient(settings.quoting_socket), context)
     return asyncio.run(supervisor.run())
 

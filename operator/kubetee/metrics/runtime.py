@@ -3,7 +3,7 @@
 The runtime calls :func:`start_runtime_metrics` once; the rest comes from the same
 environment the runtime reads (``KUBETEE_*``):
 
-* ``KUBETEE_METRICS_PORT`` (default 9094; ``0`` picks a free port) and
+* ``KUBETEE_METRICS_PORT`` (default 9094; ``0`` turns the endpoint off) and
   ``KUBETEE_METRICS_ADDRESS`` (default ``0.0.0.0``);
 * the enclave size: ``KUBETEE_EPC_MIB`` (the device plugin's Allocate), else
   ``epcMiB`` of ``KUBETEE_ENCLAVE_CONFIG`` (the operator's pod template);
@@ -69,9 +69,10 @@ class RuntimeMetricsSettings(BaseSettings):
         return int(epc) * MIB if isinstance(epc, int) else 0
 
     @property
-    def port(self) -> int:
+    def port(self) -> int | None:
+        """The port to bind: None when turned off, 0 for a free one (outside a container)."""
         if self.metrics_port is not None:
-            return self.metrics_port
+            return self.metrics_port or None
         return 0 if self.root is not None else names.DEFAULT_PORTS["runtime"]
 
     @property
@@ -125,6 +126,9 @@ def start_runtime_metrics(
     except ValidationError as error:
         log.error("runtime metrics disabled, bad setting: %s", _brief(error))  # noqa: TRY400
         return None
+    port = settings.port
+    if port is None:
+        return None
     if settings.size_bytes == 0:
         log.warning("runtime metrics: enclave size unknown (no KUBETEE_EPC_MIB); reporting 0")
     usage = EnclaveUsage(
@@ -135,7 +139,7 @@ def start_runtime_metrics(
     collector = EnclaveUsageCollector((namespace, pod, enclave_container), usage)
     server = start_metrics_server(
         "runtime",
-        settings.port,
+        port,
         address=settings.address,
         registry=registry,
         collectors=(collector,),
