@@ -51,6 +51,7 @@ from kubetee.attestation_service.workloads import (
     Workload,
     WorkloadDirectory,
 )
+from kubetee.metrics.attestation import attestation_metrics
 
 log = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ async def _resource(request: web.Request) -> web.Response:
         raise ResourceNotFoundError(f"{current.name} has no secret named {tag!r}")
     value = await service.workloads.secret_value(current.namespace, ref)
     log.info("released secret %s of %s to pod %s", tag, current.name, session.pod)
+    attestation_metrics().secret_released(current.namespace, current.name)
     return web.json_response(encrypt_to_tee_key(value, session.tee_pubkey).to_wire())
 
 

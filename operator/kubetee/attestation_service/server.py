@@ -20,6 +20,8 @@ from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedg
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
 from kubetee.attestation_service.tls import server_context
+from kubetee.metrics import start_metrics_server
+from kubetee.metrics.attestation import instrument_app
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ async def _collect_nonces(ledger: NonceLedger) -> None:
 def run(settings: ServiceSettings) -> None:
     service, ledger = build_service(settings)
     app = create_app(service)
+    instrument_app(app)
+    if settings.metrics_port:
+        start_metrics_server("attestation-service", settings.metrics_port)
 
     async def background(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_collect_nonces(ledger))

@@ -54,6 +54,9 @@ class ServiceSettings(BaseSettings):
         default=None, description="Nine-field collateral JSON for the platforms' FMSPC."
     )
     kubeconfig: Path | None = Field(default=None, description="Default: in-cluster config.")
+    metrics_port: int = Field(
+        default=9091, ge=0, le=65535, description="Port of Prometheus /metrics; 0 turns it off."
+    )
     replay_ledger: Literal["lease", "memory"] = Field(
         default="lease",
         description="lease: shared by all replicas (Leases); memory: one replica only.",
