@@ -116,12 +116,13 @@ def test_crds_from_the_repository_are_served_and_explained(cluster: E2ECluster) 
 def test_down_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     layout = ClusterLayout.for_name(f"downtest-{os.getpid()}", tmp_path / "cluster")
     local = LocalCluster(layout, out=sys.stderr)
-    local.up(nodes=1)
-    pids = [s.pid for s in local.status() if s.pid is not None]
-    assert len(pids) >= 5
-    assert all(port_open(p) for n, p in layout.ports.items() if n != "etcd-peer")
-
-    stopped = local.down(purge=True)
+    try:
+        local.up(nodes=1)
+        pids = [s.pid for s in local.status() if s.pid is not None]
+        assert len(pids) >= 5
+        assert all(port_open(p) for n, p in layout.ports.items() if n != "etcd-peer")
+    finally:
+        stopped = local.down(purge=True)
 
     assert set(stopped) >= {"etcd", "kube-apiserver", "kube-controller-manager", "kwok"}
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)
