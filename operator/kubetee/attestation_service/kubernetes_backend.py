@@ -33,6 +33,7 @@ from kubetee.attestation_service.errors import (
     WorkloadUnknownError,
 )
 from kubetee.attestation_service.names import (
+    ATTESTED_CLAIMS_ANNOTATION,
     ATTESTED_CONDITION,
     ATTESTED_POLICY_ANNOTATION,
     ATTESTED_UNTIL_ANNOTATION,
@@ -40,6 +41,7 @@ from kubetee.attestation_service.names import (
     EC_LABEL,
     EC_PLURAL,
 )
+from kubetee.attestation_service.replicas import claims_of
 from kubetee.attestation_service.sessions import PodRef
 from kubetee.attestation_service.workloads import EnclaveContainerView, Workload
 
@@ -165,6 +167,9 @@ class KubernetesBackend:
                         "annotations": {
                             ATTESTED_POLICY_ANNOTATION: workload.enclave_container.policy_hash,
                             ATTESTED_UNTIL_ANNOTATION: _rfc3339(valid_until),
+                            ATTESTED_CLAIMS_ANNOTATION: json.dumps(
+                                claims_of(verified), sort_keys=True
+                            ),
                         }
                     }
                 },

@@ -4,6 +4,9 @@ The attestation service marks a pod attested (condition ``kubetee.io/attested``)
 the hash of the policy it was judged by and until when that holds. The operator sweeps
 the replicas and decides, with :func:`decide`:
 
+* attested under an older policy whose last attested claims (annotation
+  ``kubetee.io/attested-claims``) the new policy refuses: **replace** it at once, with
+  the policy's reason (``IsvSvnTooLow``, ``MeasurementMismatch``, ...);
 * attested under an older policy, not yet asked: **request re-attestation** (annotation
   ``kubetee.io/reattest-requested: <policy>@<time>``, which the runtime sees);
 * asked, and still not attested under the current policy after the grace period:
@@ -18,12 +21,17 @@ never does, since anyone can name any pod there.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from kubetee.attestation.errors import PolicyError
+from kubetee.attestation.policy import AttestationPolicy, apply_policy
+from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.names import (
+    ATTESTED_CLAIMS_ANNOTATION,
     ATTESTED_CONDITION,
     ATTESTED_POLICY_ANNOTATION,
     ATTESTED_UNTIL_ANNOTATION,
@@ -46,6 +54,7 @@ class ReplicaAttestation:
     attested_until: datetime | None
     reattest_requested: str
     deleting: bool
+    claims: Mapping[str, Any] | None = None
 
 
 def replica_attestation(body: Mapping[str, Any]) -> ReplicaAttestation:
@@ -70,7 +79,47 @@ def replica_attestation(body: Mapping[str, Any]) -> ReplicaAttestation:
         attested_until=_parse_time(annotations.get(ATTESTED_UNTIL_ANNOTATION)),
         reattest_requested=annotations.get(REATTEST_ANNOTATION, ""),
         deleting=metadata.get("deletionTimestamp") is not None,
+        claims=_parse_claims(annotations.get(ATTESTED_CLAIMS_ANNOTATION)),
     )
+
+
+def claims_of(verified: VerifiedQuote) -> dict[str, Any]:
+    """The attested facts a policy judges, as the service records them on the pod."""
+    return {
+        "mrenclave": verified.mrenclave.hex(),
+        "mrsigner": verified.mrsigner.hex(),
+        "isvProdId": verified.isv_prod_id,
+        "isvSvn": verified.isv_svn,
+        "debug": verified.debug,
+        "tcbStatus": verified.tcb_status,
+        "advisoryIds": list(verified.advisory_ids),
+    }
+
+
+def _judge(
+    claims: Mapping[str, Any], policy: AttestationPolicy, now: datetime
+) -> PolicyError | None:
+    """The refusal ``policy`` gives the recorded claims, None if it accepts them."""
+    try:
+        verified = VerifiedQuote(
+            tcb_status=str(claims["tcbStatus"]),
+            advisory_ids=tuple(str(a) for a in claims["advisoryIds"]),
+            mrenclave=bytes.fromhex(str(claims["mrenclave"])),
+            mrsigner=bytes.fromhex(str(claims["mrsigner"])),
+            isv_prod_id=int(claims["isvProdId"]),
+            isv_svn=int(claims["isvSvn"]),
+            debug=bool(claims["debug"]),
+            report_data=b"",
+            fmspc=b"",
+            valid_until=now,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None  # unreadable claims: let re-attestation decide
+    try:
+        apply_policy(verified, policy)
+    except PolicyError as refusal:
+        return refusal
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,35 +132,57 @@ class Action:
 
 
 def decide(
-    replica: ReplicaAttestation, policy_hash: str, now: datetime, grace_seconds: float
+    replica: ReplicaAttestation,
+    policy: AttestationPolicy,
+    policy_hash: str,
+    now: datetime,
+    grace_seconds: float,
 ) -> Action | None:
     """What to do about one replica now, if anything."""
     if replica.deleting or replica.status != "True":
         return None
     if replica.attested_policy != policy_hash:
-        requested_policy, requested_at = _parse_request(replica.reattest_requested)
-        if requested_policy != policy_hash:
-            return Action(
-                "request",
-                "ReattestationRequested",
-                f"pod {replica.name} was attested under an earlier attestation policy; "
-                "asked to attest again",
-                request=f"{policy_hash}@{int(now.timestamp())}",
-            )
-        if requested_at is not None and (now - requested_at).total_seconds() >= grace_seconds:
-            return Action(
-                "replace",
-                "ReattestationFailed",
-                f"pod {replica.name} did not pass attestation under the changed policy "
-                f"within {grace_seconds:.0f}s; replacing it",
-            )
-        return None
+        return _after_policy_change(replica, policy, policy_hash, now, grace_seconds)
     if replica.attested_until is not None and replica.attested_until <= now:
         return Action(
             "withdraw",
             "AttestationExpired",
             f"pod {replica.name} has not re-attested since its attestation expired at "
             f"{replica.attested_until.isoformat()}",
+        )
+    return None
+
+
+def _after_policy_change(
+    replica: ReplicaAttestation,
+    policy: AttestationPolicy,
+    policy_hash: str,
+    now: datetime,
+    grace_seconds: float,
+) -> Action | None:
+    refusal = _judge(replica.claims, policy, now) if replica.claims is not None else None
+    if refusal is not None:
+        return Action(
+            "replace",
+            refusal.reason,
+            f"pod {replica.name} no longer passes the changed attestation policy: "
+            f"{refusal.message}; replacing it",
+        )
+    requested_policy, requested_at = _parse_request(replica.reattest_requested)
+    if requested_policy != policy_hash:
+        return Action(
+            "request",
+            "ReattestationRequested",
+            f"pod {replica.name} was attested under an earlier attestation policy; "
+            "asked to attest again",
+            request=f"{policy_hash}@{int(now.timestamp())}",
+        )
+    if requested_at is not None and (now - requested_at).total_seconds() >= grace_seconds:
+        return Action(
+            "replace",
+            "ReattestationFailed",
+            f"pod {replica.name} did not pass attestation under the changed policy "
+            f"within {grace_seconds:.0f}s; replacing it",
         )
     return None
 
@@ -124,6 +195,16 @@ def _parse_time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _parse_claims(value: str | None) -> Mapping[str, Any] | None:
+    if not value:
+        return None
+    try:
+        claims = json.loads(value)
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def _parse_request(value: str) -> tuple[str, datetime | None]:

@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubetee.api.v1alpha1 import API_VERSION, EnclaveContainerSpec
+from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.names import ATTESTED_CONDITION, EC_LABEL, REATTEST_ANNOTATION
 from kubetee.attestation_service.replicas import (
     Action,
@@ -81,7 +82,7 @@ class AttestationUpkeep:
         self._core = client.CoreV1Api(api_client)
         self._writer = KubeWriter(api_client)
         self._settings = settings
-        self._hashes: dict[tuple[str, int], str | None] = {}
+        self._policies: dict[tuple[str, int], tuple[AttestationPolicy, str] | None] = {}
         self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -113,23 +114,25 @@ class AttestationUpkeep:
             if key not in enclave_containers:
                 continue
             for view in list(enclave_containers[key]):
-                current = self._policy_hash(view)
+                current = self._policy(view)
                 if current is None:
                     continue
+                policy, digest = current
+                grace = self._settings.reattest_grace_seconds
                 for replica in list(replicas[key]):
-                    action = decide(replica, current, now, self._settings.reattest_grace_seconds)
+                    action = decide(replica, policy, digest, now, grace)
                     if action is not None:
                         await self._act(view, replica, action, now)
 
-    def _policy_hash(self, view: ResourceView) -> str | None:
+    def _policy(self, view: ResourceView) -> tuple[AttestationPolicy, str] | None:
         key = (view.uid, view.generation)
-        if key not in self._hashes:
+        if key not in self._policies:
             try:
-                spec = EnclaveContainerSpec.model_validate(view.spec)
-                self._hashes[key] = policy_hash(spec.attestation.policy)
+                policy = EnclaveContainerSpec.model_validate(view.spec).attestation.policy
+                self._policies[key] = (policy, policy_hash(policy))
             except ValidationError:
-                self._hashes[key] = None  # InvalidSpec is the reconciler's to report
-        return self._hashes[key]
+                self._policies[key] = None  # InvalidSpec is the reconciler's to report
+        return self._policies[key]
 
     async def _act(
         self, view: ResourceView, replica: ReplicaAttestation, action: Action, now: datetime

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.replicas import decide, replica_attestation
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+ANY = AttestationPolicy()
+CLAIMS = {
+    "mrenclave": "aa" * 32,
+    "mrsigner": "bb" * 32,
+    "isvProdId": 7,
+    "isvSvn": 3,
+    "debug": False,
+    "tcbStatus": "UpToDate",
+    "advisoryIds": [],
+}
 
 
-def pod(
+def pod(  # noqa: PLR0917  # a fixture builder with defaults
     status: str | None = "True",
     policy: str = "p1",
     until: datetime | None = NOW + timedelta(minutes=5),
     requested: str = "",
     deleting: bool = False,
+    claims: dict | None = None,
 ) -> dict:
     annotations = {"kubetee.io/attested-policy": policy}
+    if claims is not None:
+        annotations["kubetee.io/attested-claims"] = json.dumps(claims)
     if until is not None:
         annotations["kubetee.io/attested-until"] = until.strftime("%Y-%m-%dT%H:%M:%SZ")
     if requested:
@@ -52,11 +67,11 @@ def test_replica_view_reads_condition_and_annotations() -> None:
 
 
 def test_attested_under_the_current_policy_needs_nothing() -> None:
-    assert decide(replica_attestation(pod()), "p1", NOW, 60) is None
+    assert decide(replica_attestation(pod()), ANY, "p1", NOW, 60) is None
 
 
 def test_policy_change_asks_for_reattestation() -> None:
-    action = decide(replica_attestation(pod()), "p2", NOW, 60)
+    action = decide(replica_attestation(pod()), ANY, "p2", NOW, 60)
     assert action is not None
     assert (action.kind, action.reason) == ("request", "ReattestationRequested")
     assert action.request == f"p2@{int(NOW.timestamp())}"
@@ -66,21 +81,21 @@ def test_asked_replica_gets_the_grace_period_then_is_replaced() -> None:
     asked = f"p2@{int(NOW.timestamp())}"
     replica = replica_attestation(pod(requested=asked))
 
-    assert decide(replica, "p2", NOW + timedelta(seconds=59), 60) is None
-    action = decide(replica, "p2", NOW + timedelta(seconds=60), 60)
+    assert decide(replica, ANY, "p2", NOW + timedelta(seconds=59), 60) is None
+    action = decide(replica, ANY, "p2", NOW + timedelta(seconds=60), 60)
     assert action is not None
     assert (action.kind, action.reason) == ("replace", "ReattestationFailed")
 
 
 def test_a_request_for_an_older_policy_is_renewed() -> None:
     replica = replica_attestation(pod(requested="p2@1700000000"))
-    action = decide(replica, "p3", NOW, 60)
+    action = decide(replica, ANY, "p3", NOW, 60)
     assert action is not None
     assert action.kind == "request"
 
 
 def test_lapsed_attestation_is_withdrawn() -> None:
-    action = decide(replica_attestation(pod(until=NOW)), "p1", NOW, 60)
+    action = decide(replica_attestation(pod(until=NOW)), ANY, "p1", NOW, 60)
     assert action is not None
     assert (action.kind, action.reason) == ("withdraw", "AttestationExpired")
 
@@ -89,4 +104,21 @@ def test_lapsed_attestation_is_withdrawn() -> None:
     "body", [pod(status=None), pod(status="False", policy="p0"), pod(deleting=True, policy="p0")]
 )
 def test_unattested_or_deleted_replicas_are_left_alone(body: dict) -> None:
-    assert decide(replica_attestation(body), "p1", NOW + timedelta(days=1), 60) is None
+    assert decide(replica_attestation(body), ANY, "p1", NOW + timedelta(days=1), 60) is None
+
+
+def test_claims_the_new_policy_refuses_mean_immediate_replacement() -> None:
+    replica = replica_attestation(pod(claims=CLAIMS))
+
+    action = decide(replica, AttestationPolicy(min_isv_svn=4), "p2", NOW, 60)
+
+    assert action is not None
+    assert (action.kind, action.reason) == ("replace", "IsvSvnTooLow")
+    assert "below attestation.policy.minIsvSvn 4" in action.message
+
+
+def test_claims_the_new_policy_accepts_still_need_fresh_evidence() -> None:
+    replica = replica_attestation(pod(claims=CLAIMS))
+    action = decide(replica, AttestationPolicy(min_isv_svn=3), "p2", NOW, 60)
+    assert action is not None
+    assert action.kind == "request"
