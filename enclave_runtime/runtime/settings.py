@@ -92,7 +92,8 @@ class RuntimeSettings(BaseSettings):
     state_dir: Path | None = None
     podinfo_dir: Path | None = None
     signer_key: Path | None = None
-    reattest_interval_seconds: float = Field(default=300.0, gt=0)
+    # Below the service's attestation validity (token TTL, 300s by default).
+    reattest_interval_seconds: float = Field(default=120.0, gt=0)
     attest_timeout_seconds: float = Field(default=120.0, gt=0)
     tee_key_curve: Literal["P-256", "P-384"] = "P-256"
 
