@@ -24,6 +24,8 @@ from kubetee.deviceplugin.lifecycle import run_until_terminated
 from kubetee.deviceplugin.logs import configure_logging
 from kubetee.deviceplugin.plugin import DevicePlugin
 from kubetee.deviceplugin.settings import DevicePluginSettings, load_settings
+from kubetee.metrics import start_metrics_server
+from kubetee.metrics.node import DevicePluginCollector
 
 PROG = "kubetee device-plugin"
 
@@ -50,6 +52,9 @@ def register(subparsers: Any) -> None:
         help="Unix socket of the node's quoting service, handed to enclaves by Allocate",
     )
     parser.add_argument("--log-format", choices=["json", "text"], help="default text")
+    parser.add_argument(
+        "--metrics-port", type=int, help="port of Prometheus /metrics (default 9092; 0: off)"
+    )
     parser.set_defaults(func=run_plugin)
 
     actions = parser.add_subparsers(
@@ -91,6 +96,7 @@ def run_plugin(args: argparse.Namespace) -> int:
             enclaves=args.enclaves,
             quoting_socket=args.quoting_socket,
             log_format=args.log_format,
+            metrics_port=args.metrics_port,
         )
     except ConfigurationError as error:
         return _fail(str(error))
@@ -105,7 +111,14 @@ def run_plugin(args: argparse.Namespace) -> int:
 
 
 async def serve(settings: DevicePluginSettings) -> None:
-    await run_until_terminated(DevicePlugin(settings).run)
+    plugin = DevicePlugin(settings)
+    if settings.metrics_port:
+        start_metrics_server(
+            "device-plugin",
+            settings.metrics_port,
+            collectors=(DevicePluginCollector(settings.node_name, lambda: plugin.pools),),
+        )
+    await run_until_terminated(plugin.run)
 
 
 def run_fault(args: argparse.Namespace) -> int:

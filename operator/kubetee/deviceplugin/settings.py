@@ -35,6 +35,9 @@ class DevicePluginSettings(BaseSettings):
         default=DEFAULT_QUOTING_SOCKET, description="Unix socket of the node's quoting service."
     )
     log_format: LogFormat = "text"
+    metrics_port: int = Field(
+        default=9092, ge=0, le=65535, description="Port of Prometheus /metrics; 0 turns it off."
+    )
     poll_interval: float = Field(
         default=0.2, gt=0, le=10, description="Seconds between checks of the plugin dir."
     )

@@ -25,6 +25,8 @@ from kubetee.deviceplugin.errors import SocketError
 from kubetee.deviceplugin.lifecycle import run_until_terminated
 from kubetee.deviceplugin.logs import configure_logging
 from kubetee.deviceplugin.settings import describe_validation_error
+from kubetee.metrics import start_metrics_server
+from kubetee.metrics.node import NodeAgentCollector
 from kubetee.nodeagent.agent import NodeAgent
 from kubetee.nodeagent.node_status import KubernetesNodeApi, NodeStatusPublisher
 from kubetee.nodeagent.pod_runtimes import PodRuntimes, run_with_pod_runtimes
@@ -45,6 +47,7 @@ class NodeAgentSettings(BaseSettings):
     # Run pods' kubetee sidecars as local processes (pod_runtimes), as no kubelet does.
     run_pods: bool = True
     pods_dir: Path | None = None
+    metrics_port: int = Field(default=9093, ge=0, le=65535)  # 0 turns /metrics off
 
 
 def register(subparsers: Any) -> None:
@@ -75,6 +78,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--pods-dir", type=Path, help="per-pod directories (default: <plugin-dir>/../pods)"
     )
+    parser.add_argument(
+        "--metrics-port", type=int, help="port of Prometheus /metrics (default 9093; 0: off)"
+    )
     parser.set_defaults(func=run_agent)
 
 
@@ -104,6 +110,7 @@ def run_agent(args: argparse.Namespace) -> int:
         "log_format": args.log_format,
         "run_pods": getattr(args, "run_pods", None),
         "pods_dir": getattr(args, "pods_dir", None),
+        "metrics_port": getattr(args, "metrics_port", None),
     }
     try:
         settings = NodeAgentSettings(**{k: v for k, v in given.items() if v is not None})
@@ -122,6 +129,12 @@ def run_agent(args: argparse.Namespace) -> int:
         KubernetesNodeApi(client), settings.node_name, resync_interval=settings.resync_interval
     )
     agent = NodeAgent(settings.node_name, settings.plugin_dir, publisher)
+    if settings.metrics_port:
+        start_metrics_server(
+            "node-agent",
+            settings.metrics_port,
+            collectors=(NodeAgentCollector(settings.node_name, lambda: publisher.published),),
+        )
     main = agent.run
     if settings.run_pods:
         pods = PodRuntimes(
