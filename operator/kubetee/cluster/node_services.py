@@ -14,6 +14,7 @@ from pathlib import Path
 
 from enclave_runtime.quoting.provision import provision
 from kubetee.cluster.layout import ClusterLayout
+from kubetee.cluster.processes import free_port
 
 
 def _kubetee(*args: str) -> list[str]:
@@ -42,6 +43,10 @@ def node_processes(
     plugins = plugin_dir(layout, node)
     plugins.mkdir(parents=True, exist_ok=True)
     socket = quoting_socket(layout, node)
+    # Every node's daemons share this machine, so each gets its own metrics port.
+    plugin_metrics = layout.ports.setdefault(f"{node}-device-plugin-metrics", free_port())
+    agent_metrics = layout.ports.setdefault(f"{node}-node-agent-metrics", free_port())
+    layout.save()
     return [
         (
             "quoting-service",
@@ -62,6 +67,7 @@ def node_processes(
                 f"--epc-mib={layout.epc_mib}",
                 f"--enclaves={layout.enclaves}",
                 f"--quoting-socket={socket}",
+                f"--metrics-port={plugin_metrics}",
             ),
         ),
         (
@@ -71,6 +77,7 @@ def node_processes(
                 f"--node-name={node}",
                 f"--plugin-dir={plugins}",
                 f"--kubeconfig={kubeconfig}",
+                f"--metrics-port={agent_metrics}",
             ),
         ),
     ]
