@@ -75,7 +75,6 @@ class Server:
 
 
 SERVER = web.AppKey("server", Server)
-USER = "kubetee.user"
 
 
 def attributes_of(request: web.Request) -> Attributes:
@@ -133,7 +132,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     server = request.app[SERVER]
     try:
         if request.path not in HEALTH_PATHS:
-            request[USER] = await _admit(server, request)
+            await _admit(server, request)
         response = await handler(request)
     except CustomMetricsError as error:
         if error.status in (401, 403):

@@ -1,0 +1,122 @@
+"""Attestation metrics on the real KBS application: refusals by reason, latency, releases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from enclave_runtime.kbs_protocol import KBS_PROTOCOL_VERSION, SESSION_COOKIE
+from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.memory_backend import InMemoryCluster
+from kubetee.attestation_service.replay import MemoryNonceLedger
+from kubetee.attestation_service.sessions import SessionSigner
+from kubetee.metrics import names
+from kubetee.metrics.attestation import AttestationMetrics, instrument_app
+from kubetee.metrics.serve import MetricsServer
+
+from .conftest import scrape_url, value
+
+AUTH_REQUEST = {
+    "version": KBS_PROTOCOL_VERSION,
+    "tee": "sgx",
+    "extra-params": {"kubetee.io/pod": {"namespace": "shop", "name": "p-1", "uid": "u-1"}},
+}
+
+
+class _NoVerifier:
+    def verify(self, quote: bytes, now: object) -> object:
+        raise AssertionError("these requests are refused before verification")
+
+
+@pytest.fixture
+async def kbs(registry: CollectorRegistry) -> AsyncIterator[tuple[str, AttestationMetrics]]:
+    cluster = InMemoryCluster()
+    service = KbsService(
+        sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
+        ledger=MemoryNonceLedger(),
+        verifier=_NoVerifier(),  # type: ignore[arg-type]
+        workloads=cluster,
+        reporter=cluster,
+    )
+    app = create_app(service)
+    metrics = AttestationMetrics(registry)
+    instrument_app(app, metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}", metrics
+    await runner.cleanup()
+
+
+async def test_refused_attestations_are_counted_by_the_services_reason(
+    kbs: tuple[str, AttestationMetrics], serve: Callable[[], MetricsServer]
+) -> None:
+    url, _ = kbs
+    async with aiohttp.ClientSession() as session:
+        # No session cookie: refused before anything else.
+        async with session.post(f"{url}/kbs/v0/attest", json={}) as response:
+            assert response.status == 401
+            assert (await response.json())["type"].endswith("/SessionInvalid")
+        async with session.post(f"{url}/kbs/v0/auth", json=AUTH_REQUEST) as response:
+            assert response.status == 200
+            cookie = response.cookies[SESSION_COOKIE].value
+        # A valid challenge, then a payload that is not an attestation.
+        async with session.post(
+            f"{url}/kbs/v0/attest", data=b"{}", cookies={SESSION_COOKIE: cookie}
+        ) as response:
+            assert response.status == 400
+    server = serve()
+
+    _, samples = scrape_url(f"http://127.0.0.1:{server.port}/metrics")
+
+    attestations = names.ATTESTATIONS_TOTAL
+    assert value(samples, attestations, result="refused", reason="SessionInvalid") == 1
+    assert value(samples, attestations, result="refused", reason="BadRequest") == 1
+    histogram = names.ATTESTATION_DURATION_SECONDS
+    assert value(samples, histogram + "_count", result="refused") == 2
+    assert value(samples, histogram + "_bucket", result="refused", le="+Inf") == 2
+    # /auth is no attestation
+    assert sum(v for _, v in samples[attestations]) == 2
+
+
+async def test_accepted_attestations_and_released_secrets_are_counted(
+    registry: CollectorRegistry, serve: Callable[[], MetricsServer]
+) -> None:
+    metrics = AttestationMetrics(registry)
+
+    async def accept(_request: web.Request) -> web.Response:
+        return web.json_response({"token": "t"})
+
+    app = web.Application()
+    app.router.add_post("/kbs/v0/attest", accept)
+    instrument_app(app, metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                async with session.post(f"http://127.0.0.1:{port}/kbs/v0/attest") as response:
+                    assert response.status == 200
+    finally:
+        await runner.cleanup()
+    metrics.secret_released("shop", "payments")
+    metrics.secret_released("shop", "payments")
+    server = serve()
+
+    _, samples = scrape_url(f"http://127.0.0.1:{server.port}/metrics")
+
+    assert value(samples, names.ATTESTATIONS_TOTAL, result="accepted", reason="Attested") == 3
+    assert value(samples, names.ATTESTATION_DURATION_SECONDS + "_count", result="accepted") == 3
+    released = value(
+        samples, names.SECRETS_RELEASED_TOTAL, namespace="shop", enclavecontainer="payments"
+    )
+    assert released == 2
