@@ -36,7 +36,7 @@ POD_PARAM = "kubetee.io/pod"
 TIMEOUT_SECONDS = 10
 
 
-class CheckFailed(Exception):
+class CheckFailedError(Exception):
     """One check did not pass; the message says which and why."""
 
 
@@ -55,10 +55,10 @@ def _request(
         with urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS, context=context) as reply:  # noqa: S310
             return reply.status, json.loads(reply.read() or b"null")
     except urllib.error.HTTPError as error:
-        raise CheckFailed(f"{url} answered {error.code} {error.reason}") from None
+        raise CheckFailedError(f"{url} answered {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise CheckFailed(f"cannot reach {url}: {reason}") from None
+        raise CheckFailedError(f"cannot reach {url}: {reason}") from None
 
 
 def _apiserver() -> tuple[str, str, ssl.SSLContext]:
@@ -81,7 +81,7 @@ def check_crds_served() -> str:
     served = {resource.get("name") for resource in discovery.get("resources", [])}
     missing = [name for name in RESOURCES if name not in served]
     if missing:
-        raise CheckFailed(f"{GROUP_VERSION} does not serve {', '.join(missing)}")
+        raise CheckFailedError(f"{GROUP_VERSION} does not serve {', '.join(missing)}")
     return f"{GROUP_VERSION} serves {', '.join(RESOURCES)}"
 
 
@@ -89,7 +89,7 @@ def check_attestation_service(url: str, ca_file: str) -> str:
     context = ssl.create_default_context(cafile=ca_file)
     _, health = _request(f"{url}/healthz", context)
     if not isinstance(health, dict) or health.get("status") != "ok":
-        raise CheckFailed(f"{url}/healthz answered {health!r}")
+        raise CheckFailedError(f"{url}/healthz answered {health!r}")
     pod = {"namespace": "kubetee-helm-test", "name": "helm-test", "uid": "helm-test"}
     _, challenge = _request(
         f"{url}/kbs/v0/auth",
@@ -97,7 +97,7 @@ def check_attestation_service(url: str, ca_file: str) -> str:
         body={"version": KBS_PROTOCOL_VERSION, "tee": "sgx", "extra-params": {POD_PARAM: pod}},
     )
     if not isinstance(challenge, dict) or not challenge.get("nonce"):
-        raise CheckFailed(f"{url}/kbs/v0/auth answered no nonce: {challenge!r}")
+        raise CheckFailedError(f"{url}/kbs/v0/auth answered no nonce: {challenge!r}")
     return f"{url} answers /healthz and issues KBS nonces over verified TLS"
 
 
@@ -110,7 +110,7 @@ def main() -> int:
     for check in checks:
         try:
             sys.stdout.write(f"ok: {check()}\n")
-        except CheckFailed as failure:
+        except CheckFailedError as failure:
             sys.stdout.write(f"FAILED: {failure}\n")
             return 1
     return 0
