@@ -240,8 +240,10 @@ def test_service_monitor_scrapes_every_metrics_port(render: Render) -> None:
     endpoint_ports = {e["port"] for e in monitor["spec"]["endpoints"]}
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["kubetee-system"]}
     scraped = [s for s in find(manifests, "Service") if _matches(selector, s["metadata"]["labels"])]
-    assert {s["metadata"]["name"] for s in scraped} >= {
+    assert {s["metadata"]["name"] for s in scraped} == {
         "kt-kubetee-operator",
+        "kt-kubetee-attestation",
+        "kt-kubetee-node",
         "kt-kubetee-metrics-apiserver",
     }
     for service in find(manifests, "Service"):
