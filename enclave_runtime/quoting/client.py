@@ -38,7 +38,9 @@ class QuotingClient:
     async def _call(
         self, method: str, path: str, payload: dict[str, str] | None
     ) -> dict[str, object]:
-        connector = aiohttp.UnixConnector(path=str(self.socket_path))
+        # Resolved: a socket reached through symlinked mounts (the node agent's layout
+        # under KUBETEE_ROOT) may have a path longer than a socket address can hold.
+        connector = aiohttp.UnixConnector(path=str(self.socket_path.resolve()))
         try:
             async with (
                 aiohttp.ClientSession(connector=connector, timeout=self._timeout) as session,

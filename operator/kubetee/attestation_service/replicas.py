@@ -13,7 +13,9 @@ the replicas and decides, with :func:`decide`:
   **replace** it (condition False with reason ``ReattestationFailed``, Event, pod
   deleted so its Deployment creates a fresh one);
 * attested, but the attestation's validity has passed (the runtime stopped
-  re-attesting, or was refused): **withdraw** the condition (``AttestationExpired``).
+  re-attesting, or was refused): **withdraw** the condition (``AttestationExpired``);
+* marked attested without the service's annotations (KWOK's default pod stage sets
+  every readiness gate True): **withdraw** it (``NotAttested``).
 
 Only these facts move a replica out of attestation; a refused request to the service
 never does, since anyone can name any pod there.
@@ -141,6 +143,14 @@ def decide(
     """What to do about one replica now, if anything."""
     if replica.deleting or replica.status != "True":
         return None
+    if not replica.attested_policy:
+        # True without the service's annotations: nobody attested it (a simulator that
+        # marks every readiness gate True, or a hand edit). Only the service vouches.
+        return Action(
+            "withdraw",
+            "NotAttested",
+            f"pod {replica.name} is marked attested but the attestation service never attested it",
+        )
     if replica.attested_policy != policy_hash:
         return _after_policy_change(replica, policy, policy_hash, now, grace_seconds)
     if replica.attested_until is not None and replica.attested_until <= now:

@@ -1,9 +1,11 @@
 """Replicas' attestation upkeep: re-attest on policy change, replace failures, expire.
 
 A kopf index keeps each replica's attestation facts (condition, attested policy,
-validity, pending request); a background sweep applies
-:func:`kubetee.attestation_service.replicas.decide` to every replica against its
-EnclaveContainer's current policy, every ``KUBETEE_ATTESTATION_SWEEP_SECONDS``.
+validity, pending request); :func:`kubetee.attestation_service.replicas.decide` is
+applied to every replica against its EnclaveContainer's current policy by a background
+sweep (every ``KUBETEE_ATTESTATION_SWEEP_SECONDS``) and, for one EnclaveContainer, at
+once when its policy changes (so replicas the new policy refuses stop counting as
+attested before anything else happens, such as the rollout of a new enclave version).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from kubernetes.aio import client
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kubetee.api.v1alpha1 import API_VERSION, EnclaveContainerSpec
+from kubetee.api.v1alpha1 import API_VERSION, VERSION, EnclaveContainerSpec
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.names import ATTESTED_CONDITION, EC_LABEL, REATTEST_ANNOTATION
 from kubetee.attestation_service.replicas import (
@@ -30,7 +32,8 @@ from kubetee.attestation_service.replicas import (
     replica_attestation,
 )
 from kubetee.attestation_service.workloads import policy_hash
-from kubetee.controller.views import ResourceView
+from kubetee.controller.names import EC_PLURAL, GROUP
+from kubetee.controller.views import ResourceView, resource_view
 from kubetee.k8s.client import connect
 from kubetee.k8s.errors import ApiError, ApiUnavailableError
 from kubetee.k8s.writes import KubeWriter, ObjectRef
@@ -69,6 +72,23 @@ async def start_attestation_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
     )
 
 
+@kopf.on.event(GROUP, VERSION, EC_PLURAL)
+async def policy_changed(
+    body: kopf.Body,
+    type: str,  # kopf's argument name
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    upkeep: AttestationUpkeep | None = memo.get("attestation_upkeep")
+    if upkeep is None or type == "DELETED":
+        return
+    await upkeep.policy_event(
+        (namespace or "", name), resource_view(body), kwargs["attestation_replicas"]
+    )
+
+
 @kopf.on.cleanup()
 async def stop_attestation_upkeep(memo: kopf.Memo, **_: Any) -> None:
     upkeep: AttestationUpkeep | None = memo.get("attestation_upkeep")
@@ -83,6 +103,7 @@ class AttestationUpkeep:
         self._writer = KubeWriter(api_client)
         self._settings = settings
         self._policies: dict[tuple[str, int], tuple[AttestationPolicy, str] | None] = {}
+        self._seen: dict[ObjectKey, str] = {}
         self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -117,12 +138,34 @@ class AttestationUpkeep:
                 current = self._policy(view)
                 if current is None:
                     continue
-                policy, digest = current
-                grace = self._settings.reattest_grace_seconds
-                for replica in list(replicas[key]):
-                    action = decide(replica, policy, digest, now, grace)
-                    if action is not None:
-                        await self._act(view, replica, action, now)
+                await self._sweep_one(view, current, list(replicas[key]), now)
+
+    async def policy_event(
+        self, key: ObjectKey, view: ResourceView, replicas: Mapping[ObjectKey, Any]
+    ) -> None:
+        """Judge an EnclaveContainer's replicas now if its policy just changed."""
+        current = self._policy(view)
+        if current is None:
+            return
+        previous = self._seen.get(key)
+        self._seen[key] = current[1]
+        if previous is None or previous == current[1] or key not in replicas:
+            return
+        await self._sweep_one(view, current, list(replicas[key]), datetime.now(UTC))
+
+    async def _sweep_one(
+        self,
+        view: ResourceView,
+        current: tuple[AttestationPolicy, str],
+        replicas: list[ReplicaAttestation],
+        now: datetime,
+    ) -> None:
+        policy, digest = current
+        grace = self._settings.reattest_grace_seconds
+        for replica in replicas:
+            action = decide(replica, policy, digest, now, grace)
+            if action is not None:
+                await self._act(view, replica, action, now)
 
     def _policy(self, view: ResourceView) -> tuple[AttestationPolicy, str] | None:
         key = (view.uid, view.generation)

@@ -122,3 +122,11 @@ def test_claims_the_new_policy_accepts_still_need_fresh_evidence() -> None:
     action = decide(replica, AttestationPolicy(min_isv_svn=3), "p2", NOW, 60)
     assert action is not None
     assert action.kind == "request"
+
+
+def test_condition_the_service_did_not_set_is_withdrawn() -> None:
+    body = pod()
+    del body["metadata"]["annotations"]["kubetee.io/attested-policy"]
+    action = decide(replica_attestation(body), ANY, "p1", NOW, 60)
+    assert action is not None
+    assert (action.kind, action.reason) == ("withdraw", "NotAttested")
