@@ -5,7 +5,8 @@
 #   docker build -t kubetee/kubetee:0.1.0 .
 #
 # Stage 1 builds wheels of KubeTEE and its dependencies; stage 2 installs them into a slim
-# Python without build tools, and runs as an unprivileged user.
+# Python without build tools, and runs as an unprivileged user. Needs BuildKit (the
+# default builder since Docker 23) for the RUN --mount below.
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS build
