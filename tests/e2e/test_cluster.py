@@ -130,3 +130,41 @@ def test_down_leaves_no_process_or_port_behind(tmp_path: Path) -> None:
     assert not local.is_running()
     assert not layout.workdir.exists()
     assert not layout.socket_dir.exists()
+
+
+def test_readiness_follows_readiness_gates_as_on_a_kubelet(
+    cluster: E2ECluster, namespace: str
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    gate = "kubetee.io/attested"
+    core.create_namespaced_pod(
+        namespace,
+        {  # type: ignore[arg-type]
+            "metadata": {"name": "gated"},
+            "spec": {
+                "readinessGates": [{"conditionType": gate}],
+                "containers": [{"name": "app", "image": "busybox:1.36"}],
+            },
+        },
+    )
+
+    def ready_status() -> str | None:
+        pod = core.read_namespaced_pod("gated", namespace)
+        if pod.status is None or pod.status.phase != "Running":
+            return None
+        return next((c.status for c in pod.status.conditions or [] if c.type == "Ready"), None)
+
+    def set_gate(status: str) -> None:
+        core.patch_namespaced_pod_status(
+            "gated",
+            namespace,
+            {"status": {"conditions": [{"type": gate, "status": status, "reason": "Test"}]}},
+        )
+
+    assert _eventually(ready_status) == "False"  # running, but its gate is not True yet
+    time.sleep(2)
+    assert ready_status() == "False"
+    set_gate("True")
+    _eventually(lambda: ready_status() == "True")
+    set_gate("False")
+    _eventually(lambda: ready_status() == "False")

@@ -26,6 +26,10 @@ class Component:
     args: list[str]
 
 
+def kwok_stages_source() -> Path:
+    return repo_root() / "deploy" / "cluster" / "kwok-stages.yaml"
+
+
 def scheduler_config_source() -> Path:
     return repo_root() / "deploy" / "cluster" / "scheduler-config.yaml"
 
@@ -169,6 +173,7 @@ def control_plane(layout: ClusterLayout, pki: ClusterPKI) -> list[Component]:
             [
                 str(binary_path("kwok")),
                 f"--kubeconfig={kwok_kubeconfig}",
+                f"--config={kwok_stages_source()}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake",
                 "--cidr=10.244.0.1/16",
