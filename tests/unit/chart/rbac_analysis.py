@@ -323,10 +323,32 @@ def _endpoint_of(module: Module, call: ast.Call, candidates: dict[str, Endpoint]
     )
 
 
+def _watched(module: Module) -> set[Permission]:
+    """``watch.Watch().stream(api.list_x, ...)``: the list method is passed, not called."""
+    endpoints = client_endpoints()
+    found: set[Permission] = set()
+    for call in ast.walk(module.tree):
+        if not (isinstance(call, ast.Call) and _called_name(call) == "stream" and call.args):
+            continue
+        listed = call.args[0]
+        if isinstance(listed, ast.Attribute) and listed.attr in endpoints:
+            fake = ast.Call(func=listed, args=call.args[1:], keywords=call.keywords)
+            fake.lineno = call.lineno
+            endpoint = _endpoint_of(module, fake, endpoints[listed.attr])
+            if "{" in endpoint.path.replace("{namespace}", "").replace("{name}", ""):
+                raise UnresolvedCallError(
+                    f"{module.name}:{call.lineno}: watch of a custom resource"
+                )
+            permission = endpoint.permission()
+            found |= {permission, Permission(permission.group, permission.resource, "watch")}
+    return found
+
+
 def client_calls(modules: list[Module]) -> set[Permission]:
     endpoints = client_endpoints()
     needed: set[Permission] = set()
     for module in modules:
+        needed |= _watched(module)
         for call in ast.walk(module.tree):
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
@@ -350,9 +372,18 @@ def client_calls(modules: list[Module]) -> set[Permission]:
                 for plural in plurals:
                     permission = endpoint.permission(group, plural)
                     needed.add(permission)
+                    if permission.verb == "list" and _keyword_true(call, "watch"):
+                        needed.add(Permission(permission.group, permission.resource, "watch"))
                     if permission.verb == "patch" and _applies(module, call):
                         needed.add(Permission(permission.group, permission.resource, "create"))
     return needed
+
+
+def _keyword_true(call: ast.Call, name: str) -> bool:
+    return any(
+        k.arg == name and isinstance(k.value, ast.Constant) and k.value.value is True
+        for k in call.keywords
+    )
 
 
 def _applies(module: Module, call: ast.Call) -> bool:

@@ -178,3 +178,10 @@ def test_node_daemonset_has_no_api_access(everything_on: list[Manifest]) -> None
     assert needed(COMMANDS["node"]) == set()
     daemonset = find(everything_on, "DaemonSet")[0]
     assert daemonset["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_analysis_sees_what_another_component_does() -> None:
+    # The node agent (not in the chart: the kubelet's role on real nodes) patches Node
+    # status; the analysis must find that in code it was not tuned on.
+    found = needed_permissions(SUBCOMMANDS["node-agent"], LOCAL_ONLY)
+    assert Permission("", "nodes/status", "patch") in found
