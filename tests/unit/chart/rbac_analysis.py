@@ -11,7 +11,8 @@ In that code:
   plural of ``CustomObjectsApi`` calls are resolved from literals, module constants, or,
   when they are parameters of the enclosing function, from the callers of that function.
   A server-side apply (``_content_type`` = apply-patch) is a ``patch`` that creates
-  missing objects, which the apiserver authorizes as ``create`` too;
+  missing objects, which the apiserver authorizes as ``create`` too; a list with
+  ``watch=True`` or passed to ``Watch().stream`` is also a ``watch``;
 * every kopf resource handler or index (``@kopf.on.event(group, version, plural)``,
   ``@kopf.index(...)``) lists and watches its resource; change-detecting handlers
   (create, update, delete, resume, field, timers, daemons) also patch it (finalizers,
