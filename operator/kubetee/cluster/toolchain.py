@@ -50,13 +50,17 @@ class Component:
     module: str
     version: str
     binaries: dict[str, str]  # binary name -> Go package path
-    ldflags: Callable[[str], list[str]] = field(default=lambda _v: [])
+    # -ldflags from the version and the release's own go.mod text.
+    ldflags: Callable[[str, str], list[str]] = field(default=lambda _v, _mod: [])
     # Version of the sibling modules the release replaces with local directories.
     sibling_version: Callable[[str], str] = field(default=lambda v: v)
+    # Bumped when the build recipe changes, so binaries cached by an older recipe are rebuilt.
+    revision: int = 1
 
     @property
     def bin_dir(self) -> Path:
-        return cache_dir() / "bin" / f"{self.name}-{self.version}"
+        suffix = f"-r{self.revision}" if self.revision > 1 else ""
+        return cache_dir() / "bin" / f"{self.name}-{self.version}{suffix}"
 
     def binary(self, name: str) -> Path:
         return self.bin_dir / name
@@ -65,7 +69,7 @@ class Component:
         return all(self.binary(b).is_file() for b in self.binaries)
 
 
-def _kubernetes_ldflags(version: str) -> list[str]:
+def _kubernetes_ldflags(version: str, _go_mod: str) -> list[str]:
     major, minor = version.lstrip("v").split(".")[:2]
     flags = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
@@ -105,17 +109,30 @@ KWOK = Component(
     module="sigs.k8s.io/kwok",
     version=KWOK_VERSION,
     binaries={"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
-    ldflags=lambda v: [f"-X sigs.k8s.io/kwok/pkg/consts.Version={v}"],
+    ldflags=lambda v, _mod: [f"-X sigs.k8s.io/kwok/pkg/consts.Version={v}"],
 )
+
+
+def _helm_ldflags(version: str, go_mod: str) -> list[str]:
+    """As helm's Makefile: the default Kubernetes version follows its client-go (v0.X -> 1.X)."""
+    match = re.search(r"^\s*k8s\.io/client-go v0\.(\d+)\.", go_mod, re.MULTILINE)
+    flags = [
+        f"-X helm.sh/helm/v3/internal/version.version={version}",
+        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+    ]
+    if match:
+        for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+            flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={match.group(1)}"]
+    return flags
+
+
 HELM = Component(
     name="helm",
     module="helm.sh/helm/v3",
     version=HELM_VERSION,
     binaries={"helm": "helm.sh/helm/v3/cmd/helm"},
-    ldflags=lambda v: [
-        f"-X helm.sh/helm/v3/internal/version.version={v}",
-        "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
-    ],
+    ldflags=_helm_ldflags,
+    revision=2,
 )
 COMPONENTS: tuple[Component, ...] = (ETCD, KUBERNETES, KWOK, HELM)
 
@@ -244,12 +261,14 @@ class Builder:
         started = time.monotonic()
         step = 0
         for component in missing:
-            workdir = self._prepare(component)
+            workdir, go_mod = self._prepare(component)
             for binary, package in component.binaries.items():
                 step += 1
                 if component.binary(binary).is_file():
                     continue
-                self._build(component, workdir, binary, package, f"[{step}/{total}]")
+                self._build(
+                    component, workdir, go_mod, binary, package, counter=f"[{step}/{total}]"
+                )
         self._out.write(f"All binaries built in {_fmt(time.monotonic() - started)}.\n")
 
     def _log_path(self, step: str) -> Path:
@@ -281,7 +300,7 @@ class Builder:
             )
         return proc.stdout
 
-    def _prepare(self, component: Component) -> Path:
+    def _prepare(self, component: Component) -> tuple[Path, str]:
         workdir = cache_dir() / "build" / f"{component.name}-{component.version}"
         workdir.mkdir(parents=True, exist_ok=True)
         # A fresh module each time, so a half-written go.mod from a failed run cannot interfere.
@@ -314,15 +333,22 @@ class Builder:
         ]
         lines += [f"replace {pin}" for pin in pins]
         (workdir / "go.mod").write_text("\n".join(lines) + "\n")
-        return workdir
+        return workdir, go_mod
 
     def _build(
-        self, component: Component, workdir: Path, binary: str, package: str, counter: str
+        self,
+        component: Component,
+        workdir: Path,
+        go_mod: str,
+        binary: str,
+        package: str,
+        *,
+        counter: str,
     ) -> None:
         target = component.binary(binary)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(".partial")
-        ldflags = " ".join(["-s", "-w", *component.ldflags(component.version)])
+        ldflags = " ".join(["-s", "-w", *component.ldflags(component.version, go_mod)])
         label = f"{counter} {binary} {component.version}"
         with _Progress(label, self._out) as progress:
             self._run(

@@ -8,7 +8,7 @@ import pytest
 
 from kubetee.cli import main
 from kubetee.cluster.errors import ClusterError
-from kubetee.cluster.toolchain import KUBERNETES, Builder, local_replaces
+from kubetee.cluster.toolchain import HELM, KUBERNETES, Builder, local_replaces
 
 KUBERNETES_GO_MOD = """\
 module k8s.io/kubernetes
@@ -99,3 +99,9 @@ def test_cluster_up_rejects_bad_node_counts(nodes: str, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "--nodes" in err
     assert ("at least 1" in err) or ("whole number" in err)
+
+
+def test_helm_defaults_to_the_kubernetes_version_of_its_client_go() -> None:
+    flags = HELM.ldflags("v3.22.0", "require (\n\tk8s.io/client-go v0.37.0\n)\n")
+    assert "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37" in flags
+    assert "-X helm.sh/helm/v3/internal/version.version=v3.22.0" in flags
