@@ -258,6 +258,7 @@ def main() -> None:
                 "ratio_to_tls_roundtrips": round(rate / tls_rate, 3),
                 "ratio_to_quote_verifications": round(rate / verify_rate, 3),
                 "cpus": os.cpu_count(),
+                "backend": "in-memory cluster (the apiserver is not measured)",
             }
         )
     )
