@@ -166,6 +166,7 @@ class DeploymentView:
     spec_hash: str
     generation: int
     observed_generation: int
+    spec_replicas: int
     replicas: int
     updated_replicas: int
     replica_failure: str
@@ -185,6 +186,7 @@ def deployment_view(body: Body) -> DeploymentView:
         spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION, ""),
         generation=int(metadata.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
+        spec_replicas=int((body.get("spec") or {}).get("replicas", 1)),
         replicas=int(status.get("replicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
         replica_failure=(failure or {}).get("message", "")

@@ -26,7 +26,13 @@ from kubetee.api.validation import describe
 from kubetee.controller import accounting
 from kubetee.controller.conditions import transitions
 from kubetee.controller.deployment import Owner, Placement, build_deployment
-from kubetee.controller.ecstatus import WARNING_REASONS, Blocker, Observation, compute_status
+from kubetee.controller.ecstatus import (
+    READY,
+    WARNING_REASONS,
+    Blocker,
+    Observation,
+    compute_status,
+)
 from kubetee.controller.names import EC_PLURAL, SPEC_HASH_ANNOTATION
 from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import ResourceView
@@ -60,13 +66,16 @@ class EnclaveContainerReconciler:
         caches: Caches,
         writer: Writer,
         defaults: Defaults,
+        *,
         pool_free: Callable[[str], accounting.FreeEPC | None],
+        requeue: Callable[[ObjectKey], None],
         clock: Clock = utcnow,
     ) -> None:
         self._caches = caches
         self._writer = writer
         self._defaults = defaults
         self._pool_free = pool_free
+        self._requeue = requeue
         self._clock = clock
         # What this process wrote last, by key: (uid, value). The caches catch up a
         # moment later; these keep a quick second event from writing it again.
@@ -92,7 +101,11 @@ class EnclaveContainerReconciler:
         if spec is not None and blocker is None:
             placement, blocker = self._placement(spec)
         if spec is not None and placement is not None and blocker is None:
-            blocker = await self._apply(key, view, spec, placement)
+            applied, blocker = await self._apply(key, view, spec, placement)
+            if applied:
+                # Its pods do not exist yet: their events (or this) bring the status.
+                self._requeue(key)
+                return
         await self._write_status(key, view, spec, placement, blocker)
 
     def _parse(self, view: ResourceView) -> tuple[EnclaveContainerSpec | None, Blocker | None]:
@@ -125,10 +138,11 @@ class EnclaveContainerReconciler:
         view: ResourceView,
         spec: EnclaveContainerSpec,
         placement: Placement,
-    ) -> Blocker | None:
+    ) -> tuple[bool, Blocker | None]:
+        """Apply the Deployment if it differs; (whether applied, what blocks it)."""
         deployment = one(self._caches.deployments, key)
         if deployment is not None and deployment.controller_uid != view.uid:
-            return Blocker(
+            return False, Blocker(
                 "DeploymentConflict",
                 f"Deployment {view.name!r} exists and is not owned by this EnclaveContainer: "
                 "delete it or rename the EnclaveContainer",
@@ -138,28 +152,31 @@ class EnclaveContainerReconciler:
         digest = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
         refused = self._refused.get(key)
         if refused is not None and refused[:2] == (view.uid, digest):
-            return Blocker("InvalidSpec", refused[2])
-        if deployment is not None and deployment.spec_hash == digest:
-            return None
-        if deployment is not None and self._applied.get(key) == (view.uid, digest):
-            return None  # applied a moment ago; the watch has not caught up yet
+            return False, Blocker("InvalidSpec", refused[2])
+        if deployment is not None:
+            if deployment.spec_hash != digest:
+                if self._applied.get(key) == (view.uid, digest):
+                    return False, None  # applied a moment ago; the watch is behind
+            elif deployment.spec_replicas == spec.replicas:
+                return False, None  # as applied (a scaled Deployment is set back)
         try:
             await self._writer.apply_deployment(manifest)
         except ApiRefusedError as error:
             message = f"the Deployment for spec.template was refused: {error}"
             self._refused[key] = (view.uid, digest, message)
-            return Blocker("InvalidSpec", message)
+            return False, Blocker("InvalidSpec", message)
         self._refused.pop(key, None)
         self._applied[key] = (view.uid, digest)
-        created = deployment is None
-        await self._event(
-            view,
-            "Normal",
-            "DeploymentCreated" if created else "DeploymentUpdated",
-            f"{'Created' if created else 'Updated'} Deployment {view.name} "
-            f"({spec.replicas} replicas of {spec.epc} EPC)",
-        )
-        return None
+        if deployment is not None:
+            # A creation needs no Event of ours: the Deployment's own say as much.
+            await self._event(
+                view,
+                "Normal",
+                "DeploymentUpdated",
+                f"Updated Deployment {view.name} ({spec.replicas} replicas of {spec.epc} "
+                "EPC): rolling the replicas",
+            )
+        return True, None
 
     def _free(self, placement: Placement | None) -> accounting.FreeEPC:
         if placement is not None and placement.pool:
@@ -209,7 +226,8 @@ class EnclaveContainerReconciler:
         for condition in transitions(previous.conditions, status.conditions):
             if condition.reason in WARNING_REASONS:
                 await self._event(view, "Warning", condition.reason, condition.message)
-            elif condition.status == "True":
+            elif condition.type == READY and condition.status == "True":
+                # Ready implies Scheduled and Attested: one Event says all three.
                 await self._event(view, "Normal", condition.reason, condition.message)
 
     async def _event(self, view: ResourceView, type_: str, reason: str, message: str) -> None:

@@ -38,7 +38,8 @@ class OperatorRuntime:
                 ),
                 settings.default_scheduler,
             ),
-            self.pools.free,
+            pool_free=self.pools.free,
+            requeue=self._queue_enclave_container,
         )
         self.ec_queue: WorkQueue[ObjectKey] = WorkQueue(
             "enclavecontainer",
@@ -50,6 +51,7 @@ class OperatorRuntime:
             "epcpool", self.pools.reconcile, delay=settings.pool_delay, workers=_POOL_WORKERS
         )
         self._generations: dict[ObjectKey, tuple[str, int]] = {}
+        self._deployment_generations: dict[ObjectKey, int] = {}
 
     def start(self) -> None:
         self.ec_queue.start()
@@ -86,11 +88,18 @@ class OperatorRuntime:
             self._queue_all_pools()
 
     def deployment_changed(self, deployment: DeploymentView, deleted: bool) -> None:
+        """Only what the status or the applied spec depends on: deletion, a different
+        spec (ours applied, or someone else's edit to undo), a replica failure (such as
+        an exceeded quota)."""
         key = (deployment.namespace, deployment.name)
         if deleted:
+            self._deployment_generations.pop(key, None)
             self.enclave_containers.deployment_deleted(key)
             self.ec_queue.add(key, after=0)
-        else:
+            return
+        changed = self._deployment_generations.get(key) != deployment.generation
+        self._deployment_generations[key] = deployment.generation
+        if changed or deployment.replica_failure:
             self.ec_queue.add(key)
 
     def node_changed(self, node: NodeView) -> None:

@@ -15,13 +15,17 @@ KEY = ("ns", "demo")
 
 
 def _reconciler(
-    cluster: Cluster, writer: RecordingWriter, free: FreeEPC | None = None
+    cluster: Cluster,
+    writer: RecordingWriter,
+    free: FreeEPC | None = None,
+    requeued: list[tuple[str, str]] | None = None,
 ) -> EnclaveContainerReconciler:
     return EnclaveContainerReconciler(
         cluster.caches(),
         writer,
         Defaults(RuntimeSettings("img"), "kubetee-binpack"),
-        lambda pool: free,
+        pool_free=lambda pool: free,
+        requeue=(requeued if requeued is not None else []).append,
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
     )
 
@@ -39,19 +43,32 @@ def _conditions(writer: RecordingWriter) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
 
 
-async def test_applies_the_deployment_once_and_writes_status() -> None:
-    cluster, writer = _cluster(), RecordingWriter()
-    reconciler = _reconciler(cluster, writer)
+async def test_applies_the_deployment_once_then_writes_status() -> None:
+    cluster, writer, requeued = _cluster(), RecordingWriter(), []
+    reconciler = _reconciler(cluster, writer, requeued=requeued)
     await reconciler.reconcile(KEY)
     assert len(writer.deployments) == 1
     assert writer.deployments[0]["metadata"]["ownerReferences"][0]["uid"] == "uid-demo"
-    assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
-    assert writer.reasons() == ["DeploymentCreated"]
-    # The watch delivers the Deployment; nothing changed, so nothing is written.
+    # No pods yet: the status waits for them (or for the requeue).
+    assert (writer.statuses, requeued) == ([], [KEY])
+    # The watch delivers the Deployment: nothing to apply, the status is written once.
     cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
     await reconciler.reconcile(KEY)
     assert len(writer.deployments) == 1
     assert len(writer.statuses) == 1
+    assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
+    assert writer.events == []
+
+
+async def test_scaled_deployment_is_set_back_to_the_spec() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    scaled = dict(writer.deployments[0], spec={**writer.deployments[0]["spec"], "replicas": 9})
+    cluster.deployments[KEY] = [deployment_view(scaled)]
+    await reconciler.reconcile(KEY)
+    assert [d["spec"]["replicas"] for d in writer.deployments] == [3, 3]
 
 
 async def test_quick_second_event_does_not_apply_again_before_the_watch_catches_up() -> None:
@@ -124,7 +141,10 @@ async def test_pending_for_epc_uses_the_pool_free_figure() -> None:
             pod("p1", unschedulable=INSUFFICIENT_EPC, namespace="ns"),
         ]
     )
-    await _reconciler(cluster, writer, free=FreeEPC(10, 10, 3, 3)).reconcile(KEY)
+    reconciler = _reconciler(cluster, writer, free=FreeEPC(10, 10, 3, 3))
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
     status = writer.statuses[-1][3]
     scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
     assert scheduled["reason"] == "InsufficientEPC"
