@@ -134,7 +134,9 @@ class PodRuntimes:
         if allocated is None:
             return None
         allocations, envs, mounts = allocated
-        pod_dir = self.pods_dir / f"{metadata['namespace']}_{metadata['name']}_{metadata['uid']}"
+        pod_dir = pod_directory(
+            self.pods_dir, metadata["namespace"], metadata["name"], metadata["uid"]
+        )
         memory_dir = MEMORY_ROOT / f"kubetee-{self.node_name}-{metadata['uid']}"
         filesystem = PodFilesystem(pod_dir, memory_dir)
         await asyncio.to_thread(filesystem.lay_out, pod, container, self._read_object, mounts)
@@ -274,6 +276,11 @@ class PodRuntimes:
                 await process.wait()
         await asyncio.to_thread(sidecar.filesystem.remove)
         logger.info("pod %s: sidecar %s stopped", sidecar.pod_label, key[1])
+
+
+def pod_directory(pods_dir: Path, namespace: str, name: str, uid: str) -> Path:
+    """Where a pod's local sidecar runs; its container paths live under ``root/``."""
+    return pods_dir / f"{namespace}_{name}_{uid}"
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""The demo's access to the cluster: the real kubectl and helm, and the Python client."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from kubernetes import client, config
+
+from kubetee.cluster.toolchain import binary_path
+from kubetee.demo.errors import DemoError
+
+T = TypeVar("T")
+
+
+class Kube:
+    """kubectl, helm and API clients for one kubeconfig."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig)
+        )
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+
+    def _run(self, tool: str, args: tuple[str, ...], input_text: str | None) -> str:
+        command = [str(binary_path(tool)), f"--kubeconfig={self.kubeconfig}", *args]
+        result = subprocess.run(
+            command, capture_output=True, text=True, input=input_text, timeout=300, check=False
+        )
+        if result.returncode != 0:
+            raise DemoError(f"{tool} {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def kubectl(self, *args: str, input_text: str | None = None) -> str:
+        return self._run("kubectl", args, input_text)
+
+    def helm(self, *args: str) -> str:
+        return self._run("helm", args, None)
+
+    def enclave_container(self, namespace: str, name: str) -> dict[str, Any]:
+        body = self.custom.get_namespaced_custom_object(
+            "kubetee.io", "v1alpha1", namespace, "enclavecontainers", name
+        )
+        return cast(dict[str, Any], body)
+
+    def epc_pool(self, name: str) -> dict[str, Any]:
+        body = self.custom.get_cluster_custom_object("kubetee.io", "v1alpha1", "epcpools", name)
+        return cast(dict[str, Any], body)
+
+    def pods(self, namespace: str, selector: str) -> list[client.V1Pod]:
+        return [
+            p
+            for p in self.core.list_namespaced_pod(namespace, label_selector=selector).items
+            if p.metadata is not None and p.metadata.deletion_timestamp is None
+        ]
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise DemoError(f"timed out after {timeout:.0f}s waiting for {what}")
