@@ -226,10 +226,21 @@ def _wait_available(layout: ClusterLayout, managed: ManagedProcess, timeout: flo
     )
 
 
-def stop(layout: ClusterLayout) -> bool:
-    """Unregister the APIService and stop the server; True if a process was stopped."""
-    _kubectl(layout, "delete", "apiservice", manifests.api_service_name(), "--ignore-not-found")
-    return process(layout).stop()
+def stop(layout: ClusterLayout, *, unregister: bool = True) -> bool:
+    """Unregister the APIService and stop the server; True if a process was stopped.
+
+    Unregister while the kube-apiserver still runs: an APIService without its server
+    fails discovery, which holds up namespace deletion until it answers again. A
+    kube-apiserver already gone is no reason not to stop the process.
+    """
+    try:
+        if unregister:
+            _kubectl(
+                layout, "delete", "apiservice", manifests.api_service_name(), "--ignore-not-found"
+            )
+    finally:
+        stopped = process(layout).stop()
+    return stopped
 
 
 def run_cli(cluster: str, *, stop_it: bool) -> int:
