@@ -6,7 +6,6 @@ the indexes hold little memory and the decisions never dig through raw dicts.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,7 +214,9 @@ def resource_view(body: Body) -> ResourceView:
         name=metadata["name"],
         uid=metadata.get("uid", ""),
         generation=int(metadata.get("generation") or 0),
-        spec=copy.deepcopy(dict(body.get("spec") or {})),
-        status=copy.deepcopy(dict(body.get("status") or {})),
+        # Each watch event brings freshly parsed dicts that nobody changes afterwards:
+        # keeping them costs no copy.
+        spec=dict(body.get("spec") or {}),
+        status=dict(body.get("status") or {}),
         deleting=metadata.get("deletionTimestamp") is not None,
     )
