@@ -52,12 +52,10 @@ def _layout(cluster: E2ECluster) -> ClusterLayout:
 
 
 def _server_address(api: Api) -> str:
-    """Where the APIService's EndpointSlice sends the kube-apiserver."""
-    slices = client.DiscoveryV1Api(api.cluster.api).list_namespaced_endpoint_slice(
-        manifests.NAMESPACE, label_selector=f"kubernetes.io/service-name={manifests.SERVICE}"
-    )
-    endpoint = slices.items[0]
-    return f"{endpoint.endpoints[0].addresses[0]}:{endpoint.ports[0].port}"
+    """Where the APIService sends the kube-apiserver (an ExternalName Service's port)."""
+    registry = client.ApiregistrationV1Api(api.cluster.api)
+    service = registry.read_api_service(manifests.api_service_name()).spec.service
+    return f"127.0.0.1:{service.port}"
 
 
 @pytest.fixture(scope="module")

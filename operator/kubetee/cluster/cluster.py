@@ -19,6 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
 from kubetee.cluster import nodes as node_ops
 from kubetee.cluster.components import Component, control_plane
 from kubetee.cluster.errors import ClusterError
@@ -29,6 +33,7 @@ from kubetee.cluster.processes import ManagedProcess, port_open
 from kubetee.cluster.toolchain import COMPONENTS, Builder, binary_path
 
 READY_TIMEOUT = 90.0
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,10 @@ class LocalCluster:
         return ManagedProcess(name, self.layout.run_dir, self.layout.log_dir)
 
     def process_names(self) -> list[str]:
-        """Every process this cluster may have started, control plane first."""
-        names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
-        names += sorted(p.stem for p in self.layout.run_dir.glob("node-*.pid"))
+        """Every process this cluster started, control plane first, then the others
+        (node daemons, and services such as the operator that others run in it)."""
+        names = list(CONTROL_PLANE)
+        names += sorted(p.stem for p in self.layout.run_dir.glob("*.pid") if p.stem not in names)
         return names
 
     def status(self) -> list[ComponentStatus]:
@@ -208,6 +214,8 @@ class LocalCluster:
 
     def down(self, purge: bool = False) -> list[str]:
         """Stop every process this cluster started (last started first)."""
+        if self._process("kube-apiserver").pid() is not None:
+            self._unregister_aggregated_apis()
         stopped = [n for n in reversed(self.process_names()) if self._process(n).stop()]
         busy = [f"{name}={port}" for name, port in self.layout.ports.items() if port_open(port)]
         if busy:
@@ -220,6 +228,18 @@ class LocalCluster:
                 if directory.exists():
                     shutil.rmtree(directory)
         return stopped
+
+    def _unregister_aggregated_apis(self) -> None:
+        """Aggregated API servers here are local processes about to stop; an APIService
+        left without its server fails discovery (and namespace deletion) on the next up."""
+        try:
+            registry = client.ApiregistrationV1Api(node_ops.api_client(self.layout.kubeconfig))
+            for service in registry.list_api_service(_request_timeout=5).items:
+                name = service.metadata.name if service.metadata else None
+                if name and service.spec is not None and service.spec.service is not None:
+                    registry.delete_api_service(name, _request_timeout=5)
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            self._say(f"could not unregister aggregated APIs ({exc}); stopping anyway")
 
 
 def _readyz(url: str, pki: ClusterPKI) -> bool:

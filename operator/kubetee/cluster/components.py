@@ -118,8 +118,8 @@ def control_plane(layout: ClusterLayout, pki: ClusterPKI) -> list[Component]:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
                 f"--proxy-client-key-file={pki.front_proxy_client.key}",
-                # No kube-proxy here: route to endpoints (or ExternalName) directly.
-                "--enable-aggregator-routing=true",
+                # Aggregated API servers here are local processes behind ExternalName
+                # Services (localhost), which only the default cluster routing resolves.
                 "--max-requests-inflight=800",
                 "--max-mutating-requests-inflight=400",
                 "--profiling=false",

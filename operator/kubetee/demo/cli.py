@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from kubetee.cluster.errors import ClusterError
@@ -20,6 +21,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--cluster", default="default", help="local cluster name")
     parser.add_argument("--nodes", type=int, default=3, help="simulated SGX nodes")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="the cluster's work directory (see cluster)"
+    )
     parser.set_defaults(func=_run)
 
 
@@ -27,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     from kubetee.demo.story import Demo  # noqa: PLC0415 - heavy imports only for the demo
 
     try:
-        Demo(ClusterLayout.for_name(args.cluster), args.nodes).run()
+        Demo(ClusterLayout.for_name(args.cluster, args.workdir), args.nodes).run()
     except (DemoError, ClusterError) as exc:
         sys.stderr.write(
             f"\ndemo failed: {exc}\nLogs of every process: `kubetee cluster --name "

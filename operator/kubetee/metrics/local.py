@@ -9,8 +9,8 @@ cluster (pid and log files beside the control plane's), with:
   Service's DNS names;
 * the runtimes' endpoints from the file_sd files the node agents' local runtimes
   write (``<pod dir>/root/run/kubetee/metrics-target.json``);
-* an address on the host's network interface, since the kube-apiserver reaches it
-  through an EndpointSlice, which may not name a loopback address.
+* a port on 127.0.0.1, reached by the kube-apiserver through an ``ExternalName``
+  Service (``localhost``), see :mod:`.apiserver.manifests`.
 
 Then it registers the APIService and waits until the kube-apiserver reports it
 Available. :func:`stop` stops the process and removes the APIService, so the
@@ -41,6 +41,7 @@ from kubetee.metrics.apiserver.tls import ensure_serving_certificate
 from kubetee.metrics.errors import MetricsError
 
 PROCESS_NAME = "metrics-apiserver"
+LOOPBACK = "127.0.0.1"
 IDENTITY = "kubetee-metrics-apiserver"
 READY_TIMEOUT = 60.0
 # Where the node agents lay out pods (see kubetee.nodeagent.pod_runtimes), and the file
@@ -66,23 +67,6 @@ def work_dir(layout: ClusterLayout) -> Path:
 
 def process(layout: ClusterLayout) -> ManagedProcess:
     return ManagedProcess(PROCESS_NAME, layout.run_dir, layout.log_dir)
-
-
-def host_address() -> str:
-    """The IPv4 address of the interface of the default route (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.255.255.254", 9))
-            address: str = probe.getsockname()[0]
-        except OSError as error:
-            raise LocalMetricsError(
-                f"cannot find a non-loopback address of this host ({error}): the "
-                "kube-apiserver reaches aggregated API servers through EndpointSlices, "
-                "which refuse loopback addresses"
-            ) from None
-    if address.startswith("127.") or address == "0.0.0.0":  # noqa: S104 - a check, not a bind
-        raise LocalMetricsError(f"this host's address {address} is loopback or unspecified")
-    return address
 
 
 def _free_port(address: str) -> int:
@@ -128,7 +112,7 @@ def _apply(layout: ClusterLayout, objects: list[dict[str, Any]]) -> None:
 
 
 def _state(layout: ClusterLayout, address: str) -> dict[str, Any]:
-    """The port, chosen once per address and kept (the EndpointSlice names it)."""
+    """The port, chosen once per address and kept (the APIService names it)."""
     path = work_dir(layout) / "state.json"
     try:
         state: dict[str, Any] = json.loads(path.read_text())
@@ -157,7 +141,7 @@ def start(
         cluster_name=layout.name,
         user=IDENTITY,
     )
-    address = host_address()
+    address = LOOPBACK
     port = int(_state(layout, address)["port"])
     serving = ensure_serving_certificate(
         directory / "tls", manifests.service_dns_names(), (address,)
@@ -185,9 +169,8 @@ def start(
     _apply(
         layout,
         [
-            manifests.service(port),
-            manifests.endpoint_slice(address, port),
-            manifests.api_service(serving.ca_pem()),
+            manifests.local_service(port),
+            manifests.api_service(serving.ca_pem(), port=port),
         ],
     )
     _wait_available(layout, managed, timeout)

@@ -175,18 +175,17 @@ def test_quantities_are_exact_to_a_thousandth() -> None:
     ]
 
 
-def test_local_registration_points_an_endpoint_slice_at_the_service() -> None:
-    service = manifests.service(45000)
-    endpoints = manifests.endpoint_slice("192.0.2.2", 45000)
-    api_service = manifests.api_service(b"CA PEM")
+def test_local_registration_reaches_the_loopback_server_through_an_external_name() -> None:
+    service = manifests.local_service(45000)
+    api_service = manifests.api_service(b"CA PEM", port=45000)
 
     assert api_service["metadata"]["name"] == "v1beta2.custom.metrics.k8s.io"
+    # The aggregator resolves an ExternalName Service to <externalName>:<APIService port>.
     assert api_service["spec"]["service"] == {
         "namespace": "kube-system",
         "name": manifests.SERVICE,
-        "port": 443,
+        "port": 45000,
     }
-    assert "selector" not in service["spec"]
-    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == manifests.SERVICE
-    assert endpoints["ports"] == [{"name": "https", "port": 45000, "protocol": "TCP"}]
-    assert service["spec"]["ports"][0]["name"] == endpoints["ports"][0]["name"]
+    assert service["spec"]["type"] == "ExternalName"
+    assert service["spec"]["externalName"] == "localhost"
+    assert service["spec"]["ports"] == [{"name": "https", "port": 45000, "protocol": "TCP"}]

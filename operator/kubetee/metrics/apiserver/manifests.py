@@ -7,13 +7,12 @@
   (``extension-apiserver-authentication-reader`` in ``kube-system``);
 * the readers' RBAC: the HPA controller may ``get`` custom metrics.
 
-In a cluster the Service selects the server's pods. The local cluster has no
-kube-proxy and its kube-apiserver routes to endpoints (``--enable-aggregator-
-routing``), which it finds through EndpointSlices: a selector-less Service and an
-EndpointSlice the caller manages (:func:`endpoint_slice`). EndpointSlice addresses
-may not be loopback (``127.0.0.0/8``), and with endpoint routing the aggregator
-refuses ``ExternalName`` Services, so the local server listens on an address of
-the host's own network interface.
+In a cluster the Service selects the server's pods. On the local cluster the server
+is a process on loopback: its Service is ``ExternalName: localhost``
+(:func:`local_service`), which the aggregator's default (cluster) routing resolves to
+``localhost:<APIService port>``, so the APIService names the server's own port.
+(EndpointSlices may not hold loopback addresses, and endpoint routing refuses
+``ExternalName`` Services, so this is the one way to loopback.)
 """
 
 from __future__ import annotations
@@ -48,7 +47,12 @@ def service_dns_names(namespace: str = NAMESPACE, service: str = SERVICE) -> tup
     )
 
 
-def api_service(ca_bundle: bytes, namespace: str = NAMESPACE, service: str = SERVICE) -> Manifest:
+def api_service(
+    ca_bundle: bytes,
+    namespace: str = NAMESPACE,
+    service: str = SERVICE,
+    port: int = SERVICE_PORT,
+) -> Manifest:
     return {
         "apiVersion": "apiregistration.k8s.io/v1",
         "kind": "APIService",
@@ -56,7 +60,7 @@ def api_service(ca_bundle: bytes, namespace: str = NAMESPACE, service: str = SER
         "spec": {
             "group": GROUP,
             "version": VERSION,
-            "service": {"namespace": namespace, "name": service, "port": SERVICE_PORT},
+            "service": {"namespace": namespace, "name": service, "port": port},
             "caBundle": base64.b64encode(ca_bundle).decode(),
             "groupPriorityMinimum": 100,
             "versionPriority": 200,
@@ -82,23 +86,17 @@ def service(
     }
 
 
-def endpoint_slice(address: str, port: int, namespace: str = NAMESPACE) -> Manifest:
-    """The endpoint of a selector-less Service, managed by us, not the controller."""
+def local_service(port: int, host: str = "localhost", namespace: str = NAMESPACE) -> Manifest:
+    """The Service of a server running as a local process, reached at ``host:port``."""
     return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{SERVICE}-local",
-            "namespace": namespace,
-            "labels": {
-                **LABELS,
-                "kubernetes.io/service-name": SERVICE,
-                "endpointslice.kubernetes.io/managed-by": "kubetee-metrics-local",
-            },
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE, "namespace": namespace, "labels": dict(LABELS)},
+        "spec": {
+            "type": "ExternalName",
+            "externalName": host,
+            "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}],
         },
-        "addressType": "IPv6" if ":" in address else "IPv4",
-        "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
     }
 
 
