@@ -22,6 +22,7 @@ from tests.e2e.operator_support import (
     api,
     condition,
     enclave_container,
+    epc_pool,
     free_nodes,
     operator,
     pools,
@@ -287,3 +288,38 @@ def test_what_the_schema_cannot_catch_becomes_a_condition_not_a_crash_loop(
     assert operator.process.poll() is None, "the operator must keep running"
     time.sleep(1)
     assert api.apps.list_namespaced_deployment(namespace).items == []
+
+
+@pytest.mark.usefixtures("free_nodes")
+def test_pool_quota_caps_the_epc_of_a_namespace(
+    cluster: E2ECluster,
+    api: Api,
+    operator: OperatorProcess,
+    namespace: str,
+    pools: Callable[..., str],
+) -> None:
+    pool = pools("quota-e2e")
+    manifest = epc_pool(pool)
+    manifest["spec"]["quotas"] = [{"namespace": namespace, "epc": "128Mi"}]
+    api.apply(manifest)
+    quota = wait_for(
+        "the pool's ResourceQuota",
+        lambda: (
+            api.core.list_namespaced_resource_quota(
+                namespace, label_selector=f"kubetee.io/pool={pool}"
+            ).items
+        ),
+        operator=operator,
+    )[0]
+    assert quota.spec.hard == {"requests.kubetee.io/epc": "128"}
+
+    # Three replicas of 64Mi: the quota admits two, the third is refused by the apiserver.
+    api.apply(enclave_container("capped", 3, pool=pool), namespace)
+    ec = wait_for(
+        "EPCQuotaExceeded",
+        _scheduled(api, namespace, "capped", "False", "EPCQuotaExceeded"),
+        timeout=120,
+        operator=operator,
+    )
+    assert "exceeded quota" in condition(ec, "Scheduled")["message"]
+    assert len(api.pods(namespace, "capped")) == 2
