@@ -61,6 +61,12 @@ class Observation:
     free: FreeEPC
 
 
+def _ready(pod: PodView) -> bool:
+    """Ready with its attestation gate holding: a kubelet never reports one without the
+    other, a simulated node (KWOK) may."""
+    return pod.ready and pod.attested
+
+
 def _scheduling(obs: Observation, desired: int, live: list[PodView]) -> Observed:
     scheduled = sum(1 for pod in live if pod.scheduled)
     stuck = [pod for pod in live if pod.unschedulable_message]
@@ -107,7 +113,7 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
         ]
     scheduled = _scheduling(obs, desired, live)
     attested = sum(1 for pod in live if pod.attested)
-    ready = sum(1 for pod in live if pod.ready)
+    ready = sum(1 for pod in live if _ready(pod))
     attested_condition = (
         Observed(ATTESTED, "True", "ReplicasAttested", f"{attested} of {desired} replicas attested")
         if attested >= desired
@@ -139,7 +145,7 @@ def compute_status(
         observed_generation=obs.generation,
         replicas=len(live),
         scheduled_replicas=sum(1 for pod in live if pod.scheduled),
-        ready_replicas=sum(1 for pod in live if pod.ready),
+        ready_replicas=sum(1 for pod in live if _ready(pod)),
         attested_replicas=sum(1 for pod in live if pod.attested),
         selector=serialized_selector(obs.name),
         pool=obs.pool,

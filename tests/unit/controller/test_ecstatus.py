@@ -86,6 +86,13 @@ def test_waiting_for_scheduler_is_unknown_not_false() -> None:
     assert _reasons(_status([pod("p0")], replicas=1))["Scheduled"] == ("Unknown", "Scheduling")
 
 
+def test_ready_without_attestation_is_not_ready() -> None:
+    pods = [pod(f"p{i}", node_name="n1", ready=True, attested=False) for i in range(3)]
+    status = _status(pods)
+    assert status.ready_replicas == 0
+    assert _reasons(status)["Ready"] == ("False", "AttestationPending")
+
+
 def test_scheduled_but_not_attested() -> None:
     pods = [pod(f"p{i}", node_name="n1") for i in range(3)]
     reasons = _reasons(_status(pods))
