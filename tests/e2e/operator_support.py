@@ -42,6 +42,8 @@ class OperatorProcess:
             # Short debounce: tests wait on status, not on the batching of bursts.
             "KUBETEE_STATUS_DELAY": "0.2",
             "KUBETEE_POOL_DELAY": "0.2",
+            # Several operators may run at once on one machine (other test sessions).
+            "KUBETEE_METRICS_PORT": "0",
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
