@@ -323,3 +323,43 @@ def test_pool_quota_caps_the_epc_of_a_namespace(
     )
     assert "exceeded quota" in condition(ec, "Scheduled")["message"]
     assert len(api.pods(namespace, "capped")) == 2
+
+
+@pytest.mark.usefixtures("free_nodes")
+def test_spec_change_rolls_the_replicas(
+    cluster: E2ECluster,
+    api: Api,
+    operator: OperatorProcess,
+    namespace: str,
+    pools: Callable[..., str],
+) -> None:
+    pool = pools("roll-e2e")
+    manifest = enclave_container("roller", 2, epc="32Mi", pool=pool)
+    api.apply(manifest, namespace)
+    wait_for(
+        "scheduled",
+        _scheduled(api, namespace, "roller", "True", "ReplicasScheduled"),
+        operator=operator,
+    )
+    before = {p.metadata.name for p in api.pods(namespace, "roller")}
+
+    manifest["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "V", "value": "2"}]
+    api.apply(manifest, namespace)
+
+    def rolled() -> bool:
+        pods = api.pods(namespace, "roller")
+        envs = [p.spec.containers[0].env for p in pods]
+        return len(pods) == 2 and all(e and e[0].value == "2" for e in envs)
+
+    wait_for("replicas with the new template", rolled, timeout=120, operator=operator)
+    assert not before & {p.metadata.name for p in api.pods(namespace, "roller")}
+    assert len(api.apps.list_namespaced_replica_set(namespace).items) == 2
+    events = cluster.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=roller"
+    ).stdout
+    assert "DeploymentUpdated" in events
+    wait_for(
+        "scheduled again",
+        _scheduled(api, namespace, "roller", "True", "ReplicasScheduled"),
+        operator=operator,
+    )
