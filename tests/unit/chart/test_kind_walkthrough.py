@@ -33,10 +33,24 @@ REPO_PATH = re.compile(r"^(deploy|charts|crds|docs)/")
 _BLOCK = re.compile(r"```sh\n(.*?)```", re.DOTALL)
 
 
+README_SECTION = re.compile(r"^## Run it on kind\n(.*?)^## ", re.DOTALL | re.MULTILINE)
+
+
+def walkthrough_texts() -> list[str]:
+    """docs/kind.md and the README's short version of it."""
+    section = README_SECTION.search((REPO_ROOT / "README.md").read_text())
+    assert section, "README.md has a 'Run it on kind' section"
+    return [WALKTHROUGH.read_text(), section.group(1)]
+
+
 def commands() -> list[list[str]]:
+    return [words for text in walkthrough_texts() for words in _commands_of(text)]
+
+
+def _commands_of(text: str) -> list[list[str]]:
     lines = [
         line.strip()
-        for block in _BLOCK.findall(WALKTHROUGH.read_text())
+        for block in _BLOCK.findall(text)
         for line in block.splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
@@ -136,27 +150,33 @@ def test_kubetee_flags_exist(words: list[str]) -> None:
         pytest.fail(f"kubetee rejects: {' '.join(words)}")
 
 
-def test_image_cluster_and_secret_names_match() -> None:
-    (build,) = _named("docker", "build")
+@pytest.mark.parametrize("text", [0, 1], ids=["docs/kind.md", "README.md"])
+def test_image_cluster_and_secret_names_match(text: int) -> None:
+    words = _commands_of(walkthrough_texts()[text])
+
+    def named(*program: str) -> list[list[str]]:
+        return [c for c in words if c[: len(program)] == list(program)]
+
+    (build,) = named("docker", "build")
     assert _option(build, "-t", "--tag") == [_chart_image()]
-    (load,) = _named("kind", "load", "docker-image")
+    (load,) = named("kind", "load", "docker-image")
     assert load[3] == _chart_image()
     config = yaml.safe_load(KIND_CONFIG.read_text())
     assert _option(load, "--name") == [config["name"]]
-    (delete,) = _named("kind", "delete", "cluster")
-    assert _option(delete, "--name") == [config["name"]]
-    (create,) = _named("kind", "create", "cluster")
+    for delete in named("kind", "delete", "cluster"):
+        assert _option(delete, "--name") == [config["name"]]
+    (create,) = named("kind", "create", "cluster")
     assert _option(create, "--config") == ["deploy/kind/kind-config.yaml"]
 
-    (install,) = _named("helm", "install")
+    (install,) = named("helm", "install")
     namespace = _option(install, "--namespace", "-n")
-    secrets = [c for c in commands() if c[:1] == ["kubectl"] and "secret" in c]
+    secrets = [c for c in words if c[:1] == ["kubectl"] and "secret" in c]
     (create_secret,) = secrets
     sgx = _chart_values()["sgx"]
     assert isinstance(sgx, dict)
     assert create_secret[create_secret.index("generic") + 1] == sgx["authoritySecret"]
     assert _option(create_secret, "-n", "--namespace") == namespace
-    (provision,) = [c for c in commands() if "provision" in c]
+    (provision,) = [c for c in words if "provision" in c]
     assert _option(provision, "--authority-dir") == [
         _option(create_secret, "--from-file")[0].rstrip("/")
     ]
