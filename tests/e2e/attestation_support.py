@@ -26,7 +26,6 @@ from enclave_runtime.runtime.enclave import EnclaveIdentity, identity_of, load_s
 from enclave_runtime.runtime.settings import EnclaveConfig
 from kubetee.api.v1alpha1 import EnclaveContainerSpec
 from kubetee.attestation_service.tls import generate
-from kubetee.cluster.layout import ClusterLayout
 from kubetee.cluster.node_services import authority_dir, quoting_socket
 from kubetee.controller.sidecar import enclave_config
 from tests.e2e.conftest import REPO_ROOT, E2ECluster
@@ -34,13 +33,6 @@ from tests.e2e.operator_support import OperatorProcess, install_crds
 
 NONCE_TTL_SECONDS = 10
 GRACE_SECONDS = 8
-
-
-def layout_of(cluster: E2ECluster) -> ClusterLayout:
-    """The cluster's layout (for a reused cluster: from its kubeconfig's directory)."""
-    if cluster.layout is not None:
-        return cluster.layout
-    return ClusterLayout(name="reused", workdir=cluster.kubeconfig.parent.resolve())
 
 
 def free_port() -> int:
@@ -95,7 +87,7 @@ def attestation_service(
                         f"--session-key-file={key}", f"--namespace={namespace}",
                         f"--instance=kbs-{replica}",
                         f"--nonce-ttl-seconds={NONCE_TTL_SECONDS}",
-                        f"--simulator-authority-dir={authority_dir(layout_of(cluster))}",
+                        f"--simulator-authority-dir={authority_dir(cluster.local_layout())}",
                         f"--kubeconfig={cluster.kubeconfig}",
                     ],
                     stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
@@ -182,11 +174,11 @@ def pod_dir(cluster: E2ECluster, pod: client.V1Pod) -> Path:
     """Where the node agent runs the pod's runtime (its KUBETEE_ROOT is ``root/``)."""
     metadata = pod.metadata
     name = f"{metadata.namespace}_{metadata.name}_{metadata.uid}"
-    return layout_of(cluster).node_socket_dir(pod.spec.node_name) / "pods" / name
+    return cluster.local_layout().node_socket_dir(pod.spec.node_name) / "pods" / name
 
 
 def node_quoting_socket(cluster: E2ECluster, node: str) -> Path:
-    return quoting_socket(layout_of(cluster), node)
+    return quoting_socket(cluster.local_layout(), node)
 
 
 def expected_identity(name: str, namespace: str, spec: dict[str, Any]) -> EnclaveIdentity:

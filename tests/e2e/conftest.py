@@ -8,14 +8,17 @@ at its kubeconfig.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -25,6 +28,8 @@ from kubernetes.client.exceptions import ApiException
 from kubetee.cluster.cluster import LocalCluster
 from kubetee.cluster.layout import ClusterLayout
 from kubetee.cluster.toolchain import binary_path
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,6 +41,19 @@ class E2ECluster:
     kubeconfig: Path
     api: client.ApiClient
     layout: ClusterLayout | None  # None when reusing a cluster we did not start
+
+    def local_layout(self) -> ClusterLayout:
+        """The `kubetee cluster up` cluster behind the kubeconfig (also when reused)."""
+        if self.layout is not None:
+            return self.layout
+        workdir = self.kubeconfig.resolve().parent
+        state = workdir / "cluster.json"
+        if not state.is_file():
+            pytest.fail(
+                f"{self.kubeconfig} is not in the work directory of a `kubetee cluster up` "
+                "cluster; this test needs the cluster's local files (node sockets, PKI)"
+            )
+        return ClusterLayout.for_name(json.loads(state.read_text())["name"], workdir)
 
     def kubectl(
         self, *args: str, check: bool = True, input_text: str | None = None
@@ -104,3 +122,15 @@ def namespace(cluster: E2ECluster, request: pytest.FixtureRequest) -> Iterator[s
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def eventually(check: Callable[[], T | None], within: float = 60.0, interval: float = 0.5) -> T:
+    """Poll ``check`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + within
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {within}s (last value: {last!r})")

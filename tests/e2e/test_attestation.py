@@ -49,7 +49,6 @@ from tests.e2e.attestation_support import (
     attestation_service,
     attesting_operator,
     expected_identity,
-    layout_of,
     node_quoting_socket,
     pod_dir,
 )
@@ -230,6 +229,40 @@ def test_attested_replicas_receive_the_secret(
     _no_secret_left_the_service(api, namespace, attestation_service, attesting_operator)
 
 
+def test_a_spec_change_rolls_to_attested_replicas(
+    api: Api,
+    attesting_operator: AttestingOperator,
+    secret_namespace: str,
+) -> None:
+    """The Deployment rolls replica by replica as each new one is attested."""
+    namespace = secret_namespace
+    spec = _spec(replicas=2)
+    _apply_ec(api, namespace, "roller", spec)
+    before = {
+        p.metadata.name
+        for p in wait_for(
+            "2 attested replicas",
+            _attested_pods(api, namespace, "roller", 2),
+            timeout=180,
+            operator=attesting_operator,
+        )
+    }
+
+    spec["template"]["spec"]["containers"][0]["env"] = [{"name": "V", "value": "2"}]
+    _apply_ec(api, namespace, "roller", spec)
+
+    def rolled() -> list[client.V1Pod] | None:
+        pods = [p for p in api.pods(namespace, "roller") if _attested(p)]
+        fresh = [p for p in pods if (p.spec.containers[0].env or [None])[0] is not None]
+        done = len(fresh) == 2 and not before & {
+            p.metadata.name for p in api.pods(namespace, "roller")
+        }
+        return fresh if done else None
+
+    wait_for("2 attested replicas of the new template", rolled, timeout=240,
+             operator=attesting_operator)  # fmt: skip
+
+
 @pytest.mark.usefixtures("free_nodes")
 def test_refused_enclaves_get_no_secret_and_say_why(
     cluster: E2ECluster,
@@ -357,7 +390,7 @@ def outdated_platform_socket(cluster: E2ECluster) -> Iterator[Path]:
     """A quoting service on a platform the cluster's authority rates OutOfDate."""
     directory = Path(tempfile.mkdtemp(prefix="old-", dir="/tmp"))
     platform = provision(
-        authority_dir(layout_of(cluster)),
+        authority_dir(cluster.local_layout()),
         directory / "platform",
         "old-node",
         tcb_status="OutOfDate",

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,9 @@ from kubernetes import client
 from kubetee.cluster.cluster import LocalCluster
 from kubetee.cluster.layout import ClusterLayout
 from kubetee.cluster.processes import port_open
-from tests.e2e.conftest import REPO_ROOT, E2ECluster
+from tests.e2e.conftest import REPO_ROOT, E2ECluster, eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
 
 
 def _deployment(name: str, replicas: int) -> dict[str, Any]:
@@ -80,13 +68,13 @@ def test_deployment_is_scheduled_running_and_replaced(cluster: E2ECluster, names
     apps, core = client.AppsV1Api(cluster.api), client.CoreV1Api(cluster.api)
     apps.create_namespaced_deployment(namespace, _deployment("web", 3))  # type: ignore[arg-type]
 
-    pods = _eventually(lambda: (p := _ready_pods(core, namespace, "web")) and len(p) == 3 and p)
+    pods = eventually(lambda: (p := _ready_pods(core, namespace, "web")) and len(p) == 3 and p)
     assert all(p.spec is not None and p.spec.node_name for p in pods)
     assert {p.spec.node_name for p in pods} <= {f"sgx-node-{i}" for i in range(1, 10)}
 
     victim = pods[0].metadata.name
     core.delete_namespaced_pod(victim, namespace, grace_period_seconds=0)
-    replaced = _eventually(
+    replaced = eventually(
         lambda: (
             (p := _ready_pods(core, namespace, "web"))
             and len(p) == 3
@@ -161,10 +149,10 @@ def test_readiness_follows_readiness_gates_as_on_a_kubelet(
             {"status": {"conditions": [{"type": gate, "status": status, "reason": "Test"}]}},
         )
 
-    assert _eventually(ready_status) == "False"  # running, but its gate is not True yet
+    assert eventually(ready_status) == "False"  # running, but its gate is not True yet
     time.sleep(2)
     assert ready_status() == "False"
     set_gate("True")
-    _eventually(lambda: ready_status() == "True")
+    eventually(lambda: ready_status() == "True")
     set_gate("False")
-    _eventually(lambda: ready_status() == "False")
+    eventually(lambda: ready_status() == "False")

@@ -8,47 +8,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
 
-from kubetee.cluster.layout import ClusterLayout
 from kubetee.cluster.node_services import plugin_dir
-from tests.e2e.conftest import E2ECluster
+from tests.e2e.conftest import E2ECluster, eventually
 
 pytestmark = pytest.mark.e2e
 
 EPC = "kubetee.io/epc"
 ENCLAVE = "kubetee.io/enclave"
 SGX_NODES = "kubetee.io/sgx=true"
-
-
-def _eventually(check: Callable[[], Any], within: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s (last value: {last!r})")
-
-
-def _layout(cluster: E2ECluster) -> ClusterLayout:
-    """The cluster's layout, also for a reused cluster whose kubeconfig sits in its workdir."""
-    if cluster.layout is not None:
-        return cluster.layout
-    workdir = cluster.kubeconfig.resolve().parent
-    if not (workdir / "cluster.json").is_file():
-        pytest.fail(
-            f"{cluster.kubeconfig} is not in the work directory of a `kubetee cluster up` "
-            "cluster; these tests need its per-node device-plugin directories"
-        )
-    return ClusterLayout.for_name(workdir.name, workdir)
 
 
 def _sgx_nodes(core: client.CoreV1Api) -> list[client.V1Node]:
@@ -82,7 +55,7 @@ def _fault(directory: Path, *args: str) -> None:
 
 
 def test_nodes_advertise_the_configured_epc_and_enclave_slots(cluster: E2ECluster) -> None:
-    layout = _layout(cluster)
+    layout = cluster.local_layout()
     core = client.CoreV1Api(cluster.api)
 
     for node in _sgx_nodes(core):
@@ -99,7 +72,7 @@ def test_nodes_advertise_the_configured_epc_and_enclave_slots(cluster: E2ECluste
 def test_a_pod_wanting_more_epc_than_any_node_has_stays_pending(
     cluster: E2ECluster, namespace: str
 ) -> None:
-    layout = _layout(cluster)
+    layout = cluster.local_layout()
     core = client.CoreV1Api(cluster.api)
     too_much = str(layout.epc_mib + 1)
     core.create_namespaced_pod(
@@ -126,7 +99,7 @@ def test_a_pod_wanting_more_epc_than_any_node_has_stays_pending(
                 return condition.message or ""
         return ""
 
-    message = _eventually(unschedulable_message, within=60)
+    message = eventually(unschedulable_message, within=60)
     assert f"Insufficient {EPC}" in message
     pod = core.read_namespaced_pod("too-big", namespace)
     assert pod.status is not None
@@ -138,7 +111,7 @@ def test_a_pod_wanting_more_epc_than_any_node_has_stays_pending(
 @pytest.fixture
 def faulty_node(cluster: E2ECluster) -> Iterator[tuple[str, Path]]:
     """One SGX node and its plugin dir; the fault is cleared afterwards."""
-    layout = _layout(cluster)
+    layout = cluster.local_layout()
     core = client.CoreV1Api(cluster.api)
     names = sorted(n.metadata.name for n in _sgx_nodes(core) if n.metadata and n.metadata.name)
     node = names[-1]
@@ -147,13 +120,13 @@ def faulty_node(cluster: E2ECluster) -> Iterator[tuple[str, Path]]:
         yield node, directory
     finally:
         _fault(directory, "--clear")
-        _eventually(lambda: _resources(core, node)[1][EPC] == str(layout.epc_mib), within=30)
+        eventually(lambda: _resources(core, node)[1][EPC] == str(layout.epc_mib), within=30)
 
 
 def test_a_fault_on_one_node_lowers_its_allocatable_within_seconds(
     cluster: E2ECluster, faulty_node: tuple[str, Path]
 ) -> None:
-    layout = _layout(cluster)
+    layout = cluster.local_layout()
     core = client.CoreV1Api(cluster.api)
     node, directory = faulty_node
     others = [
@@ -165,7 +138,7 @@ def test_a_fault_on_one_node_lowers_its_allocatable_within_seconds(
 
     _fault(directory, "--unhealthy-mib", "32", "--unhealthy-enclaves", "1")
     # "Within a few seconds": the plugin polls its dir every 0.2 s and streams at once.
-    _eventually(lambda: _resources(core, node)[1][EPC] == healthy_left, within=8)
+    eventually(lambda: _resources(core, node)[1][EPC] == healthy_left, within=8)
 
     capacity, allocatable = _resources(core, node)
     assert capacity[EPC] == str(layout.epc_mib)

@@ -23,7 +23,6 @@ import pytest
 import yaml
 from kubernetes import client
 
-from kubetee.cluster.layout import ClusterLayout
 from kubetee.metrics import local, names
 from kubetee.metrics.apiserver import manifests
 from tests.e2e.attestation_support import (
@@ -43,14 +42,6 @@ EC_LABEL = "kubetee.io/enclave-container"
 USAGE = names.SIMULATED_USAGE_ANNOTATION
 
 
-def _layout(cluster: E2ECluster) -> ClusterLayout:
-    if cluster.layout is not None:
-        return cluster.layout
-    workdir = cluster.kubeconfig.parent.resolve()
-    name = json.loads((workdir / "cluster.json").read_text())["name"]
-    return ClusterLayout.for_name(name, workdir)
-
-
 def _server_address(api: Api) -> str:
     """Where the APIService sends the kube-apiserver (an ExternalName Service's port)."""
     registry = client.ApiregistrationV1Api(api.cluster.api)
@@ -61,7 +52,7 @@ def _server_address(api: Api) -> str:
 @pytest.fixture(scope="module")
 def custom_metrics(cluster: E2ECluster) -> Iterator[None]:
     """The custom metrics API registered and Available (started here unless it runs)."""
-    layout = _layout(cluster)
+    layout = cluster.local_layout()
     already = local.process(layout).pid() is not None
     local.start(layout)
     try:
@@ -269,7 +260,7 @@ def test_custom_metrics_answer_kubectl_and_refuse_requests_without_front_proxy_c
     status, body = _direct(url, anonymous, claim)
     assert status == 401
     assert json.loads(body)["reason"] == "Unauthorized"
-    pki = _layout(cluster).pki_dir
+    pki = cluster.local_layout().pki_dir
     admin = ssl.create_default_context()
     admin.check_hostname = False
     admin.verify_mode = ssl.CERT_NONE
