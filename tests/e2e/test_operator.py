@@ -6,6 +6,8 @@ through the device plugin; the operator runs as ``kubetee operator`` in a subpro
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from kubetee.cluster.node_services import plugin_dir
 from kubetee.cluster.nodes import node_manifest
 from tests.e2e.conftest import REPO_ROOT, E2ECluster
 from tests.e2e.operator_support import (
@@ -364,3 +367,58 @@ def test_spec_change_starts_a_rollout(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=roller"
     ).stdout
     assert "DeploymentUpdated" in events
+
+
+def _fault(cluster: E2ECluster, node: str, *args: str) -> None:
+    directory = plugin_dir(cluster.local_layout(), node)
+    subprocess.run(
+        [sys.executable, "-m", "kubetee.cli", "device-plugin", "fault",
+         f"--plugin-dir={directory}", *args],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+
+
+def _pool_node(api: Api, pool: str, node: str) -> dict[str, Any]:
+    nodes = (api.pool(pool).get("status") or {}).get("nodes") or []
+    return next((n for n in nodes if n["name"] == node), {})
+
+
+def test_a_device_fault_shows_in_the_pool_status(
+    cluster: E2ECluster, api: Api, operator: OperatorProcess, pools: Callable[..., str]
+) -> None:
+    """The device plugin marks EPC unhealthy, the node agent lowers allocatable, and the
+    EPCPool's accounting and conditions follow."""
+    pool = pools("fault-e2e")
+    node = "sgx-node-1"
+    wait_for("the pool to see the node", lambda: _pool_node(api, pool, node), operator=operator)
+    try:
+        _fault(cluster, node, "--unhealthy-mib", "32")
+        entry = wait_for(
+            "the pool to account the fault",
+            lambda: (e := _pool_node(api, pool, node)).get("allocatable") == "96Mi" and e,
+            timeout=30,
+            operator=operator,
+        )
+        assert entry["capacity"] == "128Mi"
+
+        _fault(cluster, node, "--unhealthy-mib", "128")
+        lost = wait_for(
+            "EPCAvailable=False/NodeLostEPC",
+            lambda: (
+                (c := condition(api.pool(pool), "EPCAvailable")).get("reason") == "NodeLostEPC"
+                and c
+            ),
+            timeout=30,
+            operator=operator,
+        )
+        assert node in lost["message"]
+        assert condition(api.pool(pool), "Ready")["status"] == "False"
+    finally:
+        _fault(cluster, node, "--clear")
+    wait_for(
+        "the pool to recover",
+        lambda: condition(api.pool(pool), "EPCAvailable").get("status") == "True",
+        timeout=30,
+        operator=operator,
+    )
+    assert _pool_node(api, pool, node)["allocatable"] == "128Mi"
