@@ -7,10 +7,9 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
-from kubernetes import client, config
+from kubernetes import client
 
 from kubetee.attestation.roots import root_ca_der
 from kubetee.attestation_service.app import KbsService, create_app
@@ -20,22 +19,13 @@ from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedg
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
 from kubetee.attestation_service.tls import server_context
+from kubetee.k8s.sync_client import sync_api_client
 from kubetee.metrics import start_metrics_server
 from kubetee.metrics.attestation import instrument_app
 
 log = logging.getLogger(__name__)
 
 _COLLECT_EVERY_SECONDS = 60.0
-
-
-def _api_client(kubeconfig: Path | None) -> client.ApiClient:
-    if kubeconfig is not None:
-        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig)
-        )
-        return api
-    config.load_incluster_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
 
 
 def _verifier(settings: ServiceSettings) -> DcapEvidenceVerifier:
@@ -49,7 +39,7 @@ def _verifier(settings: ServiceSettings) -> DcapEvidenceVerifier:
 
 
 def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
-    api = _api_client(settings.kubeconfig)
+    api = sync_api_client(settings.kubeconfig)
     backend = KubernetesBackend(api, instance=settings.instance)
     ledger: NonceLedger
     if settings.replay_ledger == "lease":

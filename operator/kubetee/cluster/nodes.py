@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kubetee.cluster.components import KWOK_NODE_ANNOTATION
+from kubetee.k8s.sync_client import sync_api_client
 
 NODE_PREFIX = "sgx-node-"
 SGX_LABEL = "kubetee.io/sgx"
@@ -19,10 +20,7 @@ def node_name(index: int) -> str:
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
-    api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig)
-    )
-    return api
+    return sync_api_client(kubeconfig)
 
 
 def node_manifest(name: str) -> dict[str, Any]:

@@ -8,10 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from kubernetes import client, config
+from kubernetes import client
 
 from kubetee.cluster.toolchain import binary_path
 from kubetee.demo.errors import DemoError
+from kubetee.k8s.sync_client import sync_api_client
 
 T = TypeVar("T")
 
@@ -21,9 +22,7 @@ class Kube:
 
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
-        self.api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig)
-        )
+        self.api = sync_api_client(kubeconfig)
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
 

@@ -13,9 +13,8 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,6 +24,7 @@ from kubetee.deviceplugin.errors import SocketError
 from kubetee.deviceplugin.lifecycle import run_until_terminated
 from kubetee.deviceplugin.logs import configure_logging
 from kubetee.deviceplugin.settings import describe_validation_error
+from kubetee.k8s.sync_client import sync_api_client
 from kubetee.metrics import start_metrics_server
 from kubetee.metrics.node import NodeAgentCollector
 from kubetee.nodeagent.agent import NodeAgent
@@ -89,19 +89,6 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
-    """A client from the kubeconfig, or in-cluster credentials when there is none."""
-    if kubeconfig is None:
-        try:
-            configuration = k8s.Configuration()
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return k8s.ApiClient(configuration)
-        except k8s_config.ConfigException:
-            pass
-    path = str(kubeconfig) if kubeconfig is not None else None
-    return cast(k8s.ApiClient, k8s_config.new_client_from_config(config_file=path))  # type: ignore[no-untyped-call]
-
-
 def run_agent(args: argparse.Namespace) -> int:
     given = {
         "node_name": args.node_name,
@@ -119,7 +106,7 @@ def run_agent(args: argparse.Namespace) -> int:
     if settings.kubeconfig is not None and not settings.kubeconfig.is_file():
         return _fail(f"--kubeconfig {settings.kubeconfig}: no such file")
     try:
-        client = api_client(settings.kubeconfig)
+        client = sync_api_client(settings.kubeconfig)
     except k8s_config.ConfigException as error:
         return _fail(f"cannot load Kubernetes credentials: {error}")
     configure_logging(settings.log_format)

@@ -18,15 +18,15 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 from aiohttp import web
-from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kubetee.k8s.sync_client import sync_api_client
 from kubetee.metrics import names
 from kubetee.metrics.apiserver.app import ApiserverMetrics, Server, create_app, server_ssl_context
 from kubetee.metrics.apiserver.auth import (
@@ -180,18 +180,6 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail(str(error), code=1)
 
 
-def api_client(kubeconfig: Path | None) -> k8s.ApiClient:
-    if kubeconfig is None:
-        try:
-            configuration = k8s.Configuration()
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return k8s.ApiClient(configuration)
-        except k8s_config.ConfigException:
-            pass
-    path = str(kubeconfig) if kubeconfig is not None else None
-    return cast(k8s.ApiClient, k8s_config.new_client_from_config(config_file=path))  # type: ignore[no-untyped-call]
-
-
 async def request_header_config(
     settings: ApiserverSettings, reader: KubernetesReader
 ) -> RequestHeaderConfig:
@@ -224,7 +212,7 @@ async def serve(settings: ApiserverSettings) -> int:
             settings.cert_dir, tuple(settings.tls_names), tuple(settings.tls_ip_addresses)
         )
         cert_file, key_file = certificate.cert, certificate.key
-    kube = api_client(settings.kubeconfig)
+    kube = sync_api_client(settings.kubeconfig)
     reader = KubernetesReader(kube)
     header_config = await request_header_config(settings, reader)
     metrics = ApiserverMetrics()
