@@ -9,7 +9,7 @@ import yaml
 
 from kubetee.cluster.kubeconfig import write_kubeconfig
 from kubetee.cluster.layout import ClusterLayout, repo_root
-from kubetee.cluster.pki import ClusterPKI
+from kubetee.cluster.pki import ClusterPKI, KeyPair
 from kubetee.cluster.toolchain import binary_path
 
 SERVICE_CIDR = "10.96.0.0/16"
@@ -53,13 +53,12 @@ def control_plane(layout: ClusterLayout, pki: ClusterPKI) -> list[Component]:
     ports = layout.ports
     server = layout.apiserver_url
 
-    def kubeconfig(name: str, client: object) -> Path:
-        assert hasattr(client, "cert")  # noqa: S101 - KeyPair; keeps the helper's signature short
+    def kubeconfig(name: str, client: KeyPair) -> Path:
         return write_kubeconfig(
             layout.config_dir / f"{name}.kubeconfig",
             server=server,
             ca=pki.ca.cert,
-            client=client,  # type: ignore[arg-type]
+            client=client,
             cluster_name=layout.name,
             user=name,
         )
