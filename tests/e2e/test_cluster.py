@@ -156,3 +156,29 @@ def test_readiness_follows_readiness_gates_as_on_a_kubelet(
     eventually(lambda: ready_status() == "True")
     set_gate("False")
     eventually(lambda: ready_status() == "False")
+
+
+def test_a_pod_marked_not_ready_is_reported_ready_again(
+    cluster: E2ECluster, namespace: str
+) -> None:
+    """The node lifecycle controller marks pods not Ready while their node is NotReady
+    (as when KWOK restarts); like a returning kubelet, KWOK reports them Ready again."""
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(
+        namespace,
+        {  # type: ignore[arg-type]
+            "metadata": {"name": "plain"},
+            "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]},
+        },
+    )
+
+    def ready() -> str | None:
+        pod = core.read_namespaced_pod("plain", namespace)
+        conditions = (pod.status.conditions if pod.status else None) or []
+        return next((c.status for c in conditions if c.type == "Ready"), None)
+
+    eventually(lambda: ready() == "True")
+    core.patch_namespaced_pod_status(
+        "plain", namespace, {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    )
+    eventually(lambda: ready() == "True", within=30)

@@ -145,7 +145,6 @@ def control_plane(layout: ClusterLayout, pki: ClusterPKI) -> list[Component]:
                 # Short loops so an HPA reacts within seconds in tests and the demo.
                 "--horizontal-pod-autoscaler-sync-period=5s",
                 "--horizontal-pod-autoscaler-downscale-stabilization=15s",
-                "--node-monitor-grace-period=20s",
                 f"--kube-api-qps={CLIENT_QPS}",
                 f"--kube-api-burst={CLIENT_BURST}",
                 "--concurrent-deployment-syncs=20",
