@@ -133,6 +133,16 @@ def _attested_pods(api: Api, namespace: str, ec: str, count: int) -> Callable[[]
     return probe
 
 
+def _wait_attested(
+    api: Api, namespace: str, ec: str, count: int, *, operator: AttestingOperator, what: str
+) -> list[client.V1Pod]:
+    """Wait for ``count`` replicas attested by the service and return them."""
+    pods: list[client.V1Pod] = wait_for(
+        what, _attested_pods(api, namespace, ec, count), timeout=180, operator=operator
+    )
+    return pods
+
+
 def _events(api: Api, namespace: str) -> list[client.CoreV1Event]:
     return list(api.core.list_namespaced_event(namespace).items)
 
@@ -191,11 +201,8 @@ def test_attested_replicas_receive_the_secret(
     }
     _apply_ec(api, namespace, "payments", spec)
 
-    pods = wait_for(
-        "2 attested replicas",
-        _attested_pods(api, namespace, "payments", 2),
-        timeout=180,
-        operator=attesting_operator,
+    pods = _wait_attested(
+        api, namespace, "payments", 2, operator=attesting_operator, what="2 attested replicas"
     )
 
     for pod in pods:
@@ -240,11 +247,8 @@ def test_a_spec_change_rolls_to_attested_replicas(
     _apply_ec(api, namespace, "roller", spec)
     before = {
         p.metadata.name
-        for p in wait_for(
-            "2 attested replicas",
-            _attested_pods(api, namespace, "roller", 2),
-            timeout=180,
-            operator=attesting_operator,
+        for p in _wait_attested(
+            api, namespace, "roller", 2, operator=attesting_operator, what="2 attested replicas"
         )
     }
 
@@ -426,11 +430,8 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     namespace = secret_namespace
     spec = _spec(replicas=1)
     _apply_ec(api, namespace, "payments", spec)
-    (pod,) = wait_for(
-        "an attested replica",
-        _attested_pods(api, namespace, "payments", 1),
-        timeout=180,
-        operator=attesting_operator,
+    (pod,) = _wait_attested(
+        api, namespace, "payments", 1, operator=attesting_operator, what="an attested replica"
     )
     identity = expected_identity("payments", namespace, spec)
     own_node = node_quoting_socket(cluster, pod.spec.node_name)
@@ -527,11 +528,13 @@ def test_raising_min_isv_svn_replaces_older_replicas(
 ) -> None:
     namespace = secret_namespace
     _apply_ec(api, namespace, "payments", _spec({"minIsvSvn": 3}))
-    (old,) = wait_for(
-        "an attested replica at isvSvn 3",
-        _attested_pods(api, namespace, "payments", 1),
-        timeout=180,
+    (old,) = _wait_attested(
+        api,
+        namespace,
+        "payments",
+        1,
         operator=attesting_operator,
+        what="an attested replica at isvSvn 3",
     )
 
     # The CRD refuses a minimum above the spec's own SVN, so the fixed enclave ships with it.

@@ -53,6 +53,15 @@ def _scheduled(
     return probe
 
 
+def _wait_scheduled(
+    api: Api, namespace: str, name: str, operator: OperatorProcess, what: str
+) -> dict[str, Any]:
+    """Wait for Scheduled=True/ReplicasScheduled and return the EnclaveContainer."""
+    return wait_for(
+        what, _scheduled(api, namespace, name, "True", "ReplicasScheduled"), operator=operator
+    )
+
+
 def _pool_allocated(api: Api, pool: str, allocated: str) -> Callable[[], dict[str, Any] | None]:
     def probe() -> dict[str, Any] | None:
         found = api.pool(pool)
@@ -69,11 +78,7 @@ def test_sample_schedules_scales_reports_and_frees_epc(
     cluster.kubectl("apply", "-f", str(EXAMPLES / "epcpool.yaml"))
     try:
         cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLES / "enclavecontainer.yaml"))
-        ec = wait_for(
-            "3 replicas scheduled",
-            _scheduled(api, namespace, "demo", "True", "ReplicasScheduled"),
-            operator=operator,
-        )
+        ec = _wait_scheduled(api, namespace, "demo", operator, "3 replicas scheduled")
         status = ec["status"]
         assert status["replicas"] == 3
         assert status["epc"] == {"perReplica": "64Mi", "requested": "192Mi", "allocated": "192Mi"}
@@ -145,11 +150,7 @@ def test_deleting_a_node_moves_its_replicas_and_the_accounting_follows(
 ) -> None:
     pool = pools("spread-move", "Spread")
     api.apply(enclave_container("mover", 3, pool=pool), namespace)
-    wait_for(
-        "3 replicas scheduled",
-        _scheduled(api, namespace, "mover", "True", "ReplicasScheduled"),
-        operator=operator,
-    )
+    _wait_scheduled(api, namespace, "mover", operator, "3 replicas scheduled")
     nodes = {p.spec.node_name for p in api.pods(namespace, "mover")}
     assert len(nodes) == 3, f"Spread should use every node, got {nodes}"
     victim = sorted(nodes)[-1]
@@ -172,11 +173,7 @@ def test_deleting_a_node_moves_its_replicas_and_the_accounting_follows(
 
         status = wait_for("pool accounting without the node", accounted, operator=operator)
         assert sorted(n["allocated"] for n in status["nodes"]) == ["128Mi", "64Mi"]
-        wait_for(
-            "Scheduled again",
-            _scheduled(api, namespace, "mover", "True", "ReplicasScheduled"),
-            operator=operator,
-        )
+        _wait_scheduled(api, namespace, "mover", operator, "Scheduled again")
     finally:
         try:
             api.core.create_node(node_manifest(victim))
@@ -205,22 +202,14 @@ def test_binpack_packs_and_spread_spreads_on_the_real_scheduler(
     spread = pools("spread-e2e", "Spread")
     packed = pools("binpack-e2e", "BinPack")
     api.apply(enclave_container("spread", 3, epc="32Mi", pool=spread), namespace)
-    wait_for(
-        "spread replicas scheduled",
-        _scheduled(api, namespace, "spread", "True", "ReplicasScheduled"),
-        operator=operator,
-    )
+    _wait_scheduled(api, namespace, "spread", operator, "spread replicas scheduled")
     spread_nodes = [p.spec.node_name for p in api.pods(namespace, "spread")]
     assert len(set(spread_nodes)) == 3, f"Spread should use every node: {spread_nodes}"
     assert api.pods(namespace, "spread")[0].spec.scheduler_name == "kubetee-spread"
 
     # Every node now holds 32Mi: BinPack still puts both replicas on one of them.
     api.apply(enclave_container("packed", 2, epc="32Mi", pool=packed), namespace)
-    wait_for(
-        "packed replicas scheduled",
-        _scheduled(api, namespace, "packed", "True", "ReplicasScheduled"),
-        operator=operator,
-    )
+    _wait_scheduled(api, namespace, "packed", operator, "packed replicas scheduled")
     packed_nodes = [p.spec.node_name for p in api.pods(namespace, "packed")]
     assert len(set(packed_nodes)) == 1, f"BinPack should fill one node first: {packed_nodes}"
     assert api.pods(namespace, "packed")[0].spec.scheduler_name == "kubetee-binpack"
@@ -345,11 +334,7 @@ def test_spec_change_starts_a_rollout(
     pool = pools("roll-e2e")
     manifest = enclave_container("roller", 2, epc="32Mi", pool=pool)
     api.apply(manifest, namespace)
-    wait_for(
-        "scheduled",
-        _scheduled(api, namespace, "roller", "True", "ReplicasScheduled"),
-        operator=operator,
-    )
+    _wait_scheduled(api, namespace, "roller", operator, "scheduled")
 
     manifest["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "V", "value": "2"}]
     api.apply(manifest, namespace)

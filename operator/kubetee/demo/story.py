@@ -7,11 +7,13 @@ so the summary's commands can be tried; ``kubetee cluster down`` stops it all.
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -151,9 +153,7 @@ class Demo:
             f"attested={status.get('attestedReplicas')}"
         )
         secret = self.kube.core.read_namespaced_secret("demo-db", NAMESPACE)
-        expected = hashlib.sha256(
-            __import__("base64").b64decode((secret.data or {})["password"])
-        ).hexdigest()
+        expected = hashlib.sha256(base64.b64decode((secret.data or {})["password"])).hexdigest()
         delivered = 0
         for pod in self._bound_pods(EC_NAME, 3) or []:
             path = self._secret_path(pod)
@@ -207,11 +207,15 @@ class Demo:
         )  # fmt: skip
         self._set_usage("90%")
         self.say("replicas report 90% of their EPC in use (target: 50%)")
-        scaled_up = wait_for(lambda: self._replicas_at_least(5), 180, "the HPA to scale up")
+        scaled_up = wait_for(
+            lambda: self._scaled(lambda n: n >= 5, "90%"), 180, "the HPA to scale up"
+        )
         self.say(f"HPA scaled demo to {scaled_up} replicas; {self._hpa_line()}")
         self._set_usage("10%")
         self.say("usage falls to 10%")
-        scaled_down = wait_for(lambda: self._replicas_at_most(2), 240, "the HPA to scale down")
+        scaled_down = wait_for(
+            lambda: self._scaled(lambda n: n <= 2, "10%"), 240, "the HPA to scale down"
+        )
         self.say(f"HPA scaled demo down to {scaled_down} replicas; {self._hpa_line()}")
         expected = (scaled_down + 1) * 64  # the demo's replicas and the tampered one
         pool = wait_for(
@@ -332,22 +336,14 @@ class Demo:
             f"{USAGE_ANNOTATION}={value}", "--overwrite",
         )  # fmt: skip
 
-    def _replicas_at_least(self, count: int) -> int | None:
+    def _scaled(self, reached: Callable[[int], bool], usage: str) -> int | None:
+        """The replica count once ``reached``; until then every replica, including those
+        the HPA just added, keeps reporting ``usage``."""
         replicas = int(self.kube.enclave_container(NAMESPACE, EC_NAME)["spec"]["replicas"])
-        if replicas < count:
-            self._set_usage_on_new_pods()
-            return None
-        return replicas
-
-    def _replicas_at_most(self, count: int) -> int | None:
-        replicas = int(self.kube.enclave_container(NAMESPACE, EC_NAME)["spec"]["replicas"])
-        if replicas > count:
-            self._set_usage("10%")  # new replicas from the scale-up report low use too
-            return None
-        return replicas
-
-    def _set_usage_on_new_pods(self) -> None:
-        self._set_usage("90%")
+        if reached(replicas):
+            return replicas
+        self._set_usage(usage)
+        return None
 
     def _hpa_line(self) -> str:
         return self.kube.kubectl(
