@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.alias_generators import to_camel
+from pydantic import Field, StringConstraints
 
+from kubetee.api.base import ApiModel
 from kubetee.attestation.errors import (
     AdvisoryNotAcceptedError,
     DebugEnclaveError,
@@ -33,16 +33,8 @@ def _default_accepted_tcb_statuses() -> list[AcceptableTcbStatus]:
     return ["UpToDate", "SWHardeningNeeded"]
 
 
-class AttestationPolicy(BaseModel):
+class AttestationPolicy(ApiModel):
     """Which enclaves, on which platforms, may receive the workload's secrets."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        serialize_by_alias=True,
-        extra="forbid",
-        frozen=True,
-    )
 
     mrenclave: list[Sha256Hex] = Field(
         default_factory=list,

@@ -6,17 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, get_args
 
-TcbStatus = Literal[
-    "UpToDate",
-    "SWHardeningNeeded",
-    "ConfigurationNeeded",
-    "ConfigurationAndSWHardeningNeeded",
-    "OutOfDate",
-    "OutOfDateConfigurationNeeded",
-    "Revoked",
-]
-TCB_STATUSES: tuple[str, ...] = get_args(TcbStatus)
-
 # Statuses a platform can have and still produce verifiable evidence; Revoked is terminal.
 AcceptableTcbStatus = Literal[
     "UpToDate",
@@ -26,6 +15,8 @@ AcceptableTcbStatus = Literal[
     "OutOfDate",
     "OutOfDateConfigurationNeeded",
 ]
+TcbStatus = Literal[AcceptableTcbStatus, "Revoked"]
+TCB_STATUSES: tuple[str, ...] = get_args(TcbStatus)
 ACCEPTABLE_TCB_STATUSES: tuple[str, ...] = get_args(AcceptableTcbStatus)
 
 
