@@ -95,8 +95,16 @@ class EPCPoolReconciler:
 
     def _requeue_members(self, pool: str, only_waiting: bool) -> None:
         for view in self._caches.all_enclave_containers():
-            if _pool_of(view) == pool and (not only_waiting or _waits_for_epc(view)):
-                self._requeue((view.namespace, view.name))
+            key = (view.namespace, view.name)
+            if _pool_of(view) == pool and (not only_waiting or self._waits_for_epc(key, view)):
+                self._requeue(key)
+
+    def _waits_for_epc(self, key: ObjectKey, view: ResourceView) -> bool:
+        """Its status says so, or (before that status is written) a replica is Pending for
+        EPC: its message names the pool's free EPC, so it must follow every change."""
+        return _waits_for_epc(view) or any(
+            pod.unschedulable_message for pod in self._caches.replicas.get(key, ())
+        )
 
     async def reconcile(self, name: str) -> None:
         view = one(self._caches.pools, name)

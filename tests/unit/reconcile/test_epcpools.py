@@ -71,6 +71,19 @@ async def test_free_change_requeues_only_members_waiting_for_epc() -> None:
     assert queued == [("ns", "member")]
 
 
+async def test_free_change_requeues_a_member_with_a_replica_pending_for_epc() -> None:
+    """Its status may not say InsufficientEPC yet (written moments later with the old free
+    figure): the pending replica alone makes it follow the pool's free EPC."""
+    cluster, _, queued, reconciler = _setup()
+    await reconciler.reconcile("sgx")
+    queued.clear()
+    cluster.add_ec("idle", ec_spec())
+    cluster.add_pods([pod("p", ec="member", namespace="ns", unschedulable="Insufficient EPC")])
+    cluster.pods_by_node.clear()  # every bound replica gone: free EPC changes
+    await reconciler.reconcile("sgx")
+    assert queued == [("ns", "member")]
+
+
 async def test_deleted_pool_requeues_its_members() -> None:
     cluster, _, queued, reconciler = _setup()
     await reconciler.reconcile("sgx")
