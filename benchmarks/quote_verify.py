@@ -1,6 +1,6 @@
 """Quote verifications per second on one core, against the raw ECDSA P-256 verify rate.
 
-Verifies Intel's real sample quote (``../shared/testdata/dcap``, or
+Verifies Intel's real sample quote (``tests/data/dcap``, or
 ``$KUBETEE_DCAP_TESTDATA``) with the cached ``QuoteVerifier`` (collateral and PCK
 chain verified once, then looked up by content) and uncached (everything checked on
 every call), and measures in the same run how many ECDSA P-256 signatures the
@@ -38,7 +38,7 @@ def _testdata() -> Path:
     override = os.environ.get("KUBETEE_DCAP_TESTDATA")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "dcap"
+    return Path(__file__).resolve().parents[1] / "tests" / "data" / "dcap"
 
 
 def _rate(operation: Callable[[], object], seconds: float) -> float:

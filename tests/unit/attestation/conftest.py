@@ -17,11 +17,11 @@ DEBUG_TIME = 1724962800
 
 
 def dcap_testdata_dir() -> Path:
-    """``<repo root>/../shared/testdata/dcap``, or ``$KUBETEE_DCAP_TESTDATA``."""
+    """``tests/data/dcap`` (Intel's public sample quotes), or ``$KUBETEE_DCAP_TESTDATA``."""
     override = os.environ.get("KUBETEE_DCAP_TESTDATA")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "testdata" / "dcap"
+    return Path(__file__).resolve().parents[2] / "data" / "dcap"
 
 
 @dataclass(frozen=True)
