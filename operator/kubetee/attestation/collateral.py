@@ -81,8 +81,8 @@ class Collateral:
     def from_json(cls, text: str | bytes) -> Collateral:
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise _malformed(f"collateral is not JSON: {error}") from None
+        except (ValueError, RecursionError):
+            raise _malformed("collateral is not JSON (or nested too deeply)") from None
         return cls.from_dict(data)
 
     @classmethod

@@ -20,6 +20,8 @@ Hierarchy (Event reason in brackets)::
     │   │                               signature fails                    [QuoteInvalid]
     │   ├── QeIdentityMismatchError     the quoting enclave is not the
     │   │                               one QE Identity names              [QuoteInvalid]
+    │   ├── VerificationTimeInvalidError  the verification time is not a
+    │   │                               real moment               [VerificationTimeInvalid]
     │   └── TcbNotSupportedError        platform TCB revoked or unknown      [TCBRevoked]
     └── PolicyError                     genuine evidence the policy refuses
         ├── DebugEnclaveError                                      [DebugEnclaveRejected]
@@ -111,6 +113,13 @@ class QeIdentityMismatchError(QuoteVerificationError):
 
     default_code = "QE_IDENTITY_MISMATCH"
     reason = "QuoteInvalid"
+
+
+class VerificationTimeInvalidError(QuoteVerificationError):
+    """The time to verify at is not a finite moment between 1970 and 9999."""
+
+    default_code = "VERIFICATION_TIME_INVALID"
+    reason = "VerificationTimeInvalid"
 
 
 class TcbNotSupportedError(QuoteVerificationError):

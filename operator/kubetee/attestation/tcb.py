@@ -1,15 +1,18 @@
 """TCB Info (v3) and QE Identity (v2): their JSON, validated, and the TCB matching rules.
 
-Matching follows Intel's QVL: the platform's TCB level is the first level (they come
-newest first) whose 16 SGX TCB components and PCESVN are all at most the platform's,
-as its PCK certificate states them. The Quoting Enclave's level is the first whose
-ISV SVN is at most the QE's; no such level means the QE is Revoked. The two statuses
-then converge: an out-of-date QE makes an otherwise current platform OutOfDate.
+Matching follows Intel's QVL: the platform's TCB level is the first level whose 16 SGX
+TCB components and PCESVN are all at most the platform's, as its PCK certificate states
+them, the levels taken in QVL's order (a set ordered by CPUSVN then PCESVN, highest
+first; a repeated level counts once) whatever order the document lists them in. The
+Quoting Enclave's level is the first (in document order, as QVL reads them) whose ISV
+SVN is at most the QE's; no such level means the QE is Revoked. The two statuses then
+converge: an out-of-date QE makes an otherwise current platform OutOfDate.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -19,6 +22,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from enclave_runtime.sgx.quote import ReportBody
 from kubetee.attestation.errors import CollateralInvalidError, QeIdentityMismatchError
 from kubetee.attestation.verified import TcbStatus
+
+SGX_TCB_TYPE = 0
+"""The one ``tcbType`` of SGX TCB Info v3: levels of 16 SGX TCB components and PCESVN."""
 
 
 def _hex(size: int) -> Any:
@@ -54,7 +60,7 @@ class _TcbInfoV3(_Model):
     fmspc: _hex(6)  # type: ignore[valid-type]
     pceId: _hex(2)  # type: ignore[valid-type]  # noqa: N815
     tcbType: int  # noqa: N815
-    tcbEvaluationDataNumber: int  # noqa: N815
+    tcbEvaluationDataNumber: int = Field(ge=0, le=0xFFFFFFFF)  # noqa: N815
     tcbLevels: list[_PlatformTcbLevel] = Field(min_length=1)  # noqa: N815
 
 
@@ -74,7 +80,7 @@ class _QeIdentityV2(_Model):
     version: int
     issueDate: AwareDatetime  # noqa: N815
     nextUpdate: AwareDatetime  # noqa: N815
-    tcbEvaluationDataNumber: int  # noqa: N815
+    tcbEvaluationDataNumber: int = Field(ge=0, le=0xFFFFFFFF)  # noqa: N815
     miscselect: _hex(4)  # type: ignore[valid-type]
     miscselectMask: _hex(4)  # type: ignore[valid-type]  # noqa: N815
     attributes: _hex(16)  # type: ignore[valid-type]
@@ -101,6 +107,7 @@ class TcbInfo:
     issue_date: datetime
     next_update: datetime
     levels: tuple[TcbLevel, ...]
+    tcb_evaluation_data_number: int = 0
 
     def matching_level(self, components: tuple[int, ...], pcesvn: int) -> TcbLevel | None:
         """The first level the platform reaches, or None when it reaches none."""
@@ -135,6 +142,7 @@ class QeIdentity:
     issue_date: datetime
     next_update: datetime
     levels: tuple[QeLevel, ...]
+    tcb_evaluation_data_number: int = 0
 
     def check(self, qe_report: ReportBody) -> QeLevel:
         """Check the QE report against this identity; return the QE's TCB level."""
@@ -183,14 +191,17 @@ def converge(platform_status: str, qe_status: str) -> str:
 def _load(text: str, what: str, identifier: str, version: int, code: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
-    except ValueError as error:
-        raise CollateralInvalidError(f"{what} is not JSON: {error}", code=code) from None
+    except (ValueError, RecursionError):
+        raise CollateralInvalidError(
+            f"{what} is not JSON (or nested too deeply)", code=code
+        ) from None
     if not isinstance(document, dict):
         raise CollateralInvalidError(f"{what} must be a JSON object", code=code)
     if document.get("id") != identifier or document.get("version") != version:
         raise CollateralInvalidError(
-            f"{what} is id {document.get('id')!r} version {document.get('version')!r}; "
-            f"only id {identifier!r} version {version} is supported",
+            f"{what} is id {str(document.get('id'))[:40]!r} version "
+            f"{str(document.get('version'))[:40]!r}; only id {identifier!r} version {version} "
+            "is supported",
             code=code.replace("MALFORMED", "UNSUPPORTED"),
         )
     return document
@@ -211,21 +222,38 @@ def parse_tcb_info(text: str) -> TcbInfo:
         raise CollateralInvalidError(
             f"TCB Info is malformed at {_summary(error)}", code="TCB_INFO_MALFORMED"
         ) from None
+    if model.tcbType != SGX_TCB_TYPE:
+        raise CollateralInvalidError(
+            f"TCB Info has tcbType {model.tcbType}; only {SGX_TCB_TYPE} (SGX TCB components "
+            "and PCESVN) is defined",
+            code="TCB_TYPE_UNSUPPORTED",
+        )
+    levels = (
+        TcbLevel(
+            components=tuple(c.svn for c in level.tcb.sgxtcbcomponents),
+            pcesvn=level.tcb.pcesvn,
+            status=level.tcbStatus,
+            advisory_ids=tuple(level.advisoryIDs),
+        )
+        for level in model.tcbLevels
+    )
     return TcbInfo(
         fmspc=bytes.fromhex(model.fmspc),
         pce_id=bytes.fromhex(model.pceId),
         issue_date=model.issueDate,
         next_update=model.nextUpdate,
-        levels=tuple(
-            TcbLevel(
-                components=tuple(c.svn for c in level.tcb.sgxtcbcomponents),
-                pcesvn=level.tcb.pcesvn,
-                status=level.tcbStatus,
-                advisory_ids=tuple(level.advisoryIDs),
-            )
-            for level in model.tcbLevels
-        ),
+        levels=qvl_order(levels),
+        tcb_evaluation_data_number=model.tcbEvaluationDataNumber,
     )
+
+
+def qvl_order(levels: Iterable[TcbLevel]) -> tuple[TcbLevel, ...]:
+    """The levels as QVL holds them: ``std::set<TcbLevel, std::greater>``, ordered by CPUSVN
+    (component by component) then PCESVN, highest first; a later duplicate is dropped."""
+    unique: dict[tuple[tuple[int, ...], int], TcbLevel] = {}
+    for level in levels:
+        unique.setdefault((level.components, level.pcesvn), level)
+    return tuple(unique[key] for key in sorted(unique, reverse=True))
 
 
 def parse_qe_identity(text: str) -> QeIdentity:
@@ -255,4 +283,5 @@ def parse_qe_identity(text: str) -> QeIdentity:
             )
             for level in model.tcbLevels
         ),
+        tcb_evaluation_data_number=model.tcbEvaluationDataNumber,
     )

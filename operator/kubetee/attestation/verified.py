@@ -35,6 +35,9 @@ class VerifiedQuote:
     fmspc: bytes
     # The earliest moment at which a certificate, CRL or collateral item used expires.
     valid_until: datetime
+    # The lower tcbEvaluationDataNumber of TCB Info and QE Identity (QVL's supplemental
+    # "TCB evaluation reference number"): how recent Intel's TCB assessment was.
+    tcb_evaluation_data_number: int = 0
 
     def to_json(self) -> dict[str, object]:
         """The verification result as the CLI and services report it (bytes as hex)."""
@@ -49,4 +52,5 @@ class VerifiedQuote:
             "debug": self.debug,
             "report_data": self.report_data.hex(),
             "fmspc": self.fmspc.hex().upper(),
+            "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
         }

@@ -1,9 +1,12 @@
 """Verification of SGX DCAP ECDSA v3 quotes, in the order of Intel's Quote Verification Library.
 
-1. the quote parses (strict v3, attestation key type 2, certification data type 5);
-2. the PCK chain ends at the pinned root CA and each certificate is signed by the next;
+1. the quote parses (strict v3, attestation key type 2, certification data type 5) and
+   its Quoting Enclave is Intel's (QE vendor ID);
+2. the PCK chain ends at the pinned root CA, each certificate is signed by the next, and
+   the chain has the PCK profile (leaf CN, key usage, CA path lengths);
 3. collateral: issuer chains end at the pinned root; root CA CRL and PCK CRL signed by
-   their issuers; TCB Info and QE Identity signed by the TCB Signing certificate;
+   their issuers (a CA named in the PCK CRL issuer's CN; both CRLs with ``nextUpdate``);
+   TCB Info (tcbType 0) and QE Identity signed by the TCB Signing certificate;
 4. every certificate, CRL and collateral item is valid at the verification time;
 5. neither the PCK certificate nor an intermediate CA is revoked;
 6. the PCK certificate's FMSPC and PCE-ID are those of the TCB Info;
@@ -20,11 +23,16 @@
 their pairing (revocation, FMSPC, TCB level; keyed by both) and parsed attestation
 keys. A changed CRL or TCB Info is a different key, so it is verified afresh. The
 verification time and every per-quote signature are checked on each call.
+
+Every input gets a ``QuoteVerificationError``: what the cryptography library raises for
+a malformed certificate, CRL or text is turned into one where it is read, and a last
+guard turns anything it missed into ``EVIDENCE_UNREADABLE`` rather than let it escape.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, PckExtensionError, SgxExtension
 from enclave_runtime.sgx.quote import (
+    INTEL_QE_VENDOR_ID,
     ISV_SIGNED_SIZE,
     REPORT_BODY_SIZE,
     SIGNATURE_SIZE,
@@ -50,7 +59,9 @@ from kubetee.attestation.errors import (
     CollateralInvalidError,
     QuoteMalformedError,
     QuoteSignatureInvalidError,
+    QuoteVerificationError,
     TcbNotSupportedError,
+    VerificationTimeInvalidError,
 )
 from kubetee.attestation.tcb import (
     QeIdentity,
@@ -130,14 +141,42 @@ class _BoundedCache(Generic[K, V]):
             self._entries[key] = value
 
 
-def _timestamp(now: int | float | datetime | None) -> float:
+# Verification times are UNIX seconds from 1970 to the end of year 9999 (what datetime holds).
+_LATEST = 253402300799.0
+# Raised by the standard library on bytes it cannot read; turned into a typed refusal.
+_UNREADABLE = (
+    ValueError,
+    TypeError,
+    UnicodeError,
+    RecursionError,
+    OverflowError,
+    x509.InvalidVersion,
+)
+
+
+def _timestamp(now: object) -> float:
+    """The verification time in UNIX seconds; NaN, infinities, naive or absurd times are
+    refused (a NaN would pass every ``not_before <= now <= not_after`` comparison)."""
     if now is None:
         return time.time()
     if isinstance(now, datetime):
         if now.tzinfo is None:
-            raise ValueError("the verification time must be timezone-aware")
-        return now.timestamp()
-    return float(now)
+            raise VerificationTimeInvalidError("the verification time must be timezone-aware")
+        moment = now.timestamp()
+    elif isinstance(now, int | float) and not isinstance(now, bool):
+        try:
+            moment = float(now)
+        except OverflowError:
+            moment = math.inf
+    else:
+        raise VerificationTimeInvalidError(
+            f"the verification time must be a datetime or UNIX seconds, not {type(now).__name__}"
+        )
+    if not (math.isfinite(moment) and 0 <= moment <= _LATEST):
+        raise VerificationTimeInvalidError(
+            "the verification time must be a finite moment between 1970 and 9999"
+        )
+    return moment
 
 
 def _windows(validity: tuple[certs.Validity, ...]) -> tuple[float, float]:
@@ -181,11 +220,34 @@ class QuoteVerifier:
         Raises a ``QuoteVerificationError`` subclass naming the first failed check.
         """
         moment = _timestamp(now)
+        if not isinstance(quote, bytes | bytearray | memoryview):
+            raise QuoteMalformedError("the quote must be bytes", code="QUOTE_MALFORMED")
+        if not isinstance(collateral, Collateral):
+            raise CollateralInvalidError(
+                "the collateral must be a Collateral", code="COLLATERAL_MALFORMED"
+            )
         try:
-            parsed = parse_quote(quote)
+            return self._verify(bytes(quote), collateral, moment)
+        except QuoteVerificationError:
+            raise
+        except _UNREADABLE as error:
+            # A defect no specific check names: still a refusal, never an escaped exception.
+            raise QuoteVerificationError(
+                f"the evidence or collateral could not be read ({type(error).__name__})",
+                code="EVIDENCE_UNREADABLE",
+            ) from None
+
+    def _verify(self, data: bytes, collateral: Collateral, moment: float) -> VerifiedQuote:
+        try:
+            parsed = parse_quote(data)
         except QuoteFormatError as error:
             raise QuoteMalformedError(str(error), code=error.code) from None
-        data = bytes(quote)
+        if parsed.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
+            raise QuoteMalformedError(
+                f"the quote's QE vendor ID {parsed.header.qe_vendor_id.hex()} is not Intel's "
+                f"({INTEL_QE_VENDOR_ID.hex()}): only Intel's Quoting Enclave is supported",
+                code="QE_VENDOR_UNSUPPORTED",
+            )
 
         context = self._context_cache.get((collateral, parsed.certification_data))
         if context is None:
@@ -260,6 +322,10 @@ class QuoteVerifier:
             report_data=body.report_data,
             fmspc=chain.extension.fmspc,
             valid_until=context.valid_until,
+            tcb_evaluation_data_number=min(
+                trusted.tcb_info.tcb_evaluation_data_number,
+                trusted.qe_identity.tcb_evaluation_data_number,
+            ),
         )
 
     def _context(self, certification_data: bytes, collateral: Collateral, now: float) -> _Context:
@@ -315,12 +381,13 @@ class QuoteVerifier:
         certs.check_pinned_root(root, self._root_der, "the PCK certificate chain")
         certs.check_issued_by(ca, root, "the PCK CA certificate", code="PCK_CHAIN_INVALID")
         certs.check_issued_by(pck, ca, "the PCK certificate", code="PCK_CHAIN_INVALID")
+        certs.check_pck_profile(pck, ca, root)
         try:
             raw = pck.extensions.get_extension_for_oid(_SGX_EXTENSION).value
             extension = SgxExtension.from_der(raw.public_bytes())
-        except (x509.ExtensionNotFound, ValueError, PckExtensionError) as error:
+        except (x509.ExtensionNotFound, PckExtensionError, *certs.CERTIFICATE_ERRORS):
             raise CertificateChainInvalidError(
-                f"the PCK certificate's SGX extension is missing or malformed: {error}",
+                "the PCK certificate's SGX extension is missing or malformed",
                 code="PCK_EXTENSION_INVALID",
             ) from None
         validity = (
@@ -332,8 +399,8 @@ class QuoteVerifier:
         return _TrustedPckChain(
             pck_key=certs.ec_public_key(pck, "the PCK certificate"),
             extension=extension,
-            pck_serial=pck.serial_number,
-            ca_serial=ca.serial_number,
+            pck_serial=_serial(pck),
+            ca_serial=_serial(ca),
             ca_key=certs.spki(ca),
             validity=validity,
             not_before=start,
@@ -350,8 +417,9 @@ class QuoteVerifier:
         )
         certs.check_pinned_root(crl_root, self._root_der, "the PCK CRL issuer chain")
         certs.check_issued_by(pck_ca, crl_root, "the PCK CRL issuer", code="PCK_CRL_CHAIN_INVALID")
+        certs.check_crl_issuer_profile(pck_ca, "the PCK CRL")
         pck_crl = certs.load_crl(collateral.pck_crl, pck_ca, "the PCK CRL")
-        revoked_ca = frozenset(entry.serial_number for entry in root_crl)
+        revoked_ca = certs.revoked_serials(root_crl, "the root CA CRL")
 
         validity = [
             certs.crl_validity(root_crl, "the root CA CRL"),
@@ -385,13 +453,19 @@ class QuoteVerifier:
                 f"the {what} signing certificate",
                 code="TCB_SIGNING_CHAIN_INVALID",
             )
-            if signer.serial_number in revoked_ca:
+            if _serial(signer) in revoked_ca:
                 raise CertificateRevokedError(
                     f"the {what} signing certificate is revoked by the root CA CRL",
                     code="TCB_SIGNING_REVOKED",
                 )
             key = certs.ec_public_key(signer, f"the {what} signing certificate")
-            if not certs.verify_raw_signature(key, signature, text.encode()):
+            try:
+                signed = text.encode()
+            except UnicodeError:
+                raise CollateralInvalidError(
+                    f"the {what} text is not valid Unicode", code=code
+                ) from None
+            if not certs.verify_raw_signature(key, signature, signed):
                 raise CollateralInvalidError(
                     f"the {what} signature does not verify: the collateral was altered or "
                     "signed by another authority",
@@ -416,7 +490,7 @@ class QuoteVerifier:
                 qe_identity.next_update.timestamp(),
             ),
         ]
-        if pck_ca.serial_number in revoked_ca:
+        if _serial(pck_ca) in revoked_ca:
             raise CertificateRevokedError(
                 "the PCK CRL issuer is revoked by the root CA CRL", code="PCK_CA_REVOKED"
             )
@@ -425,7 +499,7 @@ class QuoteVerifier:
         return _TrustedCollateral(
             tcb_info=tcb_info,
             qe_identity=qe_identity,
-            revoked_pck_serials=frozenset(entry.serial_number for entry in pck_crl),
+            revoked_pck_serials=certs.revoked_serials(pck_crl, "the PCK CRL"),
             revoked_ca_serials=revoked_ca,
             pck_crl_issuer_key=certs.spki(pck_ca),
             validity=frozen,
@@ -452,6 +526,16 @@ class QuoteVerifier:
                 "platform can no longer attest",
                 code="PCK_REVOKED",
             )
+
+
+def _serial(certificate: x509.Certificate) -> int:
+    try:
+        return certificate.serial_number
+    except certs.CERTIFICATE_ERRORS:
+        raise CertificateChainInvalidError(
+            f"{certs.subject_of(certificate)!r} has an unreadable serial number",
+            code="CERTIFICATE_MALFORMED",
+        ) from None
 
 
 def verify_quote(

@@ -9,7 +9,11 @@ import pytest
 from enclave_runtime.sgx.authority import SimulatedAuthority
 from enclave_runtime.sgx.quote import parse_quote
 from kubetee.attestation.collateral import Collateral
-from kubetee.attestation.errors import AttestationError, CollateralExpiredError
+from kubetee.attestation.errors import (
+    AttestationError,
+    CollateralExpiredError,
+    VerificationTimeInvalidError,
+)
 from kubetee.attestation.verifier import QuoteVerifier, verify_quote
 from tests.unit.attestation.conftest import RealSample
 from tests.unit.sgx.simulation import ISSUED, VERIFY_AT, SimulatedWorld
@@ -76,7 +80,7 @@ def test_invalid_root_is_refused() -> None:
 
 
 def test_naive_time_is_refused(real: RealSample, intel_root: bytes) -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(VerificationTimeInvalidError, match="timezone-aware"):
         verify_quote(
             real.quote, real.collateral, root_ca_der=intel_root, now=ISSUED.replace(tzinfo=None)
         )

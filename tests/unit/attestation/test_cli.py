@@ -42,6 +42,7 @@ def test_verify_real_quote(capsys: pytest.CaptureFixture[str], dcap_dir: Path) -
         "debug": False,
         "report_data": b"Hello, world!".ljust(64, b"\0").hex(),
         "fmspc": "00A067110000",
+        "tcb_evaluation_data_number": 17,
     }
 
 

@@ -74,4 +74,5 @@ def test_verification_result_serializes_as_the_cli_prints_it(
         "debug",
         "report_data",
         "fmspc",
+        "tcb_evaluation_data_number",
     }
