@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,8 +46,8 @@ from enclave_runtime.kbs_protocol import (
     report_data_for,
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
+from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
 from enclave_runtime.quoting.provision import provision
-from enclave_runtime.runtime.attestation import POD_PARAM
 from enclave_runtime.sgx.enclave import make_report_body
 from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.api.v1alpha1 import SecretKeyRef
@@ -115,26 +116,30 @@ async def _attest_once(
 ) -> None:
     key = TeeKeyPair.generate()
     async with KbsClient(url, ssl_context=context) as kbs:
-        pod = {"namespace": NAMESPACE, "name": f"pod-{index}", "uid": f"uid-{index}"}
-        challenge = await kbs.auth({POD_PARAM: pod})
+        init_data = pod_init_data(PodIdentity(NAMESPACE, f"pod-{index}", f"uid-{index}"))
+        challenge = await kbs.auth()
         data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key.public_jwk())
-        body = make_report_body(
-            MRENCLAVE,
-            MRSIGNER,
-            debug=False,
-            isv_prod_id=1,
-            isv_svn=2,
-            report_data=report_data_for(data),
+        body = replace(
+            make_report_body(
+                MRENCLAVE,
+                MRSIGNER,
+                debug=False,
+                isv_prod_id=1,
+                isv_svn=2,
+                report_data=report_data_for(data),
+            ),
+            config_id=config_id_for(init_data),
         )
         quote = platform.quote(body)
         evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
         await kbs.attest(
             Attestation(
+                init_data=init_data,
                 runtime_data=data,
                 tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
             )
         )
-        released = await kbs.resource(EC, "secret", "db")
+        released = await kbs.resource(NAMESPACE, EC, "db")
     if decrypt_response(released, key) != SECRET:
         raise RuntimeError("released secret does not match")
 

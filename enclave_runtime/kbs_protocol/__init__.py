@@ -8,6 +8,8 @@ guest-components' ``kbs_protocol`` client speak it:
 2. ``POST /kbs/v0/attest`` with an :class:`Attestation`: the runtime data
    ``{nonce, tee-pubkey}`` and the TEE evidence whose report data holds the hash of
    that runtime data (see :mod:`.runtime_data`) -> ``{"token": ...}``;
+   The attestation carries ``init-data`` naming the pod, whose digest is the quote's
+   CONFIGID (see :mod:`.init_data`);
 3. ``GET /kbs/v0/resource/<repository>/<type>/<tag>`` -> the resource as a
    flattened JWE (``ECDH-ES+A256KW`` / ``A256GCM``) to the TEE public key.
 
@@ -30,6 +32,7 @@ from enclave_runtime.kbs_protocol.models import (
     Challenge,
     CompositeEvidence,
     ErrorInformation,
+    InitData,
     JweResponse,
     Request,
     RuntimeData,
@@ -45,6 +48,7 @@ __all__ = [
     "Challenge",
     "CompositeEvidence",
     "ErrorInformation",
+    "InitData",
     "JweResponse",
     "KbsClientError",
     "KbsProtocolError",

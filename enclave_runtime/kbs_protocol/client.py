@@ -66,6 +66,7 @@ class KbsClient:
         await self._session.close()
 
     async def auth(self, extra_params: JsonValue = "") -> Challenge:
+        """Ask for a challenge; ``extra_params`` as kbs_protocol sends them (none for SGX)."""
         request = Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX, extra_params=extra_params)
         body = await self._call("auth", "POST", "/auth", request.to_wire())
         return _parse(Challenge, body, "auth")
@@ -112,7 +113,8 @@ def _refusal(step: str, status: int, raw: bytes) -> KbsRefusedError:
         problem = ErrorInformation.model_validate_json(raw)
     except ValidationError:
         return KbsRefusedError(step, status, "Unknown", f"HTTP {status} without problem details")
-    return KbsRefusedError(step, status, problem.type.rsplit("/", 1)[-1], problem.detail)
+    reason = problem.reason or problem.type.rsplit("/", 1)[-1]
+    return KbsRefusedError(step, status, reason, problem.detail)
 
 
 def _parse(model: type[_M], body: JsonValue, step: str) -> _M:

@@ -9,7 +9,7 @@ from joserfc.jwk import ECKey
 
 from enclave_runtime.kbs_protocol.models import JWE_ALG, TeePubKey
 
-Curve = Literal["P-256", "P-384"]
+Curve = Literal["P-256", "P-384", "P-521"]
 
 
 @dataclass(frozen=True, repr=False)

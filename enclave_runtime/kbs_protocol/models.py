@@ -6,9 +6,12 @@ misspelt field is a clear 400 rather than a silently ignored value.
 
 from __future__ import annotations
 
-from typing import Literal
+import base64
+import binascii
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 KBS_PROTOCOL_VERSION = "0.4.0"
 """The protocol version this implementation speaks (Trustee KBS 0.4.x)."""
@@ -17,6 +20,12 @@ SESSION_COOKIE = "kbs-session-id"
 """The cookie that carries the session from ``/auth`` to ``/attest`` and ``/resource``."""
 
 TEE_SGX = "sgx"
+
+HASH_ALGORITHM = "sha384"
+"""The runtime-data hash this implementation uses: kbs_protocol's default."""
+SUPPORTED_HASH_ALGORITHMS = "supported-hash-algorithms"
+SELECTED_HASH_ALGORITHM = "selected-hash-algorithm"
+"""``extra-params`` keys: the client's hash algorithms at /auth, the KBS's choice back."""
 
 JWE_ALG = "ECDH-ES+A256KW"
 JWE_ENC = "A256GCM"
@@ -45,17 +54,48 @@ class Challenge(_Wire):
     extra_params: JsonValue = Field(default="", alias="extra-params")
 
 
+_CURVES: dict[str, ec.EllipticCurve] = {
+    "P-256": ec.SECP256R1(),
+    "P-384": ec.SECP384R1(),
+    "P-521": ec.SECP521R1(),
+}
+
+
 class TeePubKey(_Wire):
     """The ephemeral public key of the TEE, a JWK (RFC 7517) of an EC key.
 
-    ``alg`` names the JWE key management algorithm the KBS must use for it.
+    ``alg`` names the JWE key management algorithm the KBS must use for it. The point
+    must lie on its curve: a key that cannot be wrapped to is refused when it arrives,
+    not when a resource is asked for.
     """
 
     kty: Literal["EC"]
-    crv: Literal["P-256", "P-384"]
+    crv: Literal["P-256", "P-384", "P-521"]
     alg: Literal["ECDH-ES+A256KW"]
-    x: str = Field(min_length=1)
-    y: str = Field(min_length=1)
+    x: str = Field(min_length=1, max_length=128)
+    y: str = Field(min_length=1, max_length=128)
+
+    @model_validator(mode="after")
+    def _on_curve(self) -> Self:
+        self.public_key()
+        return self
+
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        """The key as a ``cryptography`` object; ``ValueError`` if it is not on its curve."""
+        curve = _CURVES[self.crv]
+        size = (curve.key_size + 7) // 8
+        x, y = _coordinate(self.x, size), _coordinate(self.y, size)
+        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+
+
+def _coordinate(value: str, size: int) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("a tee-pubkey coordinate is not base64url") from None
+    if len(raw) != size:
+        raise ValueError(f"a tee-pubkey coordinate must be {size} bytes, got {len(raw)}")
+    return int.from_bytes(raw, "big")
 
 
 class RuntimeData(_Wire):
@@ -79,6 +119,9 @@ class CompositeEvidence(_Wire):
 
 
 class InitData(_Wire):
+    """Init-data (Trustee's initdata spec): a TOML or JSON document whose digest the TEE
+    carries in a field the host sets at launch, for SGX CONFIGID."""
+
     format: str
     body: str
 
@@ -107,10 +150,13 @@ class JweResponse(_Wire):
 class ErrorInformation(_Wire):
     """RFC 7807 problem details, as the KBS reports errors.
 
-    ``type`` ends in the CamelCase reason; ``detail`` is for people.
+    ``type`` ends in the protocol's problem type (``AttestationError``, ``PolicyDeny``,
+    ``TokenNotFound`` ...); KubeTEE adds the member ``reason``, the specific CamelCase
+    refusal (``MeasurementMismatch``); ``detail`` is for people.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: str
     detail: str
+    reason: str | None = None

@@ -1,7 +1,11 @@
 """One attestation round: key, challenge, quote, evidence, secrets.
 
-The ephemeral key pair lives only in this round's memory: secrets released to it
-cannot be unwrapped by anyone else, and a new round makes a new key.
+It speaks the KBS protocol exactly as a stock client (CoCo's kbs_protocol) does: no
+extra-params at ``/auth``; init-data naming this pod, bound into the quote's CONFIGID;
+runtime data ``{nonce, tee-pubkey}`` bound into REPORTDATA; resources at
+``<namespace>/<EnclaveContainer>/<secret>``. The ephemeral key pair lives only in this
+round's memory: secrets released to it cannot be unwrapped by anyone else, and a new
+round makes a new key.
 """
 
 from __future__ import annotations
@@ -9,9 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
-from dataclasses import dataclass
-
-from pydantic import JsonValue
+from dataclasses import dataclass, replace
 
 from enclave_runtime.kbs_protocol import (
     Attestation,
@@ -23,14 +25,12 @@ from enclave_runtime.kbs_protocol import (
     report_data_for,
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
+from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
 from enclave_runtime.quoting import QuotingClient
 from enclave_runtime.runtime.enclave import EnclaveIdentity
 from enclave_runtime.runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
-
-POD_PARAM = "kubetee.io/pod"
-SECRET_RESOURCE_TYPE = "secret"  # noqa: S105  # a KBS resource type, not a password
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +61,26 @@ async def attest_once(
     """Run auth, quote, attest and fetch every secret; raises ``KbsClientError`` or
     ``QuotingError`` when a step fails."""
     key_pair = TeeKeyPair.generate(settings.tee_key_curve)
-    pod: dict[str, JsonValue] = {
-        "namespace": settings.pod_namespace,
-        "name": settings.pod_name,
-        "uid": settings.pod_uid,
-    }
+    init_data = pod_init_data(
+        PodIdentity(namespace=settings.pod_namespace, name=settings.pod_name, uid=settings.pod_uid)
+    )
     async with KbsClient(
         settings.attestation_url,
         ssl_context=context,
         timeout_seconds=min(30.0, settings.attest_timeout_seconds),
     ) as kbs:
-        challenge = await kbs.auth({POD_PARAM: pod})
+        challenge = await kbs.auth()
         runtime_data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key_pair.public_jwk())
-        quote = await quoting.quote(identity.report_body(report_data_for(runtime_data)))
+        # The enclave is launched for this pod: CONFIGID carries the init-data's digest.
+        body = replace(
+            identity.report_body(report_data_for(runtime_data)),
+            config_id=config_id_for(init_data),
+        )
+        quote = await quoting.quote(body)
         evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
         await kbs.attest(
             Attestation(
+                init_data=init_data,
                 runtime_data=runtime_data,
                 tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
             )
@@ -84,7 +88,7 @@ async def attest_once(
         secrets: dict[str, bytes] = {}
         for spec in settings.secrets:
             response = await kbs.resource(
-                settings.enclave_container, SECRET_RESOURCE_TYPE, spec.name
+                settings.pod_namespace, settings.enclave_container, spec.name
             )
             secrets[spec.name] = decrypt_response(response, key_pair)
     return AttestationOutcome(secrets=secrets)

@@ -32,7 +32,6 @@ RESOURCES = ("enclavecontainers", "epcpools")
 # The KBS protocol version the attestation service speaks and the extra-params key naming
 # the attesting pod (tests/unit/chart/test_helm_test_script.py keeps them equal to the code).
 KBS_PROTOCOL_VERSION = "0.4.0"
-POD_PARAM = "kubetee.io/pod"
 TIMEOUT_SECONDS = 10
 
 
@@ -90,11 +89,10 @@ def check_attestation_service(url: str, ca_file: str) -> str:
     _, health = _request(f"{url}/healthz", context)
     if not isinstance(health, dict) or health.get("status") != "ok":
         raise CheckFailedError(f"{url}/healthz answered {health!r}")
-    pod = {"namespace": "kubetee-helm-test", "name": "helm-test", "uid": "helm-test"}
     _, challenge = _request(
         f"{url}/kbs/v0/auth",
         context,
-        body={"version": KBS_PROTOCOL_VERSION, "tee": "sgx", "extra-params": {POD_PARAM: pod}},
+        body={"version": KBS_PROTOCOL_VERSION, "tee": "sgx", "extra-params": ""},
     )
     if not isinstance(challenge, dict) or not challenge.get("nonce"):
         raise CheckFailedError(f"{url}/kbs/v0/auth answered no nonce: {challenge!r}")

@@ -38,6 +38,8 @@ class VerifiedQuote:
     # The lower tcbEvaluationDataNumber of TCB Info and QE Identity (QVL's supplemental
     # "TCB evaluation reference number"): how recent Intel's TCB assessment was.
     tcb_evaluation_data_number: int = 0
+    # CONFIGID: what the host launched the enclave with (the init-data digest).
+    config_id: bytes = bytes(64)
 
     def to_json(self) -> dict[str, object]:
         """The verification result as the CLI and services report it (bytes as hex)."""

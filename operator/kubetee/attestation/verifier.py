@@ -320,6 +320,7 @@ class QuoteVerifier:
             isv_svn=body.isv_svn,
             debug=body.debug,
             report_data=body.report_data,
+            config_id=body.config_id,
             fmspc=chain.extension.fmspc,
             valid_until=context.valid_until,
             tcb_evaluation_data_number=min(

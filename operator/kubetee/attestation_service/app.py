@@ -1,9 +1,18 @@
 """The KBS HTTP endpoints (aiohttp): ``/kbs/v0/auth``, ``/attest``, ``/resource``.
 
-Handlers hold no state between requests (see :mod:`.sessions`), so any number of
-replicas can serve one client. Every refusal is an ``AttestationError`` turned into
-RFC 7807 problem details whose ``type`` ends in the CamelCase reason; it is logged
-and reported (Event) with that reason and never with nonces, keys or secret bytes.
+They speak the protocol as a stock client (CoCo's kbs_protocol) speaks it: ``/auth``
+takes no project-specific parameters; the attesting pod is named by the init-data
+whose digest the quote carries in CONFIGID; resources live at
+``/kbs/v0/resource/<namespace>/<EnclaveContainer>/<secret>``.
+
+``/attest`` writes nothing before the evidence has verified: the nonce record, Events
+and the pod's condition follow a genuine quote that binds this session and names its
+pod, and Events go only to that pod's EnclaveContainer. Handlers hold no state between
+requests (see :mod:`.sessions`, :mod:`.replay`), so any number of replicas can serve
+one client. Every refusal is an ``AttestationError`` turned into RFC 7807 problem
+details with the protocol's problem type, KubeTEE's CamelCase ``reason`` and a detail;
+client-supplied text is escaped before it is logged or echoed, and nothing a client
+sends ends as a traceback.
 """
 
 from __future__ import annotations
@@ -18,36 +27,55 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from enclave_runtime.kbs_protocol import (
     KBS_PROTOCOL_VERSION,
     SESSION_COOKIE,
     Attestation,
     Challenge,
+    KbsProtocolError,
     Request,
     SgxEvidence,
     encrypt_to_tee_key,
     report_data_for,
 )
-from enclave_runtime.kbs_protocol.models import TEE_SGX
+from enclave_runtime.kbs_protocol.init_data import InitDataError, config_id_for, pod_of
+from enclave_runtime.kbs_protocol.models import (
+    HASH_ALGORITHM,
+    SELECTED_HASH_ALGORITHM,
+    SUPPORTED_HASH_ALGORITHMS,
+    TEE_SGX,
+)
 from kubetee.attestation.errors import AttestationError
 from kubetee.attestation.policy import apply_policy
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.errors import (
+    KBS_PROBLEM_PREFIX,
+    BackendUnavailableError,
     BadRequestError,
+    InitDataMismatchError,
     NonceMismatchError,
+    PodNotNamedError,
     PolicyChangedError,
     ReportDataMismatchError,
     ResourceForbiddenError,
     ResourceNotFoundError,
+    SessionMissingError,
     http_status_of,
+    kbs_problem_of,
 )
+from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replay import NonceLedger
-from kubetee.attestation_service.sessions import AttestedSession, PodRef, SessionSigner
+from kubetee.attestation_service.sessions import (
+    AttestedSession,
+    ChallengeSession,
+    PodRef,
+    SessionSigner,
+)
 from kubetee.attestation_service.workloads import (
-    SECRET_RESOURCE_TYPE,
     AttestationReporter,
+    PlatformCheck,
     Workload,
     WorkloadDirectory,
 )
@@ -57,9 +85,8 @@ log = logging.getLogger(__name__)
 
 _M = TypeVar("_M", bound=BaseModel)
 
-PROBLEM_TYPE_PREFIX = "https://kubetee.io/kbs/errors/"
-POD_PARAM = "kubetee.io/pod"
-"""Key of ``extra-params`` in the ``/auth`` request naming the attesting pod."""
+MAX_BODY_BYTES = 1024 * 1024
+_COMPATIBLE_VERSION = KBS_PROTOCOL_VERSION.rsplit(".", 1)[0] + "."  # "0.4.": same payloads
 
 
 class EvidenceVerifier(Protocol):
@@ -70,7 +97,11 @@ class EvidenceVerifier(Protocol):
 
 @dataclass
 class KbsService:
-    """The service's collaborators; one instance is shared by all requests."""
+    """The service's collaborators; one instance is shared by all requests.
+
+    ``platforms`` (optional) checks that the quote's platform is the one registered for
+    the pod's node, once the evidence has verified and named its pod.
+    """
 
     sessions: SessionSigner
     ledger: NonceLedger
@@ -78,6 +109,7 @@ class KbsService:
     workloads: WorkloadDirectory
     reporter: AttestationReporter
     clock: Callable[[], float] = field(default=time.time)
+    platforms: PlatformCheck | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -87,7 +119,7 @@ SERVICE_KEY = web.AppKey("kbs_service", KbsService)
 
 
 def create_app(service: KbsService) -> web.Application:
-    app = web.Application(middlewares=[_problem_details], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[_problem_details], client_max_size=MAX_BODY_BYTES)
     app[SERVICE_KEY] = service
     app.router.add_post("/kbs/v0/auth", _auth)
     app.router.add_post("/kbs/v0/attest", _attest)
@@ -107,17 +139,30 @@ async def _problem_details(request: web.Request, handler: Handler) -> web.Stream
         log.warning(
             "refused %s %s: %s (%s): %s",
             request.method,
-            request.path,
+            printable(request.path, 120),
             error.reason,
             error.code,
-            error.message,
+            printable(error.message, 400),
         )
         return problem(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and successes pass
+            raise
+        # Routing and size limits of aiohttp itself: the same problem shape.
+        kind = "InvalidRequestPath" if exc.status in {404, 405} else "SerdeError"
+        return web.json_response(
+            {"type": KBS_PROBLEM_PREFIX + kind, "detail": exc.reason, "reason": kind},
+            status=exc.status,
+        )
 
 
 def problem(error: AttestationError) -> web.Response:
     return web.json_response(
-        {"type": PROBLEM_TYPE_PREFIX + error.reason, "detail": error.message},
+        {
+            "type": KBS_PROBLEM_PREFIX + kbs_problem_of(error),
+            "detail": printable(error.message, 1000),
+            "reason": error.reason,
+        },
         status=http_status_of(error),
     )
 
@@ -129,63 +174,108 @@ async def _healthz(_request: web.Request) -> web.Response:
 async def _auth(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     kbs_request = await _parse_body(request, Request)
-    if kbs_request.version != KBS_PROTOCOL_VERSION:
+    if not kbs_request.version.startswith(_COMPATIBLE_VERSION):
         raise BadRequestError(
-            f"KBS protocol version {kbs_request.version!r} is not supported; "
+            f"KBS protocol version {printable(kbs_request.version, 40)!r} is not supported; "
             f"this service speaks {KBS_PROTOCOL_VERSION}"
         )
     if kbs_request.tee != TEE_SGX:
-        raise BadRequestError(f"TEE {kbs_request.tee!r} is not supported; only {TEE_SGX!r}")
-    pod = _pod_of(kbs_request)
-    session, cookie = service.sessions.new_challenge(pod, service.now())
-    response = web.json_response(Challenge(nonce=session.nonce).to_wire())
+        raise BadRequestError(
+            f"TEE {printable(kbs_request.tee, 40)!r} is not supported; only {TEE_SGX!r}"
+        )
+    _check_hash_algorithms(kbs_request.extra_params)
+    session, cookie = service.sessions.new_challenge(service.now())
+    challenge = Challenge(
+        nonce=session.nonce, extra_params={SELECTED_HASH_ALGORITHM: HASH_ALGORITHM}
+    )
+    response = web.json_response(challenge.to_wire())
     _set_session_cookie(response, cookie, service.sessions.nonce_ttl_seconds)
     return response
+
+
+def _check_hash_algorithms(extra_params: JsonValue) -> None:
+    """kbs_protocol lists the hashes it can bind runtime data with; this service uses
+    SHA-384 (the protocol's default), so a client that cannot is told at once."""
+    offered = (
+        extra_params.get(SUPPORTED_HASH_ALGORITHMS) if isinstance(extra_params, dict) else None
+    )
+    if not isinstance(offered, list):
+        return
+    names = {str(name).lower() for name in offered if isinstance(name, str)}
+    if HASH_ALGORITHM not in names:
+        raise BadRequestError(
+            f"extra-params.{SUPPORTED_HASH_ALGORITHMS} does not offer {HASH_ALGORITHM}, the "
+            "only runtime-data hash this service accepts"
+        )
 
 
 async def _attest(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     now = service.now()
     challenge = service.sessions.read_challenge(request.cookies.get(SESSION_COOKIE))
-    workload: Workload | None = None
-    try:
-        service.sessions.check_fresh(challenge, now)
-        attestation = await _parse_body(request, Attestation)
-        if attestation.runtime_data.nonce != challenge.nonce:
-            raise NonceMismatchError(
-                "runtime-data.nonce is not the nonce of this session's challenge"
-            )
-        quote = _quote_of(attestation)
-        # Claimed before verification: a nonce is spent by any attempt, good or bad.
-        await service.ledger.claim(challenge.nonce, challenge.expires_at)
-        workload = await service.workloads.workload_of(challenge.pod)
-        verified = service.verifier.verify(quote, datetime.fromtimestamp(now, UTC))
-        expected = report_data_for(
-            attestation.runtime_data, attestation.tee_evidence.additional_evidence
+    service.sessions.check_fresh(challenge, now)
+    attestation = await _parse_body(request, Attestation)
+    if attestation.runtime_data.nonce != challenge.nonce:
+        raise NonceMismatchError("runtime-data.nonce is not the nonce of this session's challenge")
+    quote = _quote_of(attestation)
+    pod, config_id = _pod_and_config_id(attestation)
+    verified = _verify(service, quote, now)
+    expected = report_data_for(
+        attestation.runtime_data, attestation.tee_evidence.additional_evidence
+    )
+    if verified.report_data != expected:
+        raise ReportDataMismatchError(
+            "the quote's report data does not bind this session's nonce and tee-pubkey: "
+            "the quote was made for another attestation"
         )
-        if verified.report_data != expected:
-            raise ReportDataMismatchError(
-                "the quote's report data does not bind this session's nonce and tee-pubkey: "
-                "the quote was made for another attestation"
-            )
+    if verified.config_id != config_id:
+        raise InitDataMismatchError(
+            "the quote's CONFIGID is not the digest of the init-data sent with it: the "
+            "enclave was launched for another pod"
+        )
+    workload = await service.workloads.workload_of(pod)
+    # The evidence is genuine, fresh and names this workload: its outcome is recorded.
+    return await _conclude(service, challenge, attestation, workload, verified, now)
+
+
+async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
+    service: KbsService,
+    challenge: ChallengeSession,
+    attestation: Attestation,
+    workload: Workload,
+    verified: VerifiedQuote,
+    now: int,
+) -> web.Response:
+    refusal: AttestationError | None = None
+    try:
+        if service.platforms is not None:
+            await service.platforms.check(workload, verified)
         apply_policy(verified, workload.enclave_container.policy)
-    except AttestationError as error:
-        await service.reporter.refused(challenge.pod, workload, error)
+    except BackendUnavailableError:
         raise
+    except AttestationError as error:
+        refusal = error
     attested = AttestedSession(
-        pod=challenge.pod,
+        pod=workload.pod,
         enclave_container=workload.enclave_container.name,
         policy_hash=workload.enclave_container.policy_hash,
         tee_pubkey=attestation.runtime_data.tee_pubkey,
         expires_at=now + service.sessions.token_ttl_seconds,
     )
+    keep_until = max(challenge.expires_at, attested.expires_at)
+    # One write per nonce, whatever the outcome: a replay is refused without an Event.
+    if refusal is not None:
+        await service.ledger.record(challenge.nonce, keep_until, None)
+        await service.reporter.refused(workload, refusal)
+        raise refusal
     token = service.sessions.issue_token(attested, now)
+    await service.ledger.record(challenge.nonce, keep_until, token)
     await service.reporter.attested(
         workload, verified, datetime.fromtimestamp(attested.expires_at, UTC)
     )
     log.info(
         "attested pod %s of EnclaveContainer %s: mrenclave %s, isvSvn %d, TCB %s",
-        challenge.pod,
+        printable(workload.pod, 160),
         workload.enclave_container.name,
         verified.mrenclave.hex()[:16],
         verified.isv_svn,
@@ -196,31 +286,81 @@ async def _attest(request: web.Request) -> web.Response:
     return response
 
 
+def _verify(service: KbsService, quote: bytes, now: int) -> VerifiedQuote:
+    try:
+        return service.verifier.verify(quote, datetime.fromtimestamp(now, UTC))
+    except AttestationError:
+        raise
+    except (OSError, ValueError) as exc:
+        # The collateral source failed (file unreadable, service down): not the client's fault.
+        raise BackendUnavailableError(
+            f"quote collateral is unavailable ({type(exc).__name__}); retry later"
+        ) from None
+
+
+def _pod_and_config_id(attestation: Attestation) -> tuple[PodRef, bytes]:
+    init_data = attestation.init_data
+    if init_data is None:
+        raise PodNotNamedError(
+            "the attestation carries no init-data naming the pod: launch the enclave with "
+            "CONFIGID = the digest of init-data naming namespace, pod and pod UID, and "
+            "send that init-data"
+        )
+    try:
+        pod = pod_of(init_data)
+        config_id = config_id_for(init_data)
+    except InitDataError as exc:
+        raise PodNotNamedError(f"init-data: {exc}") from None
+    return PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid), config_id
+
+
 async def _resource(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
-    session = service.sessions.read_token(_token_of(request), service.now())
-    repository = request.match_info["repository"]
-    kind = request.match_info["type"]
-    tag = request.match_info["tag"]
-    if repository != session.enclave_container or kind != SECRET_RESOURCE_TYPE:
+    session = await _attested_session(request, service)
+    namespace = request.match_info["repository"]
+    name = request.match_info["type"]
+    secret = request.match_info["tag"]
+    if namespace != session.pod.namespace or name != session.enclave_container:
         raise ResourceForbiddenError(
-            f"this attestation releases only {session.enclave_container}/"
-            f"{SECRET_RESOURCE_TYPE}/<name>, not {repository}/{kind}/{tag}"
+            f"this attestation releases only {session.pod.namespace}/"
+            f"{session.enclave_container}/<secret>, not "
+            f"{printable(namespace, 63)}/{printable(name, 63)}/{printable(secret, 63)}"
         )
-    current = await service.workloads.enclave_container(
-        session.pod.namespace, session.enclave_container
-    )
+    current = await service.workloads.enclave_container(namespace, name)
     if current.policy_hash != session.policy_hash:
         raise PolicyChangedError(
             f"the attestation policy of {current.name} changed since this attestation; attest again"
         )
-    ref = current.secrets.get(tag)
+    ref = current.secrets.get(secret)
     if ref is None:
-        raise ResourceNotFoundError(f"{current.name} has no secret named {tag!r}")
+        raise ResourceNotFoundError(f"{current.name} has no secret named {printable(secret, 63)!r}")
     value = await service.workloads.secret_value(current.namespace, ref)
-    log.info("released secret %s of %s to pod %s", tag, current.name, session.pod)
+    try:
+        wrapped = encrypt_to_tee_key(value, session.tee_pubkey)
+    except KbsProtocolError:
+        raise SessionMissingError("the attested tee-pubkey cannot be wrapped to") from None
+    log.info("released secret %s of %s to pod %s", secret, current.name, printable(session.pod))
     attestation_metrics().secret_released(current.namespace, current.name)
-    return web.json_response(encrypt_to_tee_key(value, session.tee_pubkey).to_wire())
+    return web.json_response(wrapped.to_wire())
+
+
+async def _attested_session(request: web.Request, service: KbsService) -> AttestedSession:
+    """The attestation a resource request presents: the attested token (bearer or cookie)
+    or the ``/auth`` cookie of a session that attested (looked up in the ledger)."""
+    now = service.now()
+    authorization = request.headers.get("Authorization", "")
+    if authorization.startswith("Bearer "):
+        return service.sessions.read_token(authorization.removeprefix("Bearer ").strip(), now)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and service.sessions.is_challenge(cookie):
+        challenge = service.sessions.read_challenge(cookie)
+        token = await service.ledger.attested_token(challenge.nonce)
+        if token is None:
+            raise SessionMissingError(
+                "this session has not attested successfully; attest at /kbs/v0/attest first"
+            )
+        return service.sessions.read_token(token, now)
+    return service.sessions.read_token(cookie, now)
 
 
 async def _parse_body(request: web.Request, model: type[_M]) -> _M:
@@ -228,37 +368,20 @@ async def _parse_body(request: web.Request, model: type[_M]) -> _M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) or "body" for e in exc.errors())
-        raise BadRequestError(f"malformed {model.__name__} payload (check: {fields})") from None
-
-
-def _pod_of(kbs_request: Request) -> PodRef:
-    params = kbs_request.extra_params
-    pod = params.get(POD_PARAM) if isinstance(params, dict) else None
-    if not isinstance(pod, dict) or not all(
-        isinstance(pod.get(k), str) and pod.get(k) for k in ("namespace", "name", "uid")
-    ):
-        raise BadRequestError(
-            f"extra-params must name the attesting pod: {{{POD_PARAM!r}: {{namespace, name, uid}}}}"
+        fields = ", ".join(
+            printable(".".join(str(p) for p in e["loc"]), 60) or "body" for e in exc.errors()[:5]
         )
-    return PodRef(namespace=str(pod["namespace"]), name=str(pod["name"]), uid=str(pod["uid"]))
+        raise BadRequestError(f"malformed {model.__name__} payload (check: {fields})") from None
 
 
 def _quote_of(attestation: Attestation) -> bytes:
     try:
         evidence = SgxEvidence.model_validate(attestation.tee_evidence.primary_evidence)
         return base64.b64decode(evidence.quote, validate=True)
-    except (ValidationError, binascii.Error) as exc:
+    except (ValidationError, binascii.Error, ValueError):
         raise BadRequestError(
             'tee-evidence.primary_evidence must be {"quote": <base64 SGX quote>}'
-        ) from exc
-
-
-def _token_of(request: web.Request) -> str | None:
-    authorization = request.headers.get("Authorization", "")
-    if authorization.startswith("Bearer "):
-        return authorization.removeprefix("Bearer ").strip()
-    return request.cookies.get(SESSION_COOKIE)
+        ) from None
 
 
 def _set_session_cookie(response: web.Response, value: str, max_age: int) -> None:

@@ -4,10 +4,10 @@ Reads pods, EnclaveContainers and Secrets; writes the ``kubetee.io/attested``
 readiness gate condition of an attested pod and Events. The kubernetes client is
 synchronous, so every call runs in a worker thread.
 
-Only successes change a pod: the pod a refused request names is whatever the client
-claimed at ``/auth``, so a refusal becomes an Event, never a change to that pod
-(anyone reaching the service could otherwise knock replicas out). Replicas lose the
-condition through the operator (policy changed, attestation validity run out).
+Only successes change a pod. A refusal of verified evidence becomes an Event on the
+EnclaveContainer that evidence names, never a change to the pod; requests whose
+evidence did not verify write nothing at all. Replicas lose the condition through the
+operator (policy changed, attestation validity run out).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from kubetee.attestation_service.names import (
     EC_LABEL,
     EC_PLURAL,
 )
+from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replicas import claims_of
 from kubetee.attestation_service.sessions import PodRef
 from kubetee.attestation_service.workloads import EnclaveContainerView, Workload
@@ -144,10 +145,8 @@ class KubernetesBackend:
     ) -> None:
         await asyncio.to_thread(self._attested, workload, verified, valid_until)
 
-    async def refused(
-        self, pod: PodRef, workload: Workload | None, error: AttestationError
-    ) -> None:
-        await asyncio.to_thread(self._refused, pod, workload, error)
+    async def refused(self, workload: Workload, error: AttestationError) -> None:
+        await asyncio.to_thread(self._refused, workload, error)
 
     def _attested(self, workload: Workload, verified: VerifiedQuote, valid_until: datetime) -> None:
         pod = workload.pod
@@ -199,18 +198,9 @@ class KubernetesBackend:
             raise _unavailable("mark the pod attested", exc) from None
         self._event(workload.enclave_container, "Normal", "Attested", f"pod {pod.name}: {message}")
 
-    def _refused(self, pod: PodRef, workload: Workload | None, error: AttestationError) -> None:
-        message = f"pod {pod.name}: attestation refused: {error.message}"
-        if workload is not None:
-            self._event(workload.enclave_container, "Warning", error.reason, message)
-            return
-        self._event_on(
-            {"apiVersion": "v1", "kind": "Pod", "namespace": pod.namespace, "name": pod.name},
-            pod.namespace,
-            "Warning",
-            error.reason,
-            message,
-        )
+    def _refused(self, workload: Workload, error: AttestationError) -> None:
+        message = f"pod {workload.pod.name}: attestation refused: {printable(error.message, 900)}"
+        self._event(workload.enclave_container, "Warning", error.reason, message)
 
     def _event(self, ec: EnclaveContainerView, kind: str, reason: str, message: str) -> None:
         involved = {

@@ -61,7 +61,5 @@ class InMemoryCluster:
     ) -> None:
         self.outcomes.append(Outcome(workload.pod, "Attested", f"until {valid_until.isoformat()}"))
 
-    async def refused(
-        self, pod: PodRef, workload: Workload | None, error: AttestationError
-    ) -> None:
-        self.outcomes.append(Outcome(pod, error.reason, error.message))
+    async def refused(self, workload: Workload, error: AttestationError) -> None:
+        self.outcomes.append(Outcome(workload.pod, error.reason, error.message))

@@ -1,11 +1,14 @@
-"""Single use of nonces across all replicas of the attestation service.
+"""Single use of nonces across all replicas of the attestation service, and their outcome.
 
-A nonce is *claimed* when evidence bound to it arrives; a second claim is a replay.
-With several stateless replicas the ledger must be shared: :class:`LeaseNonceLedger`
-creates a ``coordination.k8s.io`` Lease named after the nonce's hash in the
-service's namespace, and the apiserver's ``AlreadyExists`` is the replay verdict,
-atomically, whichever replica sees the second attempt. Leases are collected once
-their challenge has expired, when the expiry check alone refuses the nonce.
+A nonce is *recorded* once evidence bound to it has been verified (never before: an
+unauthenticated request writes nothing), with the attestation's outcome: the attested
+token, or none when the policy refused. A second record is a replay. With several
+stateless replicas the ledger must be shared: :class:`LeaseNonceLedger` creates a
+``coordination.k8s.io`` Lease named after the nonce's hash in the service's namespace,
+and the apiserver's ``AlreadyExists`` is the replay verdict, atomically, whichever
+replica sees the second attempt. The token kept there lets a client present its
+``/auth`` cookie for resources. Leases are collected once both the nonce and the token
+have expired.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 LEASE_PREFIX = "kbs-nonce-"
 NONCE_LABEL = "kubetee.io/kbs-nonce"
 EXPIRES_ANNOTATION = "kubetee.io/expires-at"
+TOKEN_ANNOTATION = "kubetee.io/attested-token"  # noqa: S105  # an annotation name
 _CONFLICT = 409
 _NOT_FOUND = 404
 
@@ -36,8 +40,13 @@ def nonce_id(nonce: str) -> str:
 
 
 class NonceLedger(Protocol):
-    async def claim(self, nonce: str, expires_at: int) -> None:
-        """Record the nonce as used; :class:`NonceReplayedError` if it already was."""
+    async def record(self, nonce: str, expires_at: int, token: str | None) -> None:
+        """Record the nonce as used, kept until ``expires_at``, with the attested token
+        (``None``: refused); :class:`NonceReplayedError` if it already was used."""
+        ...
+
+    async def attested_token(self, nonce: str) -> str | None:
+        """The token of the nonce's successful attestation, if there was one."""
         ...
 
 
@@ -45,18 +54,22 @@ class MemoryNonceLedger:
     """A ledger for one process (tests, benchmarks, a single replica)."""
 
     def __init__(self) -> None:
-        self._used: dict[str, int] = {}
+        self._used: dict[str, tuple[int, str | None]] = {}
         self._lock = asyncio.Lock()
 
-    async def claim(self, nonce: str, expires_at: int) -> None:
+    async def record(self, nonce: str, expires_at: int, token: str | None) -> None:
         key = nonce_id(nonce)
         async with self._lock:
             if key in self._used:
                 raise NonceReplayedError("this nonce was already used for an attestation")
-            self._used[key] = expires_at
+            self._used[key] = (expires_at, token)
+
+    async def attested_token(self, nonce: str) -> str | None:
+        entry = self._used.get(nonce_id(nonce))
+        return entry[1] if entry is not None else None
 
     def collect_expired(self, now: int) -> int:
-        expired = [key for key, expires in self._used.items() if expires <= now]
+        expired = [key for key, (expires, _) in self._used.items() if expires <= now]
         for key in expired:
             del self._used[key]
         return len(expired)
@@ -71,11 +84,29 @@ class LeaseNonceLedger:
         self._namespace = namespace
         self._holder = holder
 
-    async def claim(self, nonce: str, expires_at: int) -> None:
-        await asyncio.to_thread(self._create, nonce_id(nonce), expires_at)
+    async def record(self, nonce: str, expires_at: int, token: str | None) -> None:
+        await asyncio.to_thread(self._create, nonce_id(nonce), expires_at, token)
 
-    def _create(self, key: str, expires_at: int) -> None:
+    async def attested_token(self, nonce: str) -> str | None:
+        return await asyncio.to_thread(self._token, nonce_id(nonce))
+
+    def _token(self, key: str) -> str | None:
+        try:
+            lease = self._api.read_namespaced_lease(LEASE_PREFIX + key, self._namespace)
+        except ApiException as exc:
+            if exc.status == _NOT_FOUND:
+                return None
+            raise BackendUnavailableError(
+                f"cannot read the nonce record (Kubernetes API {exc.status} {exc.reason})"
+            ) from None
+        token = (lease.metadata.annotations or {}).get(TOKEN_ANNOTATION)
+        return str(token) if token else None
+
+    def _create(self, key: str, expires_at: int, token: str | None) -> None:
         now = datetime.now(UTC)
+        annotations = {EXPIRES_ANNOTATION: str(expires_at)}
+        if token is not None:
+            annotations[TOKEN_ANNOTATION] = token
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -85,7 +116,7 @@ class LeaseNonceLedger:
                     NONCE_LABEL: "true",
                     "app.kubernetes.io/managed-by": "kubetee-attestation-service",
                 },
-                "annotations": {EXPIRES_ANNOTATION: str(expires_at)},
+                "annotations": annotations,
             },
             "spec": {
                 "holderIdentity": self._holder,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 from kubernetes import client
 
 from kubetee.attestation.roots import root_ca_der
 from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.connections import ConnectionLimits, start
 from kubetee.attestation_service.evidence import DcapEvidenceVerifier, FileCollateral
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
 from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, NonceLedger
@@ -85,28 +86,42 @@ def run(settings: ServiceSettings) -> None:
     instrument_app(app)
     if settings.metrics_port:
         start_metrics_server("attestation-service", settings.metrics_port)
+    asyncio.run(_serve(app, ledger, settings))
 
-    async def background(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(_collect_nonces(ledger))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
-    app.cleanup_ctx.append(background)
+async def _serve(app: web.Application, ledger: NonceLedger, settings: ServiceSettings) -> None:
+    limits = ConnectionLimits(
+        max_connections=settings.max_connections,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
+        handshake_timeout=settings.tls_handshake_timeout_seconds,
+    )
+    runner, listener, _ = await start(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_context=server_context(settings.tls_cert, settings.tls_key),
+        limits=limits,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    collector = asyncio.create_task(_collect_nonces(ledger))
     log.info(
-        "attestation service %s listening on https://%s:%d (nonces %ds, attestations %ds)",
+        "attestation service %s listening on https://%s:%d (nonces %ds, attestations %ds, "
+        "at most %d connections)",
         settings.instance,
         settings.host,
         settings.port,
         settings.nonce_ttl_seconds,
         settings.token_ttl_seconds,
+        settings.max_connections,
     )
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=server_context(settings.tls_cert, settings.tls_key),
-        access_log=None,
-        print=None,
-    )
+    try:
+        await stop.wait()
+    finally:
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        listener.close()
+        await runner.cleanup()

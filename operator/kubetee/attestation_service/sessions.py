@@ -1,12 +1,15 @@
 """Stateless KBS sessions: everything a replica needs travels in signed cookies.
 
 ``/auth`` hands out a fresh nonce and a *challenge* cookie: an HS256 JWT holding the
-nonce, its expiry and the pod that asked. ``/attest`` accepts evidence only with a
-challenge cookie that any replica can check with the shared key (HMAC), that has not
-expired, and whose nonce the runtime data repeats; single use is enforced separately
-by the replay ledger (:mod:`.replay`). A successful ``/attest`` replaces the cookie
-with an *attested* token binding the TEE public key, the workload and the policy it
-was judged by; ``/resource`` needs nothing else.
+nonce and its expiry (nothing the client claims: who attests is learnt from the signed
+evidence). ``/attest`` accepts evidence only with a challenge cookie that any replica
+can check with the shared key (HMAC), that has not expired, and whose nonce the
+runtime data repeats; single use is enforced by the replay ledger (:mod:`.replay`),
+which also keeps the outcome. A successful ``/attest`` answers with an *attested*
+token binding the TEE public key, the pod, the workload and the policy it was judged
+by; ``/resource`` accepts it as a cookie or bearer token, or the challenge cookie
+itself, whose nonce the ledger maps to that token (the protocol keeps the ``/auth``
+cookie valid for resources).
 
 The two token kinds use separate keys derived from the master key (HKDF), so one
 can never be passed off as the other.
@@ -39,11 +42,12 @@ ISSUER = "kubetee-attestation-service"
 _ALGORITHMS = ["HS256"]
 _CHALLENGE = "kbs-challenge"
 _ATTESTED = "kbs-attested"
+_MAX_TOKEN_CHARS = 8192
 
 
 @dataclass(frozen=True, slots=True)
 class PodRef:
-    """The pod whose enclave runtime is attesting, as it named itself at ``/auth``."""
+    """The pod whose enclave runtime is attesting, as its evidence's init-data names it."""
 
     namespace: str
     name: str
@@ -59,7 +63,6 @@ class PodRef:
 @dataclass(frozen=True, slots=True)
 class ChallengeSession:
     nonce: str
-    pod: PodRef
     expires_at: int
 
 
@@ -88,29 +91,24 @@ class SessionSigner:
         self.nonce_ttl_seconds = nonce_ttl_seconds
         self.token_ttl_seconds = token_ttl_seconds
 
-    def new_challenge(self, pod: PodRef, now: int) -> tuple[ChallengeSession, str]:
+    def new_challenge(self, now: int) -> tuple[ChallengeSession, str]:
         nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode()
-        session = ChallengeSession(nonce=nonce, pod=pod, expires_at=now + self.nonce_ttl_seconds)
+        session = ChallengeSession(nonce=nonce, expires_at=now + self.nonce_ttl_seconds)
         claims = {
             "typ": _CHALLENGE,
             "iss": ISSUER,
             "iat": now,
             "exp": session.expires_at,
             "nonce": nonce,
-            "pod": pod.to_claim(),
         }
         return session, jwt.encode({"alg": "HS256"}, claims, self._challenge_key)
 
     def read_challenge(self, cookie: str | None) -> ChallengeSession:
         """The challenge of this cookie; refuses forged and foreign ones (not expired ones:
-        see :meth:`check_fresh`, so an expired attempt can still be reported for its pod)."""
+        see :meth:`check_fresh`; an attested session outlives its challenge's nonce)."""
         claims = _decode(cookie, self._challenge_key, _CHALLENGE, "challenge")
         try:
-            session = ChallengeSession(
-                nonce=str(claims["nonce"]),
-                pod=PodRef(**claims["pod"]),
-                expires_at=int(claims["exp"]),
-            )
+            session = ChallengeSession(nonce=str(claims["nonce"]), expires_at=int(claims["exp"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionMissingError("the session cookie lacks challenge fields") from exc
         return session
@@ -135,6 +133,14 @@ class SessionSigner:
             "tee-pubkey": session.tee_pubkey.to_wire(),
         }
         return jwt.encode({"alg": "HS256"}, claims, self._attested_key)
+
+    def is_challenge(self, value: str) -> bool:
+        """Whether ``value`` is a challenge cookie this service issued (signature only)."""
+        try:
+            _decode(value, self._challenge_key, _CHALLENGE, "challenge")
+        except SessionMissingError:
+            return False
+        return True
 
     def read_token(self, token: str | None, now: int) -> AttestedSession:
         claims = _decode(token, self._attested_key, _ATTESTED, "attestation")
@@ -166,9 +172,11 @@ def _decode(value: str | None, key: OctKey, typ: str, what: str) -> dict[str, An
         raise SessionMissingError(
             f"no {what} session: send the kbs-session-id cookie from the previous step"
         )
+    if len(value) > _MAX_TOKEN_CHARS:
+        raise SessionMissingError(f"the {what} session cookie is not one this service issued")
     try:
         claims = jwt.decode(value, key, algorithms=_ALGORITHMS).claims
-    except (JoseError, ValueError) as exc:
+    except (JoseError, ValueError, TypeError, UnicodeError, RecursionError) as exc:
         raise SessionMissingError(
             f"the {what} session cookie is not one this service issued"
         ) from exc

@@ -57,6 +57,19 @@ class ServiceSettings(BaseSettings):
     metrics_port: int = Field(
         default=9091, ge=0, le=65535, description="Port of Prometheus /metrics; 0 turns it off."
     )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Open HTTPS connections at most (about 280 KiB each); more are closed.",
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=3600,
+        description="Close a connection without a complete request head, or idle, this long.",
+    )
+    tls_handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     replay_ledger: Literal["lease", "memory"] = Field(
         default="lease",
         description="lease: shared by all replicas (Leases); memory: one replica only.",

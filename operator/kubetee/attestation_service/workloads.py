@@ -1,9 +1,9 @@
 """The workloads the service attests: an EnclaveContainer's policy and secrets, per pod.
 
-The service learns which pod is attesting from the ``/auth`` request and trusts
-nothing else of it: the pod must exist with that UID, belong to an
-EnclaveContainer (by the operator's label), and the evidence must satisfy *that*
-EnclaveContainer's policy. A policy is identified by a hash so a token issued under
+The service learns which pod is attesting from the init-data whose digest the verified
+quote carries (CONFIGID), never from what a client says: the pod must exist with that
+UID, belong to an EnclaveContainer (by the operator's label), and the evidence must
+satisfy *that* EnclaveContainer's policy. A policy is identified by a hash so a token issued under
 one policy is refused once the policy changes.
 """
 
@@ -22,9 +22,6 @@ from kubetee.attestation.errors import AttestationError
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.sessions import PodRef
-
-SECRET_RESOURCE_TYPE = "secret"  # noqa: S105  # a path segment, not a password
-"""The ``<type>`` of ``/kbs/v0/resource/<repository>/<type>/<tag>`` for spec.secrets."""
 
 
 def policy_hash(policy: AttestationPolicy) -> str:
@@ -84,13 +81,25 @@ class WorkloadDirectory(Protocol):
         ...
 
 
+class PlatformCheck(Protocol):
+    """Whether verified evidence comes from the platform registered for the pod's node.
+
+    Called after the quote verified and names ``workload``'s pod, before the policy;
+    raises an ``AttestationError`` (reported on the EnclaveContainer) when it does not.
+    """
+
+    async def check(self, workload: Workload, verified: VerifiedQuote) -> None: ...
+
+
 class AttestationReporter(Protocol):
-    """Where outcomes become visible: pod readiness gate, Events."""
+    """Where outcomes become visible: pod readiness gate, Events.
+
+    Only outcomes of verified evidence are reported, and only on the workload that
+    evidence names: an unauthenticated request makes the service write nothing.
+    """
 
     async def attested(
         self, workload: Workload, verified: VerifiedQuote, valid_until: datetime
     ) -> None: ...
 
-    async def refused(
-        self, pod: PodRef, workload: Workload | None, error: AttestationError
-    ) -> None: ...
+    async def refused(self, workload: Workload, error: AttestationError) -> None: ...

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -24,10 +25,11 @@ from enclave_runtime.kbs_protocol import (
     report_data_for,
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
-from enclave_runtime.runtime.attestation import POD_PARAM, attest_once
+from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
+from enclave_runtime.runtime.attestation import attest_once
 from kubetee.attestation_service.sessions import PodRef
 
-from .conftest import API_KEY_VALUE, EC_NAME, SECRET_VALUE, Stack, identity
+from .conftest import API_KEY_VALUE, EC_NAME, NAMESPACE, SECRET_VALUE, Stack, identity
 
 
 def _assert_no_secret(text: str | bytes) -> None:
@@ -125,18 +127,10 @@ class Session:
         self.key = TeeKeyPair.generate()
         self.kbs = KbsClient(stack.base_url, ssl_context=stack.client_context())
         self.nonce = ""
+        self.init_data = pod_init_data(PodIdentity(pod.namespace, pod.name, pod.uid))
 
     async def __aenter__(self) -> Session:
-        challenge = await self.kbs.auth(
-            {
-                POD_PARAM: {
-                    "namespace": self.pod.namespace,
-                    "name": self.pod.name,
-                    "uid": self.pod.uid,
-                }
-            }
-        )
-        self.nonce = challenge.nonce
+        self.nonce = (await self.kbs.auth()).nonce
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -150,15 +144,23 @@ class Session:
     def runtime_data(self, nonce: str | None = None) -> RuntimeData:
         return RuntimeData(nonce=nonce or self.nonce, tee_pubkey=self.key.public_jwk())
 
-    async def quote_for(self, runtime_data: RuntimeData, node: str = "node-a") -> bytes:
-        settings = self.stack.runtime_settings(self.pod, node)
-        body = identity(settings).report_body(report_data_for(runtime_data))
+    async def quote_for(
+        self, runtime_data: RuntimeData, node: str = "node-a", *, pod: PodRef | None = None
+    ) -> bytes:
+        """A quote of this pod's enclave (or, with ``pod``, of another pod's) on ``node``."""
+        named = pod or self.pod
+        settings = self.stack.runtime_settings(named, node)
+        init_data = pod_init_data(PodIdentity(named.namespace, named.name, named.uid))
+        body = replace(
+            identity(settings).report_body(report_data_for(runtime_data)),
+            config_id=config_id_for(init_data),
+        )
         return await self.stack.quoting(node).quote(body)
 
-    @staticmethod
-    def attestation(runtime_data: RuntimeData, quote: bytes) -> Attestation:
+    def attestation(self, runtime_data: RuntimeData, quote: bytes) -> Attestation:
         evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
         return Attestation(
+            init_data=self.init_data,
             runtime_data=runtime_data,
             tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
         )
@@ -188,8 +190,10 @@ async def test_replayed_nonce_is_refused(stack: Stack) -> None:
 
     status, problem = await _post_attest(stack, challenge_cookie, attestation)
 
-    assert (status, problem["type"].rsplit("/", 1)[-1]) == (401, "NonceReplayed")
-    assert stack.cluster.outcomes[-1].reason == "NonceReplayed"
+    assert (status, problem["reason"]) == (401, "NonceReplayed")
+    assert problem["type"].endswith("/AttestationError")
+    # A replay writes nothing: the one outcome is the original attestation's.
+    assert [o.reason for o in stack.cluster.outcomes] == ["Attested"]
 
 
 async def test_forged_session_cookie_is_refused(stack: Stack) -> None:
@@ -202,7 +206,7 @@ async def test_forged_session_cookie_is_refused(stack: Stack) -> None:
 
     status, problem = await _post_attest(stack, forged, attestation)
 
-    assert (status, problem["type"].rsplit("/", 1)[-1]) == (401, "SessionInvalid")
+    assert (status, problem["reason"]) == (401, "SessionInvalid")
 
 
 async def test_expired_nonce_is_refused(stack: Stack) -> None:
@@ -214,7 +218,7 @@ async def test_expired_nonce_is_refused(stack: Stack) -> None:
         with pytest.raises(KbsRefusedError) as refused:
             await session.kbs.attest(session.attestation(data, quote))
     assert refused.value.reason == "NonceExpired"
-    assert stack.cluster.outcomes[-1].reason == "NonceExpired"
+    assert stack.cluster.outcomes == []
 
 
 async def test_runtime_data_with_another_nonce_is_refused(stack: Stack) -> None:
@@ -234,7 +238,7 @@ async def test_quote_from_another_node_for_someone_elses_report_is_refused(stack
         with pytest.raises(KbsRefusedError) as refused:
             await attacker.kbs.attest(attacker.attestation(attacker.runtime_data(), victim_quote))
     assert refused.value.reason == "ReportDataMismatch"
-    assert stack.cluster.outcomes[-1].pod == attacker_pod
+    assert stack.cluster.outcomes == []  # unverified evidence writes nothing
 
 
 async def test_swapped_tee_key_after_quoting_is_refused(stack: Stack) -> None:
@@ -260,7 +264,7 @@ async def test_resources_need_an_attested_session(stack: Stack) -> None:
     pod = stack.add_pod("payments-1")
     async with Session(stack, pod) as session:
         with pytest.raises(KbsRefusedError) as refused:
-            await session.kbs.resource(EC_NAME, "secret", "db")
+            await session.kbs.resource(NAMESPACE, EC_NAME, "db")
     assert (refused.value.status, refused.value.reason) == (401, "SessionInvalid")
 
 
@@ -270,14 +274,14 @@ async def test_resources_of_the_attested_workload_only(stack: Stack) -> None:
         data = session.runtime_data()
         await session.kbs.attest(session.attestation(data, await session.quote_for(data)))
 
-        released = await session.kbs.resource(EC_NAME, "secret", "db")
+        released = await session.kbs.resource(NAMESPACE, EC_NAME, "db")
         assert decrypt_response(released, session.key) == SECRET_VALUE
         _assert_no_secret(released.model_dump_json())
 
         with pytest.raises(KbsRefusedError) as other_ec:
-            await session.kbs.resource("other-ec", "secret", "db")
+            await session.kbs.resource(NAMESPACE, "other-ec", "db")
         with pytest.raises(KbsRefusedError) as missing:
-            await session.kbs.resource(EC_NAME, "secret", "nope")
+            await session.kbs.resource(NAMESPACE, EC_NAME, "nope")
     assert (other_ec.value.status, other_ec.value.reason) == (403, "ResourceForbidden")
     assert (missing.value.status, missing.value.reason) == (404, "ResourceNotFound")
 
@@ -289,7 +293,7 @@ async def test_policy_change_invalidates_earlier_attestations(stack: Stack) -> N
         await session.kbs.attest(session.attestation(data, await session.quote_for(data)))
         stack.set_policy(minIsvSvn=1)
         with pytest.raises(KbsRefusedError) as refused:
-            await session.kbs.resource(EC_NAME, "secret", "db")
+            await session.kbs.resource(NAMESPACE, EC_NAME, "db")
     assert refused.value.reason == "PolicyChanged"
 
 
@@ -300,5 +304,5 @@ async def test_attestation_expires(stack: Stack) -> None:
         await session.kbs.attest(session.attestation(data, await session.quote_for(data)))
         stack.clock.now += 301
         with pytest.raises(KbsRefusedError) as refused:
-            await session.kbs.resource(EC_NAME, "secret", "db")
+            await session.kbs.resource(NAMESPACE, EC_NAME, "db")
     assert refused.value.reason == "AttestationExpired"

@@ -31,7 +31,10 @@ from kubetee.attestation_service.sessions import AttestedSession, PodRef, Sessio
 
 from .conftest import Stack
 
-KEY = TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x="eA", y="eQ")
+# The P-256 base point: a valid public key with fixed coordinates.
+GX = "axfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpY"
+GY = "T-NC4v4af5uO5-tKfA-eFivOM1drMV7Oy7ZAaDe_UfU"
+KEY = TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x=GX, y=GY)
 POD = PodRef("shop", "payments-1", "uid-1")
 
 
@@ -42,7 +45,11 @@ def test_runtime_data_is_hashed_in_rfc8785_canonical_form() -> None:
 
     assert canonical == (
         b'{"additional-evidence":"","nonce":"bm9uY2U=","tee-pubkey":'
-        b'{"alg":"ECDH-ES+A256KW","crv":"P-256","kty":"EC","x":"eA","y":"eQ"}}'
+        b'{"alg":"ECDH-ES+A256KW","crv":"P-256","kty":"EC","x":"'
+        + GX.encode()
+        + b'","y":"'
+        + GY.encode()
+        + b'"}}'
     )
     report_data = report_data_for(data)
     assert len(report_data) == 64
@@ -54,7 +61,7 @@ def test_runtime_data_is_hashed_in_rfc8785_canonical_form() -> None:
     "other",
     [
         RuntimeData(nonce="b3RoZXI=", tee_pubkey=KEY),
-        RuntimeData(nonce="bm9uY2U=", tee_pubkey=KEY.model_copy(update={"x": "eB"})),
+        RuntimeData(nonce="bm9uY2U=", tee_pubkey=TeeKeyPair.generate().public_jwk()),
     ],
 )
 def test_report_data_changes_with_nonce_and_key(other: RuntimeData) -> None:
@@ -97,9 +104,31 @@ def test_jwe_for_another_key_or_tampered_does_not_decrypt() -> None:
         decrypt_response(tampered, key)
 
 
-def test_point_off_the_curve_is_refused() -> None:
-    with pytest.raises(KbsProtocolError, match="not a valid EC public key"):
-        encrypt_to_tee_key(b"x", KEY)
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [("eA", "eQ"), (GX, GX), (GX, "A" * 43), ("%%", GY)],
+    ids=["short", "off-curve", "zero-y", "not-base64url"],
+)
+def test_tee_pubkey_off_the_curve_is_refused_when_it_arrives(x: str, y: str) -> None:
+    with pytest.raises(ValueError, match=r"tee-pubkey|curve|point"):
+        TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x=x, y=y)
+
+
+def test_resource_jwe_header_survives_kbs_types_reserialization() -> None:
+    """kbs-types re-serializes the parsed header (alg, enc, then sorted members) to get
+    the GCM AAD: the bytes sent must be exactly those."""
+    response = encrypt_to_tee_key(b"x", KEY)
+    raw = base64.urlsafe_b64decode(response.protected + "==")
+    header = json.loads(raw)
+    others = {k: v for k, v in sorted(header.items()) if k not in {"alg", "enc"}}
+    reserialized = json.dumps(
+        {"alg": header["alg"], "enc": header["enc"], **others},
+        separators=(",", ":"),
+        sort_keys=False,
+    )
+    epk_sorted = json.dumps(header["epk"], separators=(",", ":"), sort_keys=True)
+    assert raw == reserialized.encode()
+    assert epk_sorted in raw.decode()
 
 
 def test_key_pair_repr_hides_the_private_key() -> None:
@@ -112,11 +141,11 @@ def signer(master: bytes = b"k" * 32) -> SessionSigner:
 
 
 def test_challenge_round_trip_and_expiry() -> None:
-    session, cookie = signer().new_challenge(POD, now=1000)
+    session, cookie = signer().new_challenge(now=1000)
 
     read = signer().read_challenge(cookie)
 
-    assert (read.nonce, read.pod, read.expires_at) == (session.nonce, POD, 1060)
+    assert (read.nonce, read.expires_at) == (session.nonce, 1060)
     assert len(base64.b64decode(read.nonce)) == 32
     signer().check_fresh(read, now=1059)
     with pytest.raises(NonceExpiredError):
@@ -124,13 +153,13 @@ def test_challenge_round_trip_and_expiry() -> None:
 
 
 def test_nonces_are_fresh() -> None:
-    nonces = {signer().new_challenge(POD, now=1000)[0].nonce for _ in range(50)}
+    nonces = {signer().new_challenge(now=1000)[0].nonce for _ in range(50)}
     assert len(nonces) == 50
 
 
 @pytest.mark.parametrize(
     "cookie",
-    [None, "", "not-a-jwt", signer(b"o" * 32).new_challenge(POD, now=1000)[1]],
+    [None, "", "not-a-jwt", signer(b"o" * 32).new_challenge(now=1000)[1]],
 )
 def test_missing_or_foreign_challenge_is_refused(cookie: str | None) -> None:
     with pytest.raises(SessionMissingError):
@@ -138,7 +167,7 @@ def test_missing_or_foreign_challenge_is_refused(cookie: str | None) -> None:
 
 
 def test_challenge_and_attested_tokens_are_not_interchangeable() -> None:
-    _, challenge = signer().new_challenge(POD, now=1000)
+    _, challenge = signer().new_challenge(now=1000)
     attested = AttestedSession(POD, "payments", "p0", KEY, expires_at=1300)
     token = signer().issue_token(attested, now=1000)
 
@@ -158,12 +187,14 @@ def test_short_session_key_is_refused() -> None:
 
 async def test_nonce_ledger_refuses_a_second_claim_and_forgets_expired_ones() -> None:
     ledger = MemoryNonceLedger()
-    await ledger.claim("n1", expires_at=100)
-    await ledger.claim("n2", expires_at=200)
+    await ledger.record("n1", expires_at=100, token=None)
+    await ledger.record("n2", expires_at=200, token="t2")
 
     with pytest.raises(NonceReplayedError):
-        await ledger.claim("n1", expires_at=100)
+        await ledger.record("n1", expires_at=100, token="t1")
+    assert (await ledger.attested_token("n1"), await ledger.attested_token("n2")) == (None, "t2")
     assert ledger.collect_expired(now=150) == 1
+    assert await ledger.attested_token("n2") == "t2"
     assert nonce_id("n1") != nonce_id("n2")
     assert len(nonce_id("n1")) == 40
 
@@ -174,7 +205,11 @@ async def test_nonce_ledger_refuses_a_second_claim_and_forgets_expired_ones() ->
         (b"{not json", "malformed Request"),
         (b'{"version": "0.1.0", "tee": "sgx", "extra-params": ""}', "version '0.1.0'"),
         (b'{"version": "0.4.0", "tee": "tdx", "extra-params": ""}', "TEE 'tdx'"),
-        (b'{"version": "0.4.0", "tee": "sgx", "extra-params": ""}', "must name the attesting pod"),
+        (
+            b'{"version": "0.4.0", "tee": "sgx", '
+            b'"extra-params": {"supported-hash-algorithms": ["sha512"]}}',
+            "does not offer sha384",
+        ),
     ],
 )
 async def test_bad_auth_requests_get_problem_details(
@@ -191,7 +226,8 @@ async def test_bad_auth_requests_get_problem_details(
     ):
         problem = await response.json()
     assert response.status == 400
-    assert problem["type"] == "https://kubetee.io/kbs/errors/BadRequest"
+    assert problem["type"] == "https://github.com/confidential-containers/kbs/errors/SerdeError"
+    assert problem["reason"] == "BadRequest"
     assert detail in problem["detail"]
 
 
@@ -202,7 +238,7 @@ async def test_malformed_evidence_is_a_bad_request(stack: Stack) -> None:
             json={
                 "version": "0.4.0",
                 "tee": "sgx",
-                "extra-params": {"kubetee.io/pod": POD.to_claim()},
+                "extra-params": "",
             },
             ssl=stack.client_context(),
         ) as response:
@@ -214,6 +250,7 @@ async def test_malformed_evidence_is_a_bad_request(stack: Stack) -> None:
                     "nonce": nonce,
                     "tee-pubkey": TeeKeyPair.generate().public_jwk().to_wire(),
                 },
+                "init-data": {"format": "toml", "body": "x"},
                 "tee-evidence": {"primary_evidence": {"quote": "%%%"}, "additional_evidence": ""},
             },
             ssl=stack.client_context(),

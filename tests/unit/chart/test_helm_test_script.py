@@ -25,7 +25,6 @@ import pytest
 
 from enclave_runtime.kbs_protocol.models import KBS_PROTOCOL_VERSION
 from enclave_runtime.quoting.provision import ensure_authority
-from kubetee.attestation_service.app import POD_PARAM
 from tests.unit.chart.conftest import CHART, Manifest, Render, one
 
 SCRIPT = CHART / "files" / "helm-test.py"
@@ -46,7 +45,6 @@ def script() -> dict[str, Any]:
 def test_script_speaks_the_services_protocol_version() -> None:
     namespace = script()
     assert namespace["KBS_PROTOCOL_VERSION"] == KBS_PROTOCOL_VERSION
-    assert namespace["POD_PARAM"] == POD_PARAM
 
 
 def _free_port() -> int:

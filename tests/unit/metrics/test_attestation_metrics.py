@@ -62,7 +62,7 @@ async def test_refused_attestations_are_counted_by_the_services_reason(
         # No session cookie: refused before anything else.
         async with session.post(f"{url}/kbs/v0/attest", json={}) as response:
             assert response.status == 401
-            assert (await response.json())["type"].endswith("/SessionInvalid")
+            assert (await response.json())["reason"] == "SessionInvalid"
         async with session.post(f"{url}/kbs/v0/auth", json=AUTH_REQUEST) as response:
             assert response.status == 200
             cookie = response.cookies[SESSION_COOKIE].value
