@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -36,9 +37,12 @@ class _Counted(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, live: weakref.WeakSet[_Counted]) -> None:
         self._inner = inner
         self._live = live
+        self.accepted = time.monotonic()
+        self.made = False
         live.add(self)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.made = True
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -68,27 +72,34 @@ class _Refused(asyncio.Protocol):
 class BoundedConnections:
     """A protocol factory around aiohttp's low-level server that caps live connections.
 
-    A connection whose TLS handshake fails is never handed to the application; it stops
-    counting when its protocol is collected (hence the weak set).
+    A connection whose TLS handshake fails is never handed to the application (asyncio
+    does not report its loss): it stops counting once its handshake time has run out,
+    and is forgotten when collected (hence the weak set).
     """
 
-    def __init__(self, server: web.Server, max_connections: int) -> None:
+    def __init__(self, server: web.Server, max_connections: int, handshake_timeout: float) -> None:
         self._server = server
         self._max = max_connections
+        self._handshake_timeout = handshake_timeout
         self._live: weakref.WeakSet[_Counted] = weakref.WeakSet()
         self.refused = 0
 
     @property
     def live(self) -> int:
+        """Connections open or still within their TLS handshake time."""
+        deadline = time.monotonic() - self._handshake_timeout
+        stale = [c for c in self._live if not c.made and c.accepted <= deadline]
+        for connection in stale:
+            self._live.discard(connection)
         return len(self._live)
 
     def __call__(self) -> asyncio.Protocol:
-        if len(self._live) >= self._max:
+        if self.live >= self._max:
             self.refused += 1
             if self.refused == 1 or self.refused % 1000 == 0:
                 log.warning(
                     "refusing connections: %d open, the limit (--max-connections); %d refused",
-                    len(self._live),
+                    self.live,
                     self.refused,
                 )
             return _Refused()
@@ -109,7 +120,7 @@ async def start(
     server = runner.server
     if server is None:  # pragma: no cover - setup() always creates it
         raise RuntimeError("the aiohttp runner has no server")
-    factory = BoundedConnections(server, limits.max_connections)
+    factory = BoundedConnections(server, limits.max_connections, limits.handshake_timeout)
     listener = await asyncio.get_running_loop().create_server(
         factory,
         host,

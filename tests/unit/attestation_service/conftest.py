@@ -88,6 +88,7 @@ class Stack:
     clock: Clock
     sockets: dict[str, Path]
     workdir: Path
+    service: KbsService
     pods: list[PodRef] = field(default_factory=list)
 
     def client_context(self) -> ssl.SSLContext:
@@ -176,7 +177,7 @@ async def stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
     await site.start()
     runners.append(runner)
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    result = Stack(f"https://127.0.0.1:{port}", tls, cluster, clock, sockets, tmp_path)
+    result = Stack(f"https://127.0.0.1:{port}", tls, cluster, clock, sockets, tmp_path, service)
     result.set_policy()
     yield result
     for runner in runners:
