@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,10 @@ from enclave_runtime.kbs_protocol import (
     report_data_for,
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
+from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
 from enclave_runtime.quoting import QuotingClient
 from enclave_runtime.quoting.provision import provision
 from enclave_runtime.quoting.server import create_app as quoting_app
-from enclave_runtime.runtime.attestation import POD_PARAM
 from enclave_runtime.runtime.delivery import ENV_FILE
 from enclave_runtime.runtime.enclave import EnclaveIdentity
 from kubetee.cluster.node_services import authority_dir
@@ -54,6 +55,7 @@ from tests.e2e.attestation_support import (
 )
 from tests.e2e.conftest import E2ECluster
 from tests.e2e.operator_support import Api, api, condition, free_nodes, wait_for
+from tests.stock_kbs_client import StockClientError, StockKbsClient, config_id, initdata_toml
 
 pytestmark = pytest.mark.e2e
 __all__ = ["api", "attestation_service", "attesting_operator", "free_nodes"]
@@ -346,11 +348,11 @@ class Session:
         self.pod = pod
         self.key = TeeKeyPair.generate()
         self.nonce = ""
+        metadata = pod.metadata
+        self.init_data = pod_init_data(PodIdentity(metadata.namespace, metadata.name, metadata.uid))
 
     async def __aenter__(self) -> Session:
-        metadata = self.pod.metadata
-        pod = {"namespace": metadata.namespace, "name": metadata.name, "uid": metadata.uid}
-        self.nonce = (await self.kbs.auth({POD_PARAM: pod})).nonce
+        self.nonce = (await self.kbs.auth()).nonce
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -362,16 +364,20 @@ class Session:
     def runtime_data(self) -> RuntimeData:
         return RuntimeData(nonce=self.nonce, tee_pubkey=self.key.public_jwk())
 
-    @staticmethod
-    def attestation(data: RuntimeData, quote: bytes) -> Attestation:
+    def attestation(self, data: RuntimeData, quote: bytes) -> Attestation:
         evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
         return Attestation(
-            runtime_data=data, tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire())
+            init_data=self.init_data,
+            runtime_data=data,
+            tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
         )
 
-
-async def _quote(socket: Path, identity: EnclaveIdentity, data: RuntimeData) -> bytes:
-    return await QuotingClient(socket).quote(identity.report_body(report_data_for(data)))
+    async def quote(self, socket: Path, identity: EnclaveIdentity, data: RuntimeData) -> bytes:
+        """A quote of this pod's enclave (CONFIGID of its init-data) from ``socket``."""
+        body = replace(
+            identity.report_body(report_data_for(data)), config_id=config_id_for(self.init_data)
+        )
+        return await QuotingClient(socket).quote(body)
 
 
 async def _post_attest(
@@ -450,32 +456,32 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         async with Session(replica_a, attestation_service, pod) as session:
             challenge_cookie = session.cookie()
             data = session.runtime_data()
-            attestation = session.attestation(data, await _quote(own_node, identity, data))
+            attestation = session.attestation(data, await session.quote(own_node, identity, data))
             await session.kbs.attest(attestation)
         status, problem = await _post_attest(
             replica_b, attestation_service, challenge_cookie, attestation
         )
         responses.append(json.dumps(problem))
-        reasons["replay"] = f"{status} {problem['type'].rsplit('/', 1)[-1]}"
+        reasons["replay"] = f"{status} {problem['reason']}"
 
         # Expired nonce (sent with its cookie, which a browser-like jar would drop).
         async with Session(replica_b, attestation_service, pod) as session:
             cookie = session.cookie()
             data = session.runtime_data()
-            quote = await _quote(own_node, identity, data)
+            quote = await session.quote(own_node, identity, data)
         await asyncio.sleep(NONCE_TTL_SECONDS + 1)
         status, problem = await _post_attest(
             replica_b, attestation_service, cookie, session.attestation(data, quote)
         )
         responses.append(json.dumps(problem))
-        reasons["expired"] = f"{status} {problem['type'].rsplit('/', 1)[-1]}"
+        reasons["expired"] = f"{status} {problem['reason']}"
 
         # Another node's quote, made for someone else's session.
         async with (
             Session(replica_a, attestation_service, pod) as victim,
             Session(replica_b, attestation_service, pod) as attacker,
         ):
-            stolen = await _quote(other_node, identity, victim.runtime_data())
+            stolen = await victim.quote(other_node, identity, victim.runtime_data())
             with pytest.raises(KbsRefusedError) as foreign:
                 await attacker.kbs.attest(attacker.attestation(attacker.runtime_data(), stolen))
         reasons["foreign"] = f"{foreign.value.status} {foreign.value.reason}"
@@ -483,11 +489,11 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         # A platform whose TCB level the (default) policy does not accept.
         async with Session(replica_a, attestation_service, pod) as session:
             data = session.runtime_data()
-            quote = await _quote(outdated_platform_socket, identity, data)
+            quote = await session.quote(outdated_platform_socket, identity, data)
             with pytest.raises(KbsRefusedError) as outdated:
                 await session.kbs.attest(session.attestation(data, quote))
             with pytest.raises(KbsRefusedError) as no_resource:
-                await session.kbs.resource("payments", "secret", "db")
+                await session.kbs.resource(namespace, "payments", "db")
         reasons["outdated"] = f"{outdated.value.status} {outdated.value.reason}"
         reasons["resource"] = f"{no_resource.value.status} {no_resource.value.reason}"
         for error in (foreign, outdated, no_resource):
@@ -506,11 +512,87 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     leases = client.CoordinationV1Api(cluster.api).list_namespaced_lease(
         attestation_service.namespace, label_selector="kubetee.io/kbs-nonce=true"
     )
-    assert len(leases.items) >= 4  # one per nonce spent, whichever replica saw it
-    for reason in ("NonceReplayed", "NonceExpired", "ReportDataMismatch", "TCBStatusNotAccepted"):
-        assert wait_for(f"a {reason} Event", _event(api, namespace, reason))
+    # One per verified attestation, whichever replica saw it: the replayed, expired and
+    # foreign evidence wrote nothing (no Lease, no Event).
+    assert len(leases.items) >= 2
+    assert wait_for("a TCBStatusNotAccepted Event", _event(api, namespace, "TCBStatusNotAccepted"))
+    for reason in ("NonceReplayed", "NonceExpired", "ReportDataMismatch"):
+        assert _event(api, namespace, reason)() is None
     assert _attested(_pod(api, pod))  # the attacks did not touch the genuine replica
     _assert_no_secret(*responses)
+    _no_secret_left_the_service(api, namespace, attestation_service, attesting_operator)
+
+
+def _stock_client(  # noqa: PLR0917  # one call site per role in the test
+    service: AttestationService,
+    url: str,
+    socket: Path,
+    identity: EnclaveIdentity,
+    launched_for: client.V1Pod,
+    sends: client.V1Pod | None = None,
+    **options: Any,
+) -> StockKbsClient:
+    """A stock-shaped KBS client in the enclave launched for ``launched_for`` (CONFIGID of
+    its init-data), sending the init-data of ``sends`` (default: the same pod)."""
+
+    def toml(pod: client.V1Pod) -> str:
+        return initdata_toml(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid)
+
+    launched = toml(launched_for)
+
+    async def attester(report_data: bytes) -> bytes:
+        body = replace(identity.report_body(report_data), config_id=config_id(launched))
+        return await QuotingClient(socket).quote(body)
+
+    return StockKbsClient(
+        url, service.context(), attester, initdata_toml=toml(sends or launched_for), **options
+    )
+
+
+@pytest.mark.usefixtures("free_nodes")
+def test_stock_client_attests_fetches_and_attests_only_its_own_pod(
+    cluster: E2ECluster,
+    api: Api,
+    attesting_operator: AttestingOperator,
+    attestation_service: AttestationService,
+    secret_namespace: str,
+) -> None:
+    namespace = secret_namespace
+    spec = _spec(replicas=2)
+    _apply_ec(api, namespace, "payments", spec)
+    pod_a, pod_b = _wait_attested(
+        api, namespace, "payments", 2, operator=attesting_operator, what="two attested replicas"
+    )
+    identity = expected_identity("payments", namespace, spec)
+    socket_a = node_quoting_socket(cluster, pod_a.spec.node_name)
+    replica_a, replica_b = attestation_service.urls
+
+    async def scenario() -> tuple[bytes, bytes, StockClientError]:
+        # kbs_protocol's shape, /auth on one replica, the /auth cookie kept for resources.
+        stock = _stock_client(
+            attestation_service, replica_a, socket_a, identity, pod_a, keep_auth_cookie=True
+        )
+        other = _stock_client(
+            attestation_service, replica_b, socket_a, identity, pod_a, extra_params=""
+        )
+        # Pod A's enclave presenting its genuine quote as pod B's.
+        thief = _stock_client(attestation_service, replica_b, socket_a, identity, pod_a, pod_b)
+        try:
+            db = await stock.get_resource(namespace, "payments", "db")
+            api_key = await other.get_resource(namespace, "payments", "api")
+            with pytest.raises(StockClientError) as stolen:
+                await thief.rcar_handshake()
+        finally:
+            for each in (stock, other, thief):
+                await each.close()
+        return db, api_key, stolen.value
+
+    db, api_key, refusal = asyncio.run(scenario())
+
+    assert (db, api_key) == (SECRET, API_KEY)
+    assert refusal.status == 401
+    assert json.loads(refusal.body)["reason"] == "InitDataMismatch"
+    assert _event(api, namespace, "InitDataMismatch")() is None  # refused before any write
     _no_secret_left_the_service(api, namespace, attestation_service, attesting_operator)
 
 
