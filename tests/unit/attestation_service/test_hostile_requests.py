@@ -332,3 +332,24 @@ async def test_raw_tcp_without_tls_handshake_is_dropped(
         raw.close()
     assert data == b""
     assert factory.live == 0
+
+
+async def test_fuzzed_cookies_tokens_and_paths_get_typed_refusals(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _, cookie = await _challenge(stack)
+    rng = random.Random(SEED + 1)  # noqa: S311  # reproducible inputs
+    for _ in range(60):
+        mutated = mutate(cookie.encode(), rng).decode("latin-1")
+        printable_cookie = "".join(c for c in mutated if 0x21 <= ord(c) < 0x7F and c != ";")
+        status, problem = await _raw(stack, "POST", "/kbs/v0/attest", b"{}", printable_cookie)
+        _assert_typed(status, problem)
+        status, problem = await _raw(
+            stack, "GET", "/kbs/v0/resource/shop/payments/db", None, printable_cookie
+        )
+        _assert_typed(status, problem)
+    for path in ("/kbs/v0/resource/%00/%FF/..", "/kbs/v0/resource/a/b/" + "c" * 5000):
+        status, problem = await _raw(stack, "GET", path)
+        _assert_typed(status, problem)
+    assert "Traceback" not in caplog.text
