@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from enclave_runtime.kbs_protocol import (
     JweResponse,
@@ -26,7 +28,7 @@ from kubetee.attestation_service.errors import (
     NonceReplayedError,
     SessionMissingError,
 )
-from kubetee.attestation_service.replay import MemoryNonceLedger, nonce_id
+from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, nonce_id
 from kubetee.attestation_service.sessions import AttestedSession, PodRef, SessionSigner
 
 from .conftest import Stack
@@ -258,3 +260,36 @@ async def test_malformed_evidence_is_a_bad_request(stack: Stack) -> None:
             problem = await response.json()
     assert response.status == 400
     assert "primary_evidence" in problem["detail"]
+
+
+class _FakeLeases:
+    """CoordinationV1Api's create/read semantics: AlreadyExists (409) and NotFound (404)."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, dict] = {}
+
+    def create_namespaced_lease(self, namespace: str, body: dict) -> None:
+        name = body["metadata"]["name"]
+        if name in self.leases:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.leases[name] = body
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> object:
+        if name not in self.leases:
+            raise ApiException(status=404, reason="NotFound")
+        metadata = self.leases[name]["metadata"]
+        return SimpleNamespace(metadata=SimpleNamespace(annotations=metadata["annotations"]))
+
+
+async def test_lease_ledger_keeps_the_outcome_and_refuses_replays() -> None:
+    api = _FakeLeases()
+    ledger = LeaseNonceLedger(api, "kbs", "replica-a")
+    await ledger.record("n1", expires_at=2_000_000_000, token="t1")
+    await ledger.record("n2", expires_at=2_000_000_000, token=None)
+
+    with pytest.raises(NonceReplayedError):
+        await ledger.record("n1", expires_at=2_000_000_000, token="other")
+    assert await ledger.attested_token("n1") == "t1"
+    assert await ledger.attested_token("n2") is None
+    assert await ledger.attested_token("never-used") is None
+    assert all(name.startswith("kbs-nonce-") for name in api.leases)
