@@ -63,9 +63,10 @@ POD_PARAM = "kubetee.io/pod"
 
 
 class EvidenceVerifier(Protocol):
-    """Checks that a quote is genuine (signatures, chains, TCB); policy comes after."""
+    """Checks that a quote is genuine (signatures, chains, TCB) and comes from the platform
+    registered for ``node_name``, the attesting pod's node; policy comes after."""
 
-    def verify(self, quote: bytes, now: datetime) -> VerifiedQuote: ...
+    async def verify(self, quote: bytes, now: datetime, node_name: str) -> VerifiedQuote: ...
 
 
 @dataclass
@@ -159,7 +160,9 @@ async def _attest(request: web.Request) -> web.Response:
         # Claimed before verification: a nonce is spent by any attempt, good or bad.
         await service.ledger.claim(challenge.nonce, challenge.expires_at)
         workload = await service.workloads.workload_of(challenge.pod)
-        verified = service.verifier.verify(quote, datetime.fromtimestamp(now, UTC))
+        verified = await service.verifier.verify(
+            quote, datetime.fromtimestamp(now, UTC), workload.node_name
+        )
         expected = report_data_for(
             attestation.runtime_data, attestation.tee_evidence.additional_evidence
         )

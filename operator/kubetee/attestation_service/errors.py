@@ -19,10 +19,16 @@ Hierarchy (HTTP status, reason)::
         │   ├── AttestationExpiredError  token too old         AttestationExpired
         │   └── PolicyChangedError   policy changed since      PolicyChanged
         ├── ReportDataMismatchError  quote binds other data 401  ReportDataMismatch
+        ├── PlatformMismatchError  quote from another node's 401  PlatformMismatch
+        │                          platform than the pod's
+        ├── PlatformNotRegisteredError  pod's node has no     401  PlatformNotRegistered
+        │                          registered platform
         ├── WorkloadUnknownError   no such attesting pod    401  WorkloadUnknown
         ├── ResourceForbiddenError not this workload's      403  ResourceForbidden
         ├── ResourceNotFoundError  no such resource         404  ResourceNotFound
         └── BackendUnavailableError  Kubernetes API failed  503  BackendUnavailable
+            └── CollateralUnavailableError  no valid       503  CollateralUnavailable
+                                       collateral from the PCCS
 """
 
 from __future__ import annotations
@@ -86,6 +92,16 @@ class ReportDataMismatchError(KbsError):
     reason = "ReportDataMismatch"
 
 
+class PlatformMismatchError(KbsError):
+    default_code = "PLATFORM_MISMATCH"
+    reason = "PlatformMismatch"
+
+
+class PlatformNotRegisteredError(KbsError):
+    default_code = "PLATFORM_NOT_REGISTERED"
+    reason = "PlatformNotRegistered"
+
+
 class WorkloadUnknownError(KbsError):
     default_code = "WORKLOAD_UNKNOWN"
     reason = "WorkloadUnknown"
@@ -107,6 +123,11 @@ class BackendUnavailableError(KbsError):
     default_code = "BACKEND_UNAVAILABLE"
     reason = "BackendUnavailable"
     http_status = 503
+
+
+class CollateralUnavailableError(BackendUnavailableError):
+    default_code = "COLLATERAL_UNAVAILABLE"
+    reason = "CollateralUnavailable"
 
 
 def http_status_of(error: AttestationError) -> int:

@@ -1,30 +1,50 @@
-"""Quote verification for the service: the DCAP verifier with configured trust.
+"""Quote verification for the service: the DCAP verifier, its collateral, and the platform
+binding to the pod's node.
 
-The trust root and collateral are configuration: for hardware, Intel's SGX Root CA
-and collateral fetched from Intel's PCS (or a PCCS) into a file; for the simulator,
-the cluster's simulated authority, which issues fresh collateral itself.
+The service holds only a root certificate. Collateral comes, per platform family
+(FMSPC) and PCK CA type named in the quote's PCK certificate, from a PCCS over the v4
+HTTP API (:mod:`.pccs`: Intel's PCCS for hardware, ``kubetee pcs serve`` for the
+simulator), or from a nine-field file. A genuine quote attests a pod only if its PCK
+certificate is the platform the PCS registered for the node the pod runs on
+(:mod:`kubetee.pcs.registry`): a quote obtained on node A does not attest a pod on B.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from cryptography import x509
+
 from enclave_runtime.sgx.authority import SimulatedAuthority
+from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, PckExtensionError, SgxExtension
+from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
 from kubetee.attestation.collateral import Collateral
+from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation.verifier import QuoteVerifier
+from kubetee.attestation_service.errors import (
+    BackendUnavailableError,
+    PlatformMismatchError,
+    PlatformNotRegisteredError,
+)
+from kubetee.pcs.registry import PlatformRegistry, RegistryUnavailableError
+from kubetee.pcs.stores import pck_ca_type
 
 
 class CollateralSource(Protocol):
-    def collateral(self, now: datetime) -> Collateral: ...
+    async def collateral_for(self, fmspc: bytes, ca: str, now: datetime) -> Collateral:
+        """Collateral for platforms of family ``fmspc`` certified by PCK CA ``ca``."""
+        ...
 
 
 class FileCollateral:
-    """Collateral from a nine-field JSON file, re-read when the file changes."""
+    """Collateral from a nine-field JSON file (one FMSPC), re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -32,8 +52,11 @@ class FileCollateral:
         self._stamp: tuple[int, int] | None = None
         self._current: Collateral | None = None
 
-    def collateral(self, now: datetime) -> Collateral:
-        del now
+    async def collateral_for(self, fmspc: bytes, ca: str, now: datetime) -> Collateral:
+        del fmspc, ca, now  # the verifier reports a file for another family or CA
+        return await asyncio.to_thread(self._load)
+
+    def _load(self) -> Collateral:
         stat = self._path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
@@ -44,38 +67,108 @@ class FileCollateral:
 
 
 class SimulatorCollateral:
-    """Collateral the simulated authority signs, renewed when half its validity is used."""
+    """Collateral signed in-process by a simulated authority (tests and benchmarks only:
+    it needs the authority's private keys), renewed at half its validity."""
 
     def __init__(self, authority: SimulatedAuthority) -> None:
         self._authority = authority
         self._lock = threading.Lock()
-        self._issued: datetime | None = None
-        self._current: Collateral | None = None
+        self._issued: dict[tuple[bytes, str], tuple[datetime, Collateral]] = {}
         self._refresh_after = timedelta(seconds=authority.settings.collateral_validity_seconds / 2)
 
-    def collateral(self, now: datetime) -> Collateral:
+    async def collateral_for(self, fmspc: bytes, ca: str, now: datetime) -> Collateral:
+        settings = self._authority.settings
+        key = (fmspc if fmspc in settings.fmspcs else settings.fmspc, ca)
         with self._lock:
-            if (
-                self._current is None
-                or self._issued is None
-                or (now - self._issued >= self._refresh_after or now < self._issued)
-            ):
-                self._current = Collateral.from_dict(self._authority.collateral(now))
-                self._issued = now
-            return self._current
+            entry = self._issued.get(key)
+            if entry is None or not entry[0] <= now < entry[0] + self._refresh_after:
+                document = self._authority.collateral(now, fmspc=key[0], ca=ca)
+                entry = (now, Collateral.from_dict(document))
+                self._issued[key] = entry
+            return entry[1]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotedPlatform:
+    """What a quote says about its platform, before anything is verified."""
+
+    fmspc: bytes
+    ca: str
+    pck_certificate: x509.Certificate
+
+
+def quoted_platform(quote: bytes) -> QuotedPlatform:
+    """The FMSPC and PCK CA type of a quote's platform, to fetch the right collateral."""
+    try:
+        parsed = parse_quote(quote)
+    except QuoteFormatError as error:
+        raise QuoteMalformedError(str(error), code=error.code) from None
+    try:
+        chain = x509.load_pem_x509_certificates(parsed.certification_data.rstrip(b"\0"))
+        raw = (
+            chain[0]
+            .extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
+            .value.public_bytes()
+        )
+        extension = SgxExtension.from_der(raw)
+        ca = pck_ca_type(chain[1])
+    except (ValueError, IndexError, x509.ExtensionNotFound, PckExtensionError):
+        raise CertificateChainInvalidError(
+            "the quote's PCK certificate chain does not name an SGX platform family and PCK "
+            "CA (leaf with the SGX extension, then the PCK Processor or Platform CA)",
+            code="PCK_CHAIN_MALFORMED",
+        ) from None
+    return QuotedPlatform(fmspc=extension.fmspc, ca=ca, pck_certificate=chain[0])
 
 
 class DcapEvidenceVerifier:
-    """Verifies SGX quotes against one pinned root CA and the configured collateral."""
+    """Verifies SGX quotes against one pinned root CA, the collateral of their platform
+    family, and (with a registry) the platform registered for the pod's node."""
 
-    def __init__(self, root_ca_der: bytes, collateral: CollateralSource) -> None:
+    def __init__(
+        self,
+        root_ca_der: bytes,
+        collateral: CollateralSource,
+        platforms: PlatformRegistry | None,
+    ) -> None:
         self._verifier = QuoteVerifier(root_ca_der)
-        self._collateral = collateral
+        self.collateral = collateral
+        self._platforms = platforms
 
-    def verify(self, quote: bytes, now: datetime) -> VerifiedQuote:
-        return self._verifier.verify(quote, self._collateral.collateral(now), now=now)
+    async def verify(self, quote: bytes, now: datetime, node_name: str) -> VerifiedQuote:
+        platform = quoted_platform(quote)
+        collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
+        verified = self._verifier.verify(quote, collateral, now=now)
+        if self._platforms is not None:
+            await self._check_platform(node_name, platform.pck_certificate)
+        return verified
+
+    async def _check_platform(self, node: str, pck_certificate: x509.Certificate) -> None:
+        assert self._platforms is not None  # noqa: S101 - checked by the caller
+        try:
+            record = await self._platforms.platform_of(node)
+            if record is None or record.matches(pck_certificate) is not None:
+                # The node may have registered a new platform since the cached read.
+                record = await self._platforms.platform_of(node, fresh=True)
+        except RegistryUnavailableError as error:
+            raise BackendUnavailableError(str(error)) from None
+        if record is None:
+            raise PlatformNotRegisteredError(
+                f"no SGX platform is registered for node {node}, where the pod runs: its "
+                "quoting service has not registered with the PCS"
+            )
+        difference = record.matches(pck_certificate)
+        if difference is not None:
+            raise PlatformMismatchError(
+                f"the quote comes from another SGX platform than the one registered for node "
+                f"{node}, where the pod runs ({difference}): evidence from one node does not "
+                "attest a pod on another"
+            )
 
     @classmethod
-    def for_simulator(cls, authority_dir: Path) -> DcapEvidenceVerifier:
+    def for_simulator(
+        cls, authority_dir: Path, platforms: PlatformRegistry | None = None
+    ) -> DcapEvidenceVerifier:
+        """Trust a simulated authority directly (tests and benchmarks: it holds its keys)."""
         authority = SimulatedAuthority.load(authority_dir)
-        return cls(authority.root_ca_der, SimulatorCollateral(authority))
+        return cls(authority.root_ca_der, SimulatorCollateral(authority), platforms)

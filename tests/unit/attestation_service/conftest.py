@@ -32,6 +32,7 @@ from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import PodRef, SessionSigner
 from kubetee.attestation_service.tls import TlsFiles, generate, server_context
 from kubetee.attestation_service.workloads import EnclaveContainerView, policy_hash
+from kubetee.pcs.registry import InMemoryRegistry, record_for
 
 NAMESPACE = "shop"
 EC_NAME = "payments"
@@ -160,11 +161,16 @@ async def stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
 
     clock = Clock()
     cluster = InMemoryCluster()
+    # Each node's platform registered for it, as the PCS records registrations.
+    platforms = InMemoryRegistry()
+    for node in ("node-a", "node-b", "old"):
+        chain = SimulatedPlatform.load(sim_dir / node).pck_chain
+        await platforms.record(record_for(node, chain[0], chain[1], "test"))
     cluster.secrets[(NAMESPACE, "db")] = {"password": SECRET_VALUE, "api": API_KEY_VALUE}
     service = KbsService(
         sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
         ledger=MemoryNonceLedger(),
-        verifier=DcapEvidenceVerifier.for_simulator(sim_dir / "authority"),
+        verifier=DcapEvidenceVerifier.for_simulator(sim_dir / "authority", platforms),
         workloads=cluster,
         reporter=cluster,
         clock=clock,
