@@ -20,6 +20,7 @@ reports exactly that status.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -299,7 +300,7 @@ class SimulatedAuthority:
                 "pck_platform_ca", keys, certificates["root_ca"], _pki.utc_now() - _pki.CLOCK_SKEW
             )
         authority = cls(settings=settings, keys=keys, certificates=certificates)
-        if upgraded:
+        if upgraded and os.access(path, os.W_OK):
             authority.save(path)
         return authority
 

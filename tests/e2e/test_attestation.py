@@ -41,7 +41,9 @@ from enclave_runtime.quoting.server import create_app as quoting_app
 from enclave_runtime.runtime.attestation import POD_PARAM
 from enclave_runtime.runtime.delivery import ENV_FILE
 from enclave_runtime.runtime.enclave import EnclaveIdentity
-from kubetee.cluster.node_services import authority_dir
+from enclave_runtime.sgx.platform import SimulatedPlatform
+from kubetee.cluster import pcs
+from kubetee.pcs.registry import ConfigMapRegistry, record_for
 from tests.e2e.attestation_support import (
     NONCE_TTL_SECONDS,
     AttestationService,
@@ -390,11 +392,11 @@ async def _post_attest(
 
 
 @pytest.fixture
-def outdated_platform_socket(cluster: E2ECluster) -> Iterator[Path]:
+def outdated_platform(cluster: E2ECluster) -> Iterator[tuple[Path, SimulatedPlatform]]:
     """A quoting service on a platform the cluster's authority rates OutOfDate."""
     directory = Path(tempfile.mkdtemp(prefix="old-", dir="/tmp"))
     platform = provision(
-        authority_dir(cluster.local_layout()),
+        pcs.pcs_dir(cluster.local_layout()),
         directory / "platform",
         "old-node",
         tcb_status="OutOfDate",
@@ -409,7 +411,7 @@ def outdated_platform_socket(cluster: E2ECluster) -> Iterator[Path]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield socket
+        yield socket, platform
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
@@ -425,8 +427,9 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     attesting_operator: AttestingOperator,
     attestation_service: AttestationService,
     secret_namespace: str,
-    outdated_platform_socket: Path,
+    outdated_platform: tuple[Path, SimulatedPlatform],
 ) -> None:
+    outdated_platform_socket, old = outdated_platform
     namespace = secret_namespace
     spec = _spec(replicas=1)
     _apply_ec(api, namespace, "payments", spec)
@@ -470,6 +473,15 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         responses.append(json.dumps(problem))
         reasons["expired"] = f"{status} {problem['type'].rsplit('/', 1)[-1]}"
 
+        # Another node's genuine quote for this very session: not the pod's node's platform.
+        async with Session(replica_b, attestation_service, pod) as session:
+            data = session.runtime_data()
+            with pytest.raises(KbsRefusedError) as other_node_quote:
+                await session.kbs.attest(
+                    session.attestation(data, await _quote(other_node, identity, data))
+                )
+        reasons["other node"] = f"{other_node_quote.value.status} {other_node_quote.value.reason}"
+
         # Another node's quote, made for someone else's session.
         async with (
             Session(replica_a, attestation_service, pod) as victim,
@@ -480,17 +492,26 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
                 await attacker.kbs.attest(attacker.attestation(attacker.runtime_data(), stolen))
         reasons["foreign"] = f"{foreign.value.status} {foreign.value.reason}"
 
-        # A platform whose TCB level the (default) policy does not accept.
-        async with Session(replica_a, attestation_service, pod) as session:
-            data = session.runtime_data()
-            quote = await _quote(outdated_platform_socket, identity, data)
-            with pytest.raises(KbsRefusedError) as outdated:
-                await session.kbs.attest(session.attestation(data, quote))
-            with pytest.raises(KbsRefusedError) as no_resource:
-                await session.kbs.resource("payments", "secret", "db")
+        # A platform whose TCB level the (default) policy does not accept, registered (by
+        # the test, as the PCS would) for the pod's node for the time of the attempt.
+        registry = ConfigMapRegistry(cluster.api, *pcs.REGISTRY.split("/"))
+        genuine = await registry.platform_of(pod.spec.node_name, fresh=True)
+        assert genuine is not None
+        chain = old.pck_chain
+        await registry.record(record_for(pod.spec.node_name, chain[0], chain[1], "e2e"))
+        try:
+            async with Session(replica_a, attestation_service, pod) as session:
+                data = session.runtime_data()
+                quote = await _quote(outdated_platform_socket, identity, data)
+                with pytest.raises(KbsRefusedError) as outdated:
+                    await session.kbs.attest(session.attestation(data, quote))
+                with pytest.raises(KbsRefusedError) as no_resource:
+                    await session.kbs.resource("payments", "secret", "db")
+        finally:
+            await registry.record(genuine)
         reasons["outdated"] = f"{outdated.value.status} {outdated.value.reason}"
         reasons["resource"] = f"{no_resource.value.status} {no_resource.value.reason}"
-        for error in (foreign, outdated, no_resource):
+        for error in (other_node_quote, foreign, outdated, no_resource):
             responses.append(str(error.value))
         return reasons
 
@@ -499,7 +520,8 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     assert reasons == {
         "replay": "401 NonceReplayed",
         "expired": "401 NonceExpired",
-        "foreign": "401 ReportDataMismatch",
+        "other node": "401 PlatformMismatch",
+        "foreign": "401 PlatformMismatch",
         "outdated": "401 TCBStatusNotAccepted",
         "resource": "401 SessionInvalid",
     }
@@ -507,7 +529,7 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         attestation_service.namespace, label_selector="kubetee.io/kbs-nonce=true"
     )
     assert len(leases.items) >= 4  # one per nonce spent, whichever replica saw it
-    for reason in ("NonceReplayed", "NonceExpired", "ReportDataMismatch", "TCBStatusNotAccepted"):
+    for reason in ("NonceReplayed", "NonceExpired", "PlatformMismatch", "TCBStatusNotAccepted"):
         assert wait_for(f"a {reason} Event", _event(api, namespace, reason))
     assert _attested(_pod(api, pod))  # the attacks did not touch the genuine replica
     _assert_no_secret(*responses)

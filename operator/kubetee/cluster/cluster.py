@@ -189,6 +189,10 @@ class LocalCluster:
     def _ensure_node_services(self, names: list[str], pki: ClusterPKI) -> None:
         """Per-node processes (device plugin, node agent, ...) where the package has them."""
         from kubetee.cluster.node_services import node_processes  # noqa: PLC0415 - optional
+        from kubetee.cluster.pcs import ensure_pcs  # noqa: PLC0415 - optional
+
+        self._say("starting the simulated PCS (the SGX CA keys live only there)")
+        ensure_pcs(self.layout)
 
         agent_kubeconfig = write_kubeconfig(
             self.layout.config_dir / "node-agent.kubeconfig",
