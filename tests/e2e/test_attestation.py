@@ -44,6 +44,7 @@ from enclave_runtime.runtime.enclave import EnclaveIdentity
 from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.cluster import pcs
 from kubetee.pcs.registry import ConfigMapRegistry, record_for
+from kubetee.pcs.registry_writes import ConfigMapRegistryWriter
 from tests.e2e.attestation_support import (
     NONCE_TTL_SECONDS,
     AttestationService,
@@ -495,10 +496,11 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         # A platform whose TCB level the (default) policy does not accept, registered (by
         # the test, as the PCS would) for the pod's node for the time of the attempt.
         registry = ConfigMapRegistry(cluster.api, *pcs.REGISTRY.split("/"))
+        writer = ConfigMapRegistryWriter(cluster.api, registry)
         genuine = await registry.platform_of(pod.spec.node_name, fresh=True)
         assert genuine is not None
         chain = old.pck_chain
-        await registry.record(record_for(pod.spec.node_name, chain[0], chain[1], "e2e"))
+        await writer.record(record_for(pod.spec.node_name, chain[0], chain[1], "e2e"))
         try:
             async with Session(replica_a, attestation_service, pod) as session:
                 data = session.runtime_data()
@@ -508,7 +510,7 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
                 with pytest.raises(KbsRefusedError) as no_resource:
                     await session.kbs.resource("payments", "secret", "db")
         finally:
-            await registry.record(genuine)
+            await writer.record(genuine)
         reasons["outdated"] = f"{outdated.value.status} {outdated.value.reason}"
         reasons["resource"] = f"{no_resource.value.status} {no_resource.value.reason}"
         for error in (other_node_quote, foreign, outdated, no_resource):

@@ -16,7 +16,7 @@ import json
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -28,8 +28,7 @@ from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, SgxExtension
 from kubetee.pcs.stores import pck_ca_type
 
 DEFAULT_REGISTRY = "kubetee-sgx-platforms"
-_NOT_FOUND, _CONFLICT = 404, 409
-_UPDATE_ATTEMPTS = 5
+_NOT_FOUND = 404
 
 
 def pck_key_sha256(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -130,7 +129,8 @@ class InMemoryRegistry:
 
 
 class ConfigMapRegistry:
-    """The registry in a ConfigMap; reads are cached for ``cache_seconds``."""
+    """The registry in a ConfigMap, read-only (writes: :mod:`.registry_writes`); reads are
+    cached for ``cache_seconds``."""
 
     def __init__(
         self,
@@ -159,6 +159,15 @@ class ConfigMapRegistry:
                 self._read_at = time.monotonic()
             return self._data
 
+    def read(self) -> tuple[str | None, dict[str, str]]:
+        """(resourceVersion or None if the ConfigMap does not exist, its data)."""
+        return self._read()
+
+    def remember(self, data: dict[str, str]) -> None:
+        """Take ``data`` as the current content (after writing it)."""
+        with self._lock:
+            self._data, self._read_at = data, time.monotonic()
+
     def _read(self) -> tuple[str | None, dict[str, str]]:
         try:
             config_map = self._core.read_namespaced_config_map(
@@ -172,43 +181,6 @@ class ConfigMapRegistry:
             ) from None
         version = config_map.metadata.resource_version if config_map.metadata else None
         return version, dict(config_map.data or {})
-
-    async def record(self, record: PlatformRecord) -> None:
-        await asyncio.to_thread(self._record, record)
-
-    def _record(self, record: PlatformRecord) -> None:
-        for _ in range(_UPDATE_ATTEMPTS):
-            version, data = self._read()
-            data[record.node] = record.to_json()
-            body = {
-                "metadata": {
-                    "name": self.name,
-                    "namespace": self.namespace,
-                    "labels": {"app.kubernetes.io/component": "pcs"},
-                    **({"resourceVersion": version} if version else {}),
-                },
-                "data": data,
-            }
-            try:
-                if version is None:
-                    self._core.create_namespaced_config_map(self.namespace, cast(Any, body))
-                else:
-                    self._core.replace_namespaced_config_map(
-                        self.name, self.namespace, cast(Any, body)
-                    )
-            except ApiException as exc:
-                if exc.status == _CONFLICT:
-                    continue  # another registration won the race: read again
-                raise RegistryUnavailableError(
-                    f"cannot write ConfigMap {self.namespace}/{self.name}: "
-                    f"{exc.status} {exc.reason}"
-                ) from None
-            with self._lock:
-                self._data, self._read_at = data, time.monotonic()
-            return
-        raise RegistryUnavailableError(
-            f"ConfigMap {self.namespace}/{self.name} kept changing; registration not recorded"
-        )
 
 
 def parse_registry(reference: str, default_namespace: str) -> tuple[str, str]:

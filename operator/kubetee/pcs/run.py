@@ -12,6 +12,7 @@ from kubetee.attestation_service.tls import server_context
 from kubetee.k8s.sync_client import sync_api_client
 from kubetee.pcs.auth import NodeAuthenticator
 from kubetee.pcs.registry import ConfigMapRegistry
+from kubetee.pcs.registry_writes import ConfigMapRegistryWriter
 from kubetee.pcs.server import Registrar, create_app
 from kubetee.pcs.stores import CollateralStore, SimulatedStore, StaticStore
 
@@ -30,7 +31,7 @@ def serve(args: argparse.Namespace, namespace: str) -> None:
             authenticator=NodeAuthenticator(
                 api, audience=args.audience, node_accounts=args.node_service_account
             ),
-            registry=ConfigMapRegistry(api, namespace, args.registry),
+            registry=ConfigMapRegistryWriter(api, ConfigMapRegistry(api, namespace, args.registry)),
         )
         fmspcs = authority.settings.fmspcs
         log.info(
