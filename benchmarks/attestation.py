@@ -58,6 +58,7 @@ from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import PodRef, SessionSigner
 from kubetee.attestation_service.tls import generate, server_context
 from kubetee.attestation_service.workloads import EnclaveContainerView, policy_hash
+from kubetee.pcs.registry import InMemoryRegistry, record_for
 
 NAMESPACE, EC = "bench", "payments"
 SECRET = b"benchmark-secret-value"
@@ -83,7 +84,7 @@ def _serve(workdir: Path, port: int, clients: int) -> None:
     service = KbsService(
         sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
         ledger=MemoryNonceLedger(),
-        verifier=DcapEvidenceVerifier.for_simulator(workdir / "authority"),
+        verifier=_verifier(workdir),
         workloads=cluster,
         reporter=_NoOutcomes(cluster),
     )
@@ -174,20 +175,32 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _verifier(workdir: Path) -> DcapEvidenceVerifier:
+    """The service's verifier with node-a's platform registered, as the PCS records it."""
+    platforms = InMemoryRegistry()
+    chain = SimulatedPlatform.load(workdir / "node-a").pck_chain
+    platforms.records["node-a"] = record_for("node-a", chain[0], chain[1], "benchmark")
+    return DcapEvidenceVerifier.for_simulator(workdir / "authority", platforms)
+
+
 def _verification_rate(workdir: Path, platform: SimulatedPlatform, seconds: float) -> float:
-    verifier = DcapEvidenceVerifier.for_simulator(workdir / "authority")
+    verifier = _verifier(workdir)
     quote = platform.quote(
         make_report_body(
             MRENCLAVE, MRSIGNER, debug=False, isv_prod_id=1, isv_svn=2, report_data=b""
         )
     )
     now = datetime.now(UTC)
-    verifier.verify(quote, now)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        verifier.verify(quote, now)
-        calls += 1
-    return calls / (time.perf_counter() - start)
+
+    async def measure() -> float:
+        await verifier.verify(quote, now, "node-a")
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            await verifier.verify(quote, now, "node-a")
+            calls += 1
+        return calls / (time.perf_counter() - start)
+
+    return asyncio.run(measure())
 
 
 def _free_port() -> int:
