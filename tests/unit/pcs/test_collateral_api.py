@@ -210,3 +210,27 @@ def test_signed_bodies_split_back_into_the_exact_signed_text() -> None:
     ):
         with pytest.raises(api.PccsFormatError):
             api.split_signed_body(bad, api.TCB_INFO_KEY)
+
+
+async def test_the_background_refresh_renews_what_is_due_before_it_expires(
+    simulated_pcs: Served, authority: SimulatedAuthority
+) -> None:
+    source, registry = _client(simulated_pcs.url)
+    fmspc = authority.settings.fmspc
+    now = datetime.now(UTC)
+    validity = timedelta(seconds=authority.settings.collateral_validity_seconds)
+    await source.collateral_for(fmspc, "platform", now)
+    await source.refresh_due(now + validity * 0.5)
+    assert simulated_pcs.requests[api.TCB_PATH] == 1  # nothing due yet
+    await source.refresh_due(now + validity * 0.9)
+    assert simulated_pcs.requests == {
+        api.TCB_PATH: 2,
+        api.QE_IDENTITY_PATH: 2,
+        api.PCK_CRL_PATH: 2,
+        api.ROOT_CA_CRL_PATH: 2,
+    }
+    for kind, ident in (("pck_crl", "platform"), ("qe_identity", ""), ("root_ca_crl", "")):
+        assert registry.get_sample_value(
+            names.COLLATERAL_NEXT_UPDATE_TIMESTAMP_SECONDS, {"kind": kind, "id": ident}
+        )
+    await source.close()
