@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Protocol
 from cryptography import x509
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
-from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, PckExtensionError, SgxExtension
+from enclave_runtime.sgx.pck_extension import PckExtensionError
 from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
@@ -33,7 +34,11 @@ from kubetee.attestation_service.errors import (
     PlatformMismatchError,
     PlatformNotRegisteredError,
 )
-from kubetee.pcs.registry import PlatformRegistry, RegistryUnavailableError
+from kubetee.pcs.registry import (
+    PlatformRegistry,
+    RegistryUnavailableError,
+    platform_of_certificate,
+)
 from kubetee.pcs.stores import pck_ca_type
 
 
@@ -94,31 +99,43 @@ class QuotedPlatform:
 
     fmspc: bytes
     ca: str
-    pck_certificate: x509.Certificate
+    ppid: bytes
+    pck_key_sha256: str
+
+
+_PLATFORMS_CACHED = 256
+_platforms: OrderedDict[bytes, QuotedPlatform] = OrderedDict()
+_platforms_lock = threading.Lock()
 
 
 def quoted_platform(quote: bytes) -> QuotedPlatform:
-    """The FMSPC and PCK CA type of a quote's platform, to fetch the right collateral."""
+    """The FMSPC, PCK CA type, PPID and PCK key of a quote's platform, to fetch the right
+    collateral and compare with the registry. Cached by the certification data (a
+    platform quotes with the same chain each time), since reading it costs milliseconds."""
     try:
         parsed = parse_quote(quote)
     except QuoteFormatError as error:
         raise QuoteMalformedError(str(error), code=error.code) from None
+    key = parsed.certification_data
+    with _platforms_lock:
+        cached = _platforms.get(key)
+    if cached is not None:
+        return cached
     try:
-        chain = x509.load_pem_x509_certificates(parsed.certification_data.rstrip(b"\0"))
-        raw = (
-            chain[0]
-            .extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
-            .value.public_bytes()
-        )
-        extension = SgxExtension.from_der(raw)
-        ca = pck_ca_type(chain[1])
-    except (ValueError, IndexError, x509.ExtensionNotFound, PckExtensionError):
+        chain = x509.load_pem_x509_certificates(key.rstrip(b"\0"))
+        ppid, pck_key_sha256, fmspc = platform_of_certificate(chain[0])
+        platform = QuotedPlatform(fmspc, pck_ca_type(chain[1]), ppid, pck_key_sha256)
+    except (ValueError, TypeError, IndexError, x509.ExtensionNotFound, PckExtensionError):
         raise CertificateChainInvalidError(
             "the quote's PCK certificate chain does not name an SGX platform family and PCK "
             "CA (leaf with the SGX extension, then the PCK Processor or Platform CA)",
             code="PCK_CHAIN_MALFORMED",
         ) from None
-    return QuotedPlatform(fmspc=extension.fmspc, ca=ca, pck_certificate=chain[0])
+    with _platforms_lock:
+        _platforms[key] = platform
+        while len(_platforms) > _PLATFORMS_CACHED:
+            _platforms.popitem(last=False)
+    return platform
 
 
 class DcapEvidenceVerifier:
@@ -140,14 +157,15 @@ class DcapEvidenceVerifier:
         collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
         verified = self._verifier.verify(quote, collateral, now=now)
         if self._platforms is not None:
-            await self._check_platform(node_name, platform.pck_certificate)
+            await self._check_platform(node_name, platform)
         return verified
 
-    async def _check_platform(self, node: str, pck_certificate: x509.Certificate) -> None:
+    async def _check_platform(self, node: str, platform: QuotedPlatform) -> None:
         assert self._platforms is not None  # noqa: S101 - checked by the caller
+        quoted = (platform.ppid, platform.pck_key_sha256, platform.fmspc)
         try:
             record = await self._platforms.platform_of(node)
-            if record is None or record.matches(pck_certificate) is not None:
+            if record is None or record.differs_from(*quoted) is not None:
                 # The node may have registered a new platform since the cached read.
                 record = await self._platforms.platform_of(node, fresh=True)
         except RegistryUnavailableError as error:
@@ -157,7 +175,7 @@ class DcapEvidenceVerifier:
                 f"no SGX platform is registered for node {node}, where the pod runs: its "
                 "quoting service has not registered with the PCS"
             )
-        difference = record.matches(pck_certificate)
+        difference = record.differs_from(*quoted)
         if difference is not None:
             raise PlatformMismatchError(
                 f"the quote comes from another SGX platform than the one registered for node "

@@ -66,20 +66,33 @@ class PlatformRecord:
 
     def matches(self, pck_certificate: x509.Certificate) -> str | None:
         """``None`` when ``pck_certificate`` is this platform's, else what differs."""
-        raw = pck_certificate.extensions.get_extension_for_oid(
-            x509.ObjectIdentifier(SGX_EXTENSION_OID)
-        ).value.public_bytes()
-        extension = SgxExtension.from_der(raw)
-        key = pck_certificate.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey):
-            return "its PCK key is not an EC key"
-        if extension.ppid.hex() != self.ppid:
+        ppid, key_sha256, fmspc = platform_of_certificate(pck_certificate)
+        return self.differs_from(ppid, key_sha256, fmspc)
+
+    def differs_from(self, ppid: bytes, pck_key_sha256: str, fmspc: bytes) -> str | None:
+        """``None`` when a PCK certificate of this PPID, key and FMSPC is this platform's."""
+        if ppid.hex() != self.ppid:
             return "its PPID differs"
-        if pck_key_sha256(key) != self.pck_key_sha256:
+        if pck_key_sha256 != self.pck_key_sha256:
             return "its PCK key differs"
-        if extension.fmspc.hex().upper() != self.fmspc:
+        if fmspc.hex().upper() != self.fmspc:
             return "its FMSPC differs"
         return None
+
+
+def platform_of_certificate(pck_certificate: x509.Certificate) -> tuple[bytes, str, bytes]:
+    """(PPID, SHA-256 of the PCK key, FMSPC) a PCK certificate states.
+
+    Raises ``ValueError`` (or ``x509.ExtensionNotFound``) for a certificate without them.
+    """
+    raw = pck_certificate.extensions.get_extension_for_oid(
+        x509.ObjectIdentifier(SGX_EXTENSION_OID)
+    ).value.public_bytes()
+    extension = SgxExtension.from_der(raw)
+    key = pck_certificate.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise TypeError("a PCK key is an EC key")
+    return extension.ppid, pck_key_sha256(key), extension.fmspc
 
 
 def record_for(
