@@ -12,6 +12,7 @@ certificate is the platform the PCS registered for the node the pod runs on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
 from enclave_runtime.sgx.pck_extension import PckExtensionError
 from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
+from kubetee.attestation import certificates as certs
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
 from kubetee.attestation.verified import VerifiedQuote
@@ -108,34 +111,58 @@ _platforms: OrderedDict[bytes, QuotedPlatform] = OrderedDict()
 _platforms_lock = threading.Lock()
 
 
-def quoted_platform(quote: bytes) -> QuotedPlatform:
+def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
     """The FMSPC, PCK CA type, PPID and PCK key of a quote's platform, to fetch the right
-    collateral and compare with the registry. Cached by the certification data (a
-    platform quotes with the same chain each time), since reading it costs milliseconds."""
+    collateral and compare with the registry.
+
+    Only for a PCK chain that ends at the pinned root with valid signatures, so a forged
+    chain never makes the service fetch collateral for a family of its choosing. Cached by
+    the chain (a platform quotes with the same one each time): reading it costs
+    milliseconds.
+    """
     try:
         parsed = parse_quote(quote)
     except QuoteFormatError as error:
         raise QuoteMalformedError(str(error), code=error.code) from None
-    key = parsed.certification_data
+    key = hashlib.sha256(root_ca_der).digest() + parsed.certification_data
     with _platforms_lock:
         cached = _platforms.get(key)
     if cached is not None:
         return cached
-    try:
-        chain = x509.load_pem_x509_certificates(key.rstrip(b"\0"))
-        ppid, pck_key_sha256, fmspc = platform_of_certificate(chain[0])
-        platform = QuotedPlatform(fmspc, pck_ca_type(chain[1]), ppid, pck_key_sha256)
-    except (ValueError, TypeError, IndexError, x509.ExtensionNotFound, PckExtensionError):
-        raise CertificateChainInvalidError(
-            "the quote's PCK certificate chain does not name an SGX platform family and PCK "
-            "CA (leaf with the SGX extension, then the PCK Processor or Platform CA)",
-            code="PCK_CHAIN_MALFORMED",
-        ) from None
+    platform = _read_platform(parsed.certification_data, root_ca_der)
     with _platforms_lock:
         _platforms[key] = platform
         while len(_platforms) > _PLATFORMS_CACHED:
             _platforms.popitem(last=False)
     return platform
+
+
+def _read_platform(certification_data: bytes, root_ca_der: bytes) -> QuotedPlatform:
+    untrusted = CertificateChainInvalidError(
+        "the quote's PCK certificate chain is not a PCK certificate, a PCK Processor or "
+        "Platform CA and the trusted root, each signed by the next",
+        code="PCK_CHAIN_INVALID",
+    )
+    try:
+        chain = x509.load_pem_x509_certificates(certification_data.rstrip(b"\0"))
+        if len(chain) != 3:
+            raise untrusted
+        pck, ca, root = chain
+        certs.check_pinned_root(root, root_ca_der, "the quote's PCK certificate chain")
+        certs.check_issued_by(ca, root, "the PCK CA certificate", code="PCK_CHAIN_INVALID")
+        certs.check_issued_by(pck, ca, "the PCK certificate", code="PCK_CHAIN_INVALID")
+        ppid, pck_key_sha256, fmspc = platform_of_certificate(pck)
+        return QuotedPlatform(fmspc, pck_ca_type(ca), ppid, pck_key_sha256)
+    except CertificateChainInvalidError:
+        raise
+    except (
+        ValueError,
+        TypeError,
+        x509.ExtensionNotFound,
+        PckExtensionError,
+        UnsupportedAlgorithm,
+    ):
+        raise untrusted from None
 
 
 class DcapEvidenceVerifier:
@@ -149,11 +176,12 @@ class DcapEvidenceVerifier:
         platforms: PlatformRegistry | None,
     ) -> None:
         self._verifier = QuoteVerifier(root_ca_der)
+        self._root_ca_der = bytes(root_ca_der)
         self.collateral = collateral
         self._platforms = platforms
 
     async def verify(self, quote: bytes, now: datetime, node_name: str) -> VerifiedQuote:
-        platform = quoted_platform(quote)
+        platform = quoted_platform(quote, self._root_ca_der)
         collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
         verified = self._verifier.verify(quote, collateral, now=now)
         if self._platforms is not None:

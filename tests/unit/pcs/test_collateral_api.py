@@ -88,7 +88,7 @@ async def test_quotes_of_each_family_and_ca_verify_with_fetched_collateral(
     simulated_pcs: Served, authority: SimulatedAuthority, fmspc: str, ca: str
 ) -> None:
     quote = _quote(None, authority, fmspc=bytes.fromhex(fmspc), ca=ca)
-    platform = quoted_platform(quote)
+    platform = quoted_platform(quote, authority.root_ca_der)
     assert (platform.fmspc.hex().upper(), platform.ca) == (fmspc, ca)
     source, _ = _client(simulated_pcs.url)
     now = datetime.now(UTC)
@@ -162,7 +162,7 @@ async def test_the_real_intel_sample_quote_verifies_through_the_static_server(
 ) -> None:
     runner, served = await serve(StaticStore(data_dir))
     quote = (data_dir / "sgx_quote.bin").read_bytes()
-    platform = quoted_platform(quote)
+    platform = quoted_platform(quote, intel_sgx_root_ca_der())
     assert (platform.fmspc.hex().upper(), platform.ca) == ("00A067110000", "processor")
     source, _ = _client(served.url)
     try:
@@ -233,4 +233,22 @@ async def test_the_background_refresh_renews_what_is_due_before_it_expires(
         assert registry.get_sample_value(
             names.COLLATERAL_NEXT_UPDATE_TIMESTAMP_SECONDS, {"kind": kind, "id": ident}
         )
+    await source.close()
+
+
+async def test_a_quote_whose_chain_is_not_the_roots_fetches_no_collateral(
+    simulated_pcs: Served, authority: SimulatedAuthority
+) -> None:
+    from kubetee.attestation.errors import CertificateChainInvalidError  # noqa: PLC0415
+    from kubetee.attestation_service.evidence import DcapEvidenceVerifier  # noqa: PLC0415
+    from kubetee.pcs.registry import InMemoryRegistry  # noqa: PLC0415
+
+    forger = SimulatedAuthority.generate(fmspc=bytes.fromhex("0000DEADBEEF"))
+    forged = forger.issue_platform().quote(ReportBody(report_data=bytes(64)))
+    source, _ = _client(simulated_pcs.url)
+    verifier = DcapEvidenceVerifier(authority.root_ca_der, source, InMemoryRegistry())
+    with pytest.raises(CertificateChainInvalidError) as refused:
+        await verifier.verify(forged, datetime.now(UTC), "node-a")
+    assert refused.value.reason == "UntrustedCertificate"
+    assert simulated_pcs.requests == {}
     await source.close()
