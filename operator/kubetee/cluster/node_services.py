@@ -10,12 +10,13 @@ the Node's status. The simulated PCS (:mod:`kubetee.cluster.pcs`) runs once per 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from enclave_runtime.quoting.provision import provision_keys, registered
 from kubetee.cluster.layout import ClusterLayout
-from kubetee.cluster.pcs import FAMILIES, register_node
+from kubetee.cluster.pcs import FAMILIES, certified_by_cluster_pcs, register_node
 from kubetee.cluster.processes import free_port
 
 
@@ -42,14 +43,16 @@ def node_processes(
     """(name, argv) of each process to run for ``node``, in start order.
 
     The node's platform is made (nodes alternate between the platform families and PCK
-    CAs of :data:`FAMILIES`) and registered with the PCS first.
+    CAs of :data:`FAMILIES`) and registered with the PCS first; registering again on each
+    ``up`` restores the node's record should the registry have lost it.
     """
     platform = platform_dir(layout, node)
+    if registered(platform) and not certified_by_cluster_pcs(layout, platform):
+        shutil.rmtree(platform)  # made before this cluster had its PCS: a new platform
     index = int(node.rsplit("-", 1)[-1]) if node.rsplit("-", 1)[-1].isdigit() else 1
     fmspc, ca = FAMILIES[(index - 1) % len(FAMILIES)]
     provision_keys(platform, node, fmspc=fmspc, ca=ca)
-    if not registered(platform):
-        register_node(layout, node, platform)
+    register_node(layout, node, platform)
     plugins = plugin_dir(layout, node)
     plugins.mkdir(parents=True, exist_ok=True)
     socket = quoting_socket(layout, node)

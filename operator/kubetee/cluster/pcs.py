@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
+from cryptography import x509
 from kubernetes import client
 
 from enclave_runtime.quoting.provision import ensure_authority
 from enclave_runtime.quoting.registration import PCS_AUDIENCE, RegistrationError, register
 from enclave_runtime.sgx.authority import DEFAULT_EXTRA_FMSPCS, DEFAULT_FMSPC
+from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.attestation_service.tls import TlsFiles, generate
 from kubetee.cluster.errors import ClusterError
 from kubetee.cluster.layout import ClusterLayout, repo_root
@@ -170,6 +172,16 @@ def _pcs_kubeconfig(layout: ClusterLayout) -> Path:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(yaml.safe_dump(config))
     return path
+
+
+def certified_by_cluster_pcs(layout: ClusterLayout, platform_dir: Path) -> bool:
+    """Whether a registered platform's PCK chain ends at this cluster's PCS root."""
+    try:
+        chain = SimulatedPlatform.load(platform_dir).pck_chain
+        root = x509.load_pem_x509_certificate(root_ca(layout).read_bytes())
+    except (OSError, ValueError, KeyError):
+        return False
+    return chain[-1] == root
 
 
 def register_node(layout: ClusterLayout, node: str, platform_dir: Path) -> None:
