@@ -17,7 +17,7 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -72,28 +72,6 @@ class FileCollateral:
                 self._current = Collateral.from_dict(json.loads(self._path.read_text()))
                 self._stamp = stamp
             return self._current
-
-
-class SimulatorCollateral:
-    """Collateral signed in-process by a simulated authority (tests and benchmarks only:
-    it needs the authority's private keys), renewed at half its validity."""
-
-    def __init__(self, authority: SimulatedAuthority) -> None:
-        self._authority = authority
-        self._lock = threading.Lock()
-        self._issued: dict[tuple[bytes, str], tuple[datetime, Collateral]] = {}
-        self._refresh_after = timedelta(seconds=authority.settings.collateral_validity_seconds / 2)
-
-    async def collateral_for(self, fmspc: bytes, ca: str, now: datetime) -> Collateral:
-        settings = self._authority.settings
-        key = (fmspc if fmspc in settings.fmspcs else settings.fmspc, ca)
-        with self._lock:
-            entry = self._issued.get(key)
-            if entry is None or not entry[0] <= now < entry[0] + self._refresh_after:
-                document = self._authority.collateral(now, fmspc=key[0], ca=ca)
-                entry = (now, Collateral.from_dict(document))
-                self._issued[key] = entry
-            return entry[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +193,9 @@ class DcapEvidenceVerifier:
     def for_simulator(
         cls, authority_dir: Path, platforms: PlatformRegistry | None = None
     ) -> DcapEvidenceVerifier:
-        """Trust a simulated authority directly (tests and benchmarks: it holds its keys)."""
+        """Trust a simulated authority in-process: for tests and benchmarks only, since it
+        needs the authority's keys (the service itself gets collateral from a PCCS)."""
+        from kubetee.pcs.inprocess import InProcessCollateral  # noqa: PLC0415 - tests only
+
         authority = SimulatedAuthority.load(authority_dir)
-        return cls(authority.root_ca_der, SimulatorCollateral(authority), platforms)
+        return cls(authority.root_ca_der, InProcessCollateral(authority), platforms)
