@@ -53,12 +53,13 @@ from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.api.v1alpha1 import SecretKeyRef
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.app import KbsService, create_app
-from kubetee.attestation_service.evidence import DcapEvidenceVerifier
+from kubetee.attestation_service.evidence import DcapEvidenceVerifier, RegisteredPlatforms
 from kubetee.attestation_service.memory_backend import InMemoryCluster
 from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import PodRef, SessionSigner
 from kubetee.attestation_service.tls import generate, server_context
 from kubetee.attestation_service.workloads import EnclaveContainerView, policy_hash
+from kubetee.pcs.registry import InMemoryRegistry, record_for
 
 NAMESPACE, EC = "bench", "payments"
 SECRET = b"benchmark-secret-value"
@@ -85,6 +86,7 @@ def _serve(workdir: Path, port: int, clients: int) -> None:
         sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
         ledger=MemoryNonceLedger(),
         verifier=DcapEvidenceVerifier.for_simulator(workdir / "authority"),
+        platforms=_platforms(workdir),
         workloads=cluster,
         reporter=_NoOutcomes(cluster),
     )
@@ -179,6 +181,14 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def _platforms(workdir: Path) -> RegisteredPlatforms:
+    """node-a's platform registered, as the PCS records it."""
+    platforms = InMemoryRegistry()
+    chain = SimulatedPlatform.load(workdir / "node-a").pck_chain
+    platforms.records["node-a"] = record_for("node-a", chain[0], chain[1], "benchmark")
+    return RegisteredPlatforms(platforms)
+
+
 def _verification_rate(workdir: Path, platform: SimulatedPlatform, seconds: float) -> float:
     verifier = DcapEvidenceVerifier.for_simulator(workdir / "authority")
     quote = platform.quote(
@@ -187,12 +197,16 @@ def _verification_rate(workdir: Path, platform: SimulatedPlatform, seconds: floa
         )
     )
     now = datetime.now(UTC)
-    verifier.verify(quote, now)
-    calls, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        verifier.verify(quote, now)
-        calls += 1
-    return calls / (time.perf_counter() - start)
+
+    async def measure() -> float:
+        await verifier.verify(quote, now)
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            await verifier.verify(quote, now)
+            calls += 1
+        return calls / (time.perf_counter() - start)
+
+    return asyncio.run(measure())
 
 
 def _free_port() -> int:

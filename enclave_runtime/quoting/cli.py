@@ -1,8 +1,10 @@
-"""``kubetee quoting-service``: serve a node's quotes, or provision a node's platform.
+"""``kubetee quoting-service``: serve a node's quotes; make and register its platform.
 
+kubetee quoting-service provision --platform-dir DIR --node NAME [--tcb-status STATUS]
+    [--fmspc HEX] [--ca processor|platform]
+kubetee quoting-service register --platform-dir DIR --pcs-url URL --token-file F
+    [--pcs-ca F] [--wait-seconds N]
 kubetee quoting-service serve --platform-dir DIR --socket PATH [--node NAME]
-kubetee quoting-service provision --authority-dir DIR --platform-dir DIR --node NAME
-    [--tcb-status STATUS]
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from enclave_runtime.quoting import provision as provisioning
+from enclave_runtime.quoting import registration
 from enclave_runtime.quoting.server import run
+from enclave_runtime.sgx.authority import DEFAULT_FMSPC
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,8 @@ def register(subparsers: Any) -> None:
         "quoting-service",
         help="the node quoting service (like aesmd) and node platform provisioning",
         description="Quote enclave reports with this node's simulated SGX platform, over a "
-        "Unix socket; or provision a node's platform from the cluster's simulated authority.",
+        "Unix socket; make the node's platform keys and register them with the cluster's "
+        "simulated PCS for their PCK certificate.",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
@@ -37,27 +43,56 @@ def register(subparsers: Any) -> None:
     )
     serve.set_defaults(func=_serve)
 
-    provision = actions.add_parser("provision", help="issue a node's simulated platform")
-    provision.add_argument(
-        "--authority-dir",
-        type=Path,
-        required=True,
-        help="the cluster's simulated authority (created if empty)",
+    provision = actions.add_parser(
+        "provision", help="make a node's simulated platform keys (kept if present)"
     )
     provision.add_argument("--platform-dir", type=Path, required=True, help="output directory")
     provision.add_argument("--node", required=True, help="the node this platform belongs to")
     provision.add_argument(
         "--tcb-status", default="UpToDate", help="TCB level of the platform (default UpToDate)"
     )
+    provision.add_argument(
+        "--fmspc",
+        default=DEFAULT_FMSPC.hex().upper(),
+        help="the platform family, 6 bytes of hex (default %(default)s)",
+    )
+    provision.add_argument(
+        "--ca",
+        choices=registration.PCK_CA_TYPES,
+        default="processor",
+        help="the PCK CA that certifies it",
+    )
     provision.set_defaults(func=_provision)
+
+    register_parser = actions.add_parser(
+        "register", help="get the platform's PCK certificate from the simulated PCS"
+    )
+    register_parser.add_argument("--platform-dir", type=Path, required=True)
+    register_parser.add_argument(
+        "--pcs-url", required=True, help="https URL of `kubetee pcs serve`"
+    )
+    register_parser.add_argument(
+        "--token-file",
+        type=Path,
+        required=True,
+        help="this node's ServiceAccount token for audience kubetee-pcs (re-read each try)",
+    )
+    register_parser.add_argument("--pcs-ca", type=Path, help="CA bundle of the PCS's certificate")
+    register_parser.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=300.0,
+        help="keep retrying an unreachable PCS this long (default %(default)s)",
+    )
+    register_parser.set_defaults(func=_register)
 
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if not (args.platform_dir / "platform.json").exists():
+    if not provisioning.registered(args.platform_dir):
         sys.stderr.write(
-            f"kubetee quoting-service: error: {args.platform_dir} holds no platform; run "
-            "`kubetee quoting-service provision` first\n"
+            f"kubetee quoting-service: error: {args.platform_dir} holds no registered "
+            "platform; run `kubetee quoting-service provision` and `... register` first\n"
         )
         return 2
     node = args.node or provisioning.node_name_of(args.platform_dir, "unknown")
@@ -67,8 +102,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _provision(args: argparse.Namespace) -> int:
     try:
-        platform = provisioning.provision(
-            args.authority_dir, args.platform_dir, args.node, tcb_status=args.tcb_status
+        fmspc = bytes.fromhex(args.fmspc)
+        keys = provisioning.provision_keys(
+            args.platform_dir,
+            args.node,
+            tcb_status=args.tcb_status,
+            fmspc=fmspc,
+            ca=args.ca,
         )
     except ValueError as error:
         sys.stderr.write(f"kubetee quoting-service: error: {error}\n")
@@ -78,9 +118,47 @@ def _provision(args: argparse.Namespace) -> int:
             {
                 "node": args.node,
                 "platform_dir": str(args.platform_dir),
-                "fmspc": platform.identity.fmspc.hex().upper(),
+                "fmspc": keys.identity.fmspc.hex().upper(),
+                "ca": keys.identity.pck_ca_type,
+                "registered": provisioning.registered(args.platform_dir),
             }
         )
         + "\n"
     )
     return 0
+
+
+def _register(args: argparse.Namespace) -> int:
+    if provisioning.registered(args.platform_dir):
+        sys.stdout.write(f"{args.platform_dir}: platform already registered\n")
+        return 0
+    deadline = time.monotonic() + args.wait_seconds
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            token = args.token_file.read_text().strip()
+            platform = registration.register(
+                args.platform_dir, args.pcs_url, token, ca_file=args.pcs_ca
+            )
+        except OSError as error:
+            problem = registration.RegistrationError(
+                f"cannot read {args.token_file}: {error.strerror}",
+                code="TOKEN_UNREADABLE",
+                retryable=True,
+            )
+        except registration.RegistrationError as error:
+            problem = error
+        else:
+            identity = platform.identity
+            sys.stdout.write(
+                f"registered platform FMSPC {identity.fmspc.hex().upper()} "
+                f"({identity.pck_ca_type} CA) with the PCS at {args.pcs_url}\n"
+            )
+            return 0
+        if not problem.retryable or time.monotonic() >= deadline:
+            sys.stderr.write(f"kubetee quoting-service: error: {problem.message}\n")
+            return 1
+        sys.stderr.write(f"attempt {attempt}: {problem.message}; retrying in 2s\n")
+        sys.stderr.flush()
+        time.sleep(2.0)

@@ -1,8 +1,13 @@
-"""Provisioning simulated SGX nodes: one authority per cluster, one platform per node.
+"""Provisioning simulated SGX nodes: a node makes its own platform keys.
 
-The local cluster tooling calls :func:`provision` once per node; the first call
-creates the cluster's authority. Both are idempotent, so a restarted cluster keeps its
-root of trust and each node keeps its PCK certificate (nodes stay distinguishable).
+:func:`provision_keys` is what a node does (``kubetee quoting-service provision``): a new
+platform (PPID, PCK key, attestation key) of a chosen family and PCK CA type, kept in
+the node's platform directory; its PCK certificate comes from registering with the
+cluster's simulated PCS (:mod:`enclave_runtime.quoting.registration`). Both steps are
+idempotent, so a restarted node keeps its platform (nodes stay distinguishable).
+
+:func:`provision` issues keys and certificate in one process from an authority
+directory: for tests and benchmarks only, where no PCS runs.
 """
 
 from __future__ import annotations
@@ -10,8 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from enclave_runtime.sgx.authority import SimulatedAuthority
-from enclave_runtime.sgx.platform import SimulatedPlatform
+from enclave_runtime.sgx.authority import DEFAULT_FMSPC, SimulatedAuthority, new_platform_identity
+from enclave_runtime.sgx.platform import PlatformKeys, SimulatedPlatform, is_registered
 
 _AUTHORITY_FILE = "authority.json"
 _PLATFORM_FILE = "platform.json"
@@ -50,6 +55,35 @@ def provision(
         json.dumps({"node": node_name, "tcb_status": tcb_status}, indent=2) + "\n"
     )
     return platform
+
+
+def provision_keys(
+    platform_dir: Path | str,
+    node_name: str,
+    *,
+    tcb_status: str = "UpToDate",
+    fmspc: bytes = DEFAULT_FMSPC,
+    ca: str = "processor",
+) -> PlatformKeys:
+    """The node's platform keys in ``platform_dir``, made on first use.
+
+    An existing platform is kept as it is (whatever the arguments say now); remove the
+    directory to make a new one, which must then register again.
+    """
+    path = Path(platform_dir)
+    if (path / _PLATFORM_FILE).exists():
+        return PlatformKeys.load(path)
+    keys = PlatformKeys.generate(new_platform_identity(tcb_status, fmspc=fmspc, ca=ca))
+    keys.save(path)
+    (path / NODE_FILE).write_text(
+        json.dumps({"node": node_name, "tcb_status": tcb_status}, indent=2) + "\n"
+    )
+    return keys
+
+
+def registered(platform_dir: Path | str) -> bool:
+    """Whether the platform in ``platform_dir`` has its PCK certificate."""
+    return is_registered(platform_dir)
 
 
 def node_name_of(platform_dir: Path | str, default: str) -> str:

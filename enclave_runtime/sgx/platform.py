@@ -1,7 +1,9 @@
 """One simulated SGX machine: its PCK certificate and key, and its Quoting Enclave.
 
-A platform is issued by a ``SimulatedAuthority`` (one per cluster) and lives on one
-node; it turns an enclave's report body into a quote in Intel's ECDSA v3 format:
+A node makes its platform's keys itself (:class:`PlatformKeys`, as a CPU has its own)
+and gets the PCK certificate for them by registering with the cluster's simulated PCS;
+the registered platform (:class:`SimulatedPlatform`) lives on that node and turns an
+enclave's report body into a quote in Intel's ECDSA v3 format:
 
 1. the report body gets the platform's CPUSVN, as EREPORT fills it in;
 2. the Quoting Enclave's own report binds its attestation key:
@@ -78,6 +80,8 @@ class PlatformIdentity:
     pce_id: bytes
     fmspc: bytes
     qe_id: bytes
+    # Which of Intel's PCK CAs certifies the platform: "processor" or "platform".
+    pck_ca_type: str = "processor"
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -94,6 +98,7 @@ class PlatformIdentity:
             pce_id=bytes.fromhex(str(data["pce_id"])),
             fmspc=bytes.fromhex(str(data["fmspc"])),
             qe_id=bytes.fromhex(str(data["qe_id"])),
+            pck_ca_type=str(data.get("pck_ca_type", "processor")),
         )
 
 
@@ -101,6 +106,63 @@ _IDENTITY_FILE = "platform.json"
 _PCK_KEY_FILE = "pck.key.pem"
 _ATTESTATION_KEY_FILE = "attestation.key.pem"
 _CHAIN_FILE = "pck_chain.pem"
+
+
+class PlatformKeys:
+    """A platform before registration: its identity and private keys, no certificate."""
+
+    def __init__(
+        self,
+        *,
+        identity: PlatformIdentity,
+        pck_key: ec.EllipticCurvePrivateKey,
+        attestation_key: ec.EllipticCurvePrivateKey,
+    ) -> None:
+        self.identity = identity
+        self.pck_key = pck_key
+        self.attestation_key = attestation_key
+
+    @classmethod
+    def generate(cls, identity: PlatformIdentity) -> PlatformKeys:
+        return cls(
+            identity=identity, pck_key=_pki.generate_key(), attestation_key=_pki.generate_key()
+        )
+
+    def save(self, directory: Path | str) -> None:
+        """Write identity and keys (mode 0600); a registered platform adds its chain."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        _pki.write_secret(path / _PCK_KEY_FILE, _pki.private_pem(self.pck_key))
+        _pki.write_secret(path / _ATTESTATION_KEY_FILE, _pki.private_pem(self.attestation_key))
+        document = {"identity": self.identity.to_json()}
+        (path / _IDENTITY_FILE).write_text(json.dumps(document, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path | str) -> PlatformKeys:
+        path = Path(directory)
+        document = json.loads((path / _IDENTITY_FILE).read_text())
+        return cls(
+            identity=PlatformIdentity.from_json(document["identity"]),
+            pck_key=_pki.load_private_key((path / _PCK_KEY_FILE).read_bytes()),
+            attestation_key=_pki.load_private_key((path / _ATTESTATION_KEY_FILE).read_bytes()),
+        )
+
+    def registered(
+        self, pck_chain: list[x509.Certificate], quoting_enclave: QuotingEnclaveIdentity
+    ) -> SimulatedPlatform:
+        """The platform with the PCK chain its registration returned."""
+        return SimulatedPlatform(
+            identity=self.identity,
+            quoting_enclave=quoting_enclave,
+            pck_key=self.pck_key,
+            pck_chain=pck_chain,
+            attestation_key=self.attestation_key,
+        )
+
+
+def is_registered(directory: Path | str) -> bool:
+    """Whether a platform directory holds a PCK certificate chain."""
+    return (Path(directory) / _CHAIN_FILE).exists()
 
 
 class SimulatedPlatform:

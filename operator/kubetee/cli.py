@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "node-agent": "kubetee.nodeagent.cli",
     "metrics-apiserver": "kubetee.metrics.apiserver.cli",
     "quoting-service": "enclave_runtime.quoting.cli",
+    "pcs": "kubetee.pcs.cli",
     "runtime": "enclave_runtime.runtime.cli",
     "quote": "kubetee.attestation.cli",
 }

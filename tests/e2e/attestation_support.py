@@ -26,7 +26,8 @@ from enclave_runtime.runtime.enclave import EnclaveIdentity, identity_of, load_s
 from enclave_runtime.runtime.settings import EnclaveConfig
 from kubetee.api.v1alpha1 import EnclaveContainerSpec
 from kubetee.attestation_service.tls import generate
-from kubetee.cluster.node_services import authority_dir, quoting_socket
+from kubetee.cluster import pcs
+from kubetee.cluster.node_services import quoting_socket
 from kubetee.controller.sidecar import enclave_config
 from tests.e2e.conftest import REPO_ROOT, E2ECluster
 from tests.e2e.operator_support import OperatorProcess, install_crds
@@ -48,6 +49,7 @@ class AttestationService:
     ca: Path
     logs: list[Path]
     namespace: str
+    metrics_url: str = ""  # replica a's /metrics
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -74,6 +76,8 @@ def attestation_service(
             raise
     processes: list[subprocess.Popen[bytes]] = []
     urls, logs = [], []
+    layout = cluster.local_layout()
+    metrics_port = free_port()
     for replica in ("a", "b"):
         port = free_port()
         log = workdir / f"kbs-{replica}.log"
@@ -87,7 +91,11 @@ def attestation_service(
                         f"--session-key-file={key}", f"--namespace={namespace}",
                         f"--instance=kbs-{replica}",
                         f"--nonce-ttl-seconds={NONCE_TTL_SECONDS}",
-                        f"--simulator-authority-dir={authority_dir(cluster.local_layout())}",
+                        f"--pccs-url={pcs.url(layout)}",
+                        f"--pccs-ca={pcs.tls_files(layout).ca}",
+                        f"--root-ca={pcs.root_ca(layout)}",
+                        f"--platform-registry={pcs.REGISTRY}",
+                        f"--metrics-port={metrics_port if replica == 'a' else 0}",
                         f"--kubeconfig={cluster.kubeconfig}",
                     ],
                     stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
@@ -95,7 +103,9 @@ def attestation_service(
             )  # fmt: skip
         urls.append(f"https://127.0.0.1:{port}")
         logs.append(log)
-    service = AttestationService(urls, tls.ca, logs, namespace)
+    service = AttestationService(
+        urls, tls.ca, logs, namespace, f"http://127.0.0.1:{metrics_port}/metrics"
+    )
     try:
         for url, process in zip(urls, processes, strict=True):
             _wait_healthy(url, service.context(), process, service)

@@ -42,7 +42,10 @@ from enclave_runtime.quoting.provision import provision
 from enclave_runtime.quoting.server import create_app as quoting_app
 from enclave_runtime.runtime.delivery import ENV_FILE
 from enclave_runtime.runtime.enclave import EnclaveIdentity
-from kubetee.cluster.node_services import authority_dir
+from enclave_runtime.sgx.platform import SimulatedPlatform
+from kubetee.cluster import pcs
+from kubetee.pcs.registry import ConfigMapRegistry, record_for
+from kubetee.pcs.registry_writes import ConfigMapRegistryWriter
 from tests.e2e.attestation_support import (
     NONCE_TTL_SECONDS,
     AttestationService,
@@ -396,11 +399,11 @@ async def _post_attest(
 
 
 @pytest.fixture
-def outdated_platform_socket(cluster: E2ECluster) -> Iterator[Path]:
+def outdated_platform(cluster: E2ECluster) -> Iterator[tuple[Path, SimulatedPlatform]]:
     """A quoting service on a platform the cluster's authority rates OutOfDate."""
     directory = Path(tempfile.mkdtemp(prefix="old-", dir="/tmp"))
     platform = provision(
-        authority_dir(cluster.local_layout()),
+        pcs.pcs_dir(cluster.local_layout()),
         directory / "platform",
         "old-node",
         tcb_status="OutOfDate",
@@ -415,7 +418,7 @@ def outdated_platform_socket(cluster: E2ECluster) -> Iterator[Path]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
-        yield socket
+        yield socket, platform
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
@@ -431,8 +434,9 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     attesting_operator: AttestingOperator,
     attestation_service: AttestationService,
     secret_namespace: str,
-    outdated_platform_socket: Path,
+    outdated_platform: tuple[Path, SimulatedPlatform],
 ) -> None:
+    outdated_platform_socket, old = outdated_platform
     namespace = secret_namespace
     spec = _spec(replicas=1)
     _apply_ec(api, namespace, "payments", spec)
@@ -476,6 +480,15 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         responses.append(json.dumps(problem))
         reasons["expired"] = f"{status} {problem['reason']}"
 
+        # Another node's genuine quote for this very session: not the pod's node's platform.
+        async with Session(replica_b, attestation_service, pod) as session:
+            data = session.runtime_data()
+            with pytest.raises(KbsRefusedError) as other_node_quote:
+                await session.kbs.attest(
+                    session.attestation(data, await session.quote(other_node, identity, data))
+                )
+        reasons["other node"] = f"{other_node_quote.value.status} {other_node_quote.value.reason}"
+
         # Another node's quote, made for someone else's session.
         async with (
             Session(replica_a, attestation_service, pod) as victim,
@@ -486,17 +499,27 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
                 await attacker.kbs.attest(attacker.attestation(attacker.runtime_data(), stolen))
         reasons["foreign"] = f"{foreign.value.status} {foreign.value.reason}"
 
-        # A platform whose TCB level the (default) policy does not accept.
-        async with Session(replica_a, attestation_service, pod) as session:
-            data = session.runtime_data()
-            quote = await session.quote(outdated_platform_socket, identity, data)
-            with pytest.raises(KbsRefusedError) as outdated:
-                await session.kbs.attest(session.attestation(data, quote))
-            with pytest.raises(KbsRefusedError) as no_resource:
-                await session.kbs.resource(namespace, "payments", "db")
+        # A platform whose TCB level the (default) policy does not accept, registered (by
+        # the test, as the PCS would) for the pod's node for the time of the attempt.
+        registry = ConfigMapRegistry(cluster.api, *pcs.REGISTRY.split("/"))
+        writer = ConfigMapRegistryWriter(cluster.api, registry)
+        genuine = await registry.platform_of(pod.spec.node_name, fresh=True)
+        assert genuine is not None
+        chain = old.pck_chain
+        await writer.record(record_for(pod.spec.node_name, chain[0], chain[1], "e2e"))
+        try:
+            async with Session(replica_a, attestation_service, pod) as session:
+                data = session.runtime_data()
+                quote = await session.quote(outdated_platform_socket, identity, data)
+                with pytest.raises(KbsRefusedError) as outdated:
+                    await session.kbs.attest(session.attestation(data, quote))
+                with pytest.raises(KbsRefusedError) as no_resource:
+                    await session.kbs.resource(namespace, "payments", "db")
+        finally:
+            await writer.record(genuine)
         reasons["outdated"] = f"{outdated.value.status} {outdated.value.reason}"
         reasons["resource"] = f"{no_resource.value.status} {no_resource.value.reason}"
-        for error in (foreign, outdated, no_resource):
+        for error in (other_node_quote, foreign, outdated, no_resource):
             responses.append(str(error.value))
         return reasons
 
@@ -505,6 +528,7 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     assert reasons == {
         "replay": "401 NonceReplayed",
         "expired": "401 NonceExpired",
+        "other node": "401 PlatformMismatch",
         "foreign": "401 ReportDataMismatch",
         "outdated": "401 TCBStatusNotAccepted",
         "resource": "401 SessionInvalid",
@@ -514,8 +538,9 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     )
     # One per verified attestation, whichever replica saw it: the replayed, expired and
     # foreign evidence wrote nothing (no Lease, no Event).
-    assert len(leases.items) >= 2
-    assert wait_for("a TCBStatusNotAccepted Event", _event(api, namespace, "TCBStatusNotAccepted"))
+    assert len(leases.items) >= 3
+    for reason in ("PlatformMismatch", "TCBStatusNotAccepted"):
+        assert wait_for(f"a {reason} Event", _event(api, namespace, reason))
     for reason in ("NonceReplayed", "NonceExpired", "ReportDataMismatch"):
         assert _event(api, namespace, reason)() is None
     assert _attested(_pod(api, pod))  # the attacks did not touch the genuine replica

@@ -232,7 +232,7 @@ def test_install_upgrade_test_uninstall(
     names = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
     assert names == {
         f"{release}-kubetee-{c}"
-        for c in ("operator", "attestation", "scheduler", "metrics-apiserver")
+        for c in ("operator", "attestation", "pcs", "scheduler", "metrics-apiserver")
     }
     daemonset = apps.read_namespaced_daemon_set(f"{release}-kubetee-node", namespace)
     assert daemonset.status.number_ready == daemonset.status.desired_number_scheduled > 0

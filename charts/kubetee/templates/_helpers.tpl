@@ -136,3 +136,22 @@ from:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/* In-cluster DNS name and URL of the simulated PCS. */}}
+{{- define "kubetee.pcs.host" -}}
+{{- printf "%s.%s.svc" (include "kubetee.componentName" (dict "ctx" . "component" "pcs")) .Release.Namespace }}
+{{- end }}
+
+{{- define "kubetee.pcs.url" -}}
+{{- printf "https://%s:%d" (include "kubetee.pcs.host" .) (int .Values.pcs.port) }}
+{{- end }}
+
+{{/* ConfigMap with the CA (ca.crt) of the simulated PCS's serving certificate. */}}
+{{- define "kubetee.pcs.caConfigMap" -}}
+{{- printf "%s-ca" (include "kubetee.componentName" (dict "ctx" . "component" "pcs")) }}
+{{- end }}
+
+{{/* The platform registry the attestation service reads, as [NAMESPACE/]NAME. */}}
+{{- define "kubetee.pcs.registry" -}}
+{{- default (printf "%s/%s" .Release.Namespace .Values.pcs.registry) .Values.attestationService.trust.platformRegistry }}
+{{- end }}

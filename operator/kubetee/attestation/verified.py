@@ -40,6 +40,10 @@ class VerifiedQuote:
     tcb_evaluation_data_number: int = 0
     # CONFIGID: what the host launched the enclave with (the init-data digest).
     config_id: bytes = bytes(64)
+    # The platform that quoted (its PCK certificate's PPID and key), filled in by the
+    # service's verifier, which compares them with the platform registered for the node.
+    ppid: bytes = b""
+    pck_key_sha256: str = ""
 
     def to_json(self) -> dict[str, object]:
         """The verification result as the CLI and services report it (bytes as hex)."""

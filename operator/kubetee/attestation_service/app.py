@@ -90,9 +90,10 @@ _COMPATIBLE_VERSION = KBS_PROTOCOL_VERSION.rsplit(".", 1)[0] + "."  # "0.4.": sa
 
 
 class EvidenceVerifier(Protocol):
-    """Checks that a quote is genuine (signatures, chains, TCB); policy comes after."""
+    """Checks that a quote is genuine (signatures, chains, TCB); the platform check and the
+    policy come after, once the evidence names its pod."""
 
-    def verify(self, quote: bytes, now: datetime) -> VerifiedQuote: ...
+    async def verify(self, quote: bytes, now: datetime) -> VerifiedQuote: ...
 
 
 @dataclass
@@ -219,7 +220,7 @@ async def _attest(request: web.Request) -> web.Response:
         raise NonceMismatchError("runtime-data.nonce is not the nonce of this session's challenge")
     quote = _quote_of(attestation)
     pod, config_id = _pod_and_config_id(attestation)
-    verified = _verify(service, quote, now)
+    verified = await _verify(service, quote, now)
     expected = report_data_for(
         attestation.runtime_data, attestation.tee_evidence.additional_evidence
     )
@@ -286,9 +287,9 @@ async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
     return response
 
 
-def _verify(service: KbsService, quote: bytes, now: int) -> VerifiedQuote:
+async def _verify(service: KbsService, quote: bytes, now: int) -> VerifiedQuote:
     try:
-        return service.verifier.verify(quote, datetime.fromtimestamp(now, UTC))
+        return await service.verifier.verify(quote, datetime.fromtimestamp(now, UTC))
     except AttestationError:
         raise
     except (OSError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """``kubetee attestation-service``: the KBS-protocol attestation service.
 
     kubetee attestation-service serve --tls-cert F --tls-key F --session-key-file F
-        (--simulator-authority-dir D | --root-ca F --collateral F) [--kubeconfig F] ...
+        (--pccs-url URL [--pccs-ca F] | --collateral F) [--root-ca F]
+        [--platform-registry [NS/]NAME] [--kubeconfig F] ...
     kubetee attestation-service gen-tls --out-dir D --host NAME [--host NAME ...]
     kubetee attestation-service gen-session-key --out F
 

@@ -21,10 +21,13 @@ Hierarchy (HTTP status, KBS problem type, reason)::
         ├── ReportDataMismatchError  quote binds other data  401 AttestationError
         ├── PodNotNamedError         no init-data names a pod 401 AttestationError
         ├── InitDataMismatchError    CONFIGID is another's   401 AttestationError
+        ├── PlatformMismatchError    another node's platform 401 AttestationError
+        ├── PlatformNotRegisteredError  no platform for node 401 AttestationError
         ├── WorkloadUnknownError     no such attesting pod   401 AttestationError
         ├── ResourceForbiddenError   not this workload's     403 PolicyDeny
         ├── ResourceNotFoundError    no such resource        404 InvalidRequestPath
         └── BackendUnavailableError  Kubernetes API failed   503 PluginInternalError
+            └── CollateralUnavailableError  no valid collateral from the PCCS
 """
 
 from __future__ import annotations
@@ -113,6 +116,20 @@ class InitDataMismatchError(KbsError):
     reason = "InitDataMismatch"
 
 
+class PlatformMismatchError(KbsError):
+    """The quote comes from another platform than the one registered for the pod's node."""
+
+    default_code = "PLATFORM_MISMATCH"
+    reason = "PlatformMismatch"
+
+
+class PlatformNotRegisteredError(KbsError):
+    """No platform is registered for the node the pod runs on."""
+
+    default_code = "PLATFORM_NOT_REGISTERED"
+    reason = "PlatformNotRegistered"
+
+
 class WorkloadUnknownError(KbsError):
     default_code = "WORKLOAD_UNKNOWN"
     reason = "WorkloadUnknown"
@@ -137,6 +154,11 @@ class BackendUnavailableError(KbsError):
     reason = "BackendUnavailable"
     http_status = 503
     kbs_problem = "PluginInternalError"
+
+
+class CollateralUnavailableError(BackendUnavailableError):
+    default_code = "COLLATERAL_UNAVAILABLE"
+    reason = "CollateralUnavailable"
 
 
 def http_status_of(error: AttestationError) -> int:

@@ -1,30 +1,59 @@
-"""Quote verification for the service: the DCAP verifier with configured trust.
+"""Quote verification for the service: the DCAP verifier, its collateral, and the platform
+binding to the pod's node.
 
-The trust root and collateral are configuration: for hardware, Intel's SGX Root CA
-and collateral fetched from Intel's PCS (or a PCCS) into a file; for the simulator,
-the cluster's simulated authority, which issues fresh collateral itself.
+The service holds only a root certificate. Collateral comes, per platform family
+(FMSPC) and PCK CA type named in the quote's PCK certificate, from a PCCS over the v4
+HTTP API (:mod:`.pccs`: Intel's PCCS for hardware, ``kubetee pcs serve`` for the
+simulator), or from a nine-field file. A genuine quote attests a pod only if its PCK
+certificate is the platform the PCS registered for the node the pod runs on
+(:mod:`kubetee.pcs.registry`): a quote obtained on node A does not attest a pod on B.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import threading
-from datetime import datetime, timedelta
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from enclave_runtime.sgx.authority import SimulatedAuthority
+from enclave_runtime.sgx.pck_extension import PckExtensionError
+from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
+from kubetee.attestation import certificates as certs
 from kubetee.attestation.collateral import Collateral
+from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation.verifier import QuoteVerifier
+from kubetee.attestation_service.errors import (
+    BackendUnavailableError,
+    PlatformMismatchError,
+    PlatformNotRegisteredError,
+)
+from kubetee.attestation_service.workloads import Workload
+from kubetee.pcs.registry import (
+    PlatformRegistry,
+    RegistryUnavailableError,
+    platform_of_certificate,
+)
+from kubetee.pcs.stores import pck_ca_type
 
 
 class CollateralSource(Protocol):
-    def collateral(self, now: datetime) -> Collateral: ...
+    async def collateral_for(self, fmspc: bytes, ca: str, now: datetime) -> Collateral:
+        """Collateral for platforms of family ``fmspc`` certified by PCK CA ``ca``."""
+        ...
 
 
 class FileCollateral:
-    """Collateral from a nine-field JSON file, re-read when the file changes."""
+    """Collateral from a nine-field JSON file (one FMSPC), re-read when the file changes."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -32,8 +61,11 @@ class FileCollateral:
         self._stamp: tuple[int, int] | None = None
         self._current: Collateral | None = None
 
-    def collateral(self, now: datetime) -> Collateral:
-        del now
+    async def collateral_for(self, fmspc: bytes, ca: str, now: datetime) -> Collateral:
+        del fmspc, ca, now  # the verifier reports a file for another family or CA
+        return await asyncio.to_thread(self._load)
+
+    def _load(self) -> Collateral:
         stat = self._path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
@@ -43,39 +75,126 @@ class FileCollateral:
             return self._current
 
 
-class SimulatorCollateral:
-    """Collateral the simulated authority signs, renewed when half its validity is used."""
+@dataclass(frozen=True, slots=True)
+class QuotedPlatform:
+    """What a quote says about its platform, before anything is verified."""
 
-    def __init__(self, authority: SimulatedAuthority) -> None:
-        self._authority = authority
-        self._lock = threading.Lock()
-        self._issued: datetime | None = None
-        self._current: Collateral | None = None
-        self._refresh_after = timedelta(seconds=authority.settings.collateral_validity_seconds / 2)
+    fmspc: bytes
+    ca: str
+    ppid: bytes
+    pck_key_sha256: str
 
-    def collateral(self, now: datetime) -> Collateral:
-        with self._lock:
-            if (
-                self._current is None
-                or self._issued is None
-                or (now - self._issued >= self._refresh_after or now < self._issued)
-            ):
-                self._current = Collateral.from_dict(self._authority.collateral(now))
-                self._issued = now
-            return self._current
+
+_PLATFORMS_CACHED = 256
+_platforms: OrderedDict[bytes, QuotedPlatform] = OrderedDict()
+_platforms_lock = threading.Lock()
+
+
+def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
+    """The FMSPC, PCK CA type, PPID and PCK key of a quote's platform, to fetch the right
+    collateral and compare with the registry.
+
+    Only for a PCK chain that ends at the pinned root with valid signatures, so a forged
+    chain never makes the service fetch collateral for a family of its choosing. Cached by
+    the chain (a platform quotes with the same one each time): reading it costs
+    milliseconds.
+    """
+    try:
+        parsed = parse_quote(quote)
+    except QuoteFormatError as error:
+        raise QuoteMalformedError(str(error), code=error.code) from None
+    key = hashlib.sha256(root_ca_der).digest() + parsed.certification_data
+    with _platforms_lock:
+        cached = _platforms.get(key)
+    if cached is not None:
+        return cached
+    platform = _read_platform(parsed.certification_data, root_ca_der)
+    with _platforms_lock:
+        _platforms[key] = platform
+        while len(_platforms) > _PLATFORMS_CACHED:
+            _platforms.popitem(last=False)
+    return platform
+
+
+def _read_platform(certification_data: bytes, root_ca_der: bytes) -> QuotedPlatform:
+    untrusted = CertificateChainInvalidError(
+        "the quote's PCK certificate chain is not a PCK certificate, a PCK Processor or "
+        "Platform CA and the trusted root, each signed by the next",
+        code="PCK_CHAIN_INVALID",
+    )
+    try:
+        chain = x509.load_pem_x509_certificates(certification_data.rstrip(b"\0"))
+        if len(chain) != 3:
+            raise untrusted
+        pck, ca, root = chain
+        certs.check_pinned_root(root, root_ca_der, "the quote's PCK certificate chain")
+        certs.check_issued_by(ca, root, "the PCK CA certificate", code="PCK_CHAIN_INVALID")
+        certs.check_issued_by(pck, ca, "the PCK certificate", code="PCK_CHAIN_INVALID")
+        ppid, pck_key_sha256, fmspc = platform_of_certificate(pck)
+        return QuotedPlatform(fmspc, pck_ca_type(ca), ppid, pck_key_sha256)
+    except CertificateChainInvalidError:
+        raise
+    except (
+        ValueError,
+        TypeError,
+        x509.ExtensionNotFound,
+        PckExtensionError,
+        UnsupportedAlgorithm,
+    ):
+        raise untrusted from None
 
 
 class DcapEvidenceVerifier:
-    """Verifies SGX quotes against one pinned root CA and the configured collateral."""
+    """Verifies SGX quotes against one pinned root CA and the collateral of their platform
+    family; the result names the platform (PPID, PCK key) for :class:`RegisteredPlatforms`."""
 
     def __init__(self, root_ca_der: bytes, collateral: CollateralSource) -> None:
         self._verifier = QuoteVerifier(root_ca_der)
-        self._collateral = collateral
+        self._root_ca_der = bytes(root_ca_der)
+        self.collateral = collateral
 
-    def verify(self, quote: bytes, now: datetime) -> VerifiedQuote:
-        return self._verifier.verify(quote, self._collateral.collateral(now), now=now)
+    async def verify(self, quote: bytes, now: datetime) -> VerifiedQuote:
+        platform = quoted_platform(quote, self._root_ca_der)
+        collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
+        verified = self._verifier.verify(quote, collateral, now=now)
+        return replace(verified, ppid=platform.ppid, pck_key_sha256=platform.pck_key_sha256)
 
     @classmethod
     def for_simulator(cls, authority_dir: Path) -> DcapEvidenceVerifier:
+        """Trust a simulated authority in-process: for tests and benchmarks only, since it
+        needs the authority's keys (the service itself gets collateral from a PCCS)."""
+        from kubetee.pcs.inprocess import InProcessCollateral  # noqa: PLC0415 - tests only
+
         authority = SimulatedAuthority.load(authority_dir)
-        return cls(authority.root_ca_der, SimulatorCollateral(authority))
+        return cls(authority.root_ca_der, InProcessCollateral(authority))
+
+
+class RegisteredPlatforms:
+    """The service's platform check: verified evidence attests a pod only if it comes from
+    the platform the PCS registered for the node the pod runs on."""
+
+    def __init__(self, registry: PlatformRegistry) -> None:
+        self._registry = registry
+
+    async def check(self, workload: Workload, verified: VerifiedQuote) -> None:
+        node = workload.node_name
+        quoted = (verified.ppid, verified.pck_key_sha256, verified.fmspc)
+        try:
+            record = await self._registry.platform_of(node)
+            if record is None or record.differs_from(*quoted) is not None:
+                # The node may have registered a new platform since the cached read.
+                record = await self._registry.platform_of(node, fresh=True)
+        except RegistryUnavailableError as error:
+            raise BackendUnavailableError(str(error)) from None
+        if record is None:
+            raise PlatformNotRegisteredError(
+                f"no SGX platform is registered for node {node}, where the pod runs: its "
+                "quoting service has not registered with the PCS"
+            )
+        difference = record.differs_from(*quoted)
+        if difference is not None:
+            raise PlatformMismatchError(
+                f"the quote comes from another SGX platform than the one registered for node "
+                f"{node}, where the pod runs ({difference}): evidence from one node does not "
+                "attest a pod on another"
+            )

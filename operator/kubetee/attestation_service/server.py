@@ -11,11 +11,17 @@ import time
 from aiohttp import web
 from kubernetes import client
 
-from kubetee.attestation.roots import root_ca_der
+from kubetee.attestation.roots import intel_sgx_root_ca_der, root_ca_der
 from kubetee.attestation_service.app import KbsService, create_app
 from kubetee.attestation_service.connections import ConnectionLimits, start
-from kubetee.attestation_service.evidence import DcapEvidenceVerifier, FileCollateral
+from kubetee.attestation_service.evidence import (
+    CollateralSource,
+    DcapEvidenceVerifier,
+    FileCollateral,
+    RegisteredPlatforms,
+)
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
+from kubetee.attestation_service.pccs import PccsCollateral
 from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, NonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
@@ -23,20 +29,39 @@ from kubetee.attestation_service.tls import server_context
 from kubetee.k8s.sync_client import sync_api_client
 from kubetee.metrics import start_metrics_server
 from kubetee.metrics.attestation import instrument_app
+from kubetee.pcs.registry import ConfigMapRegistry, parse_registry
 
 log = logging.getLogger(__name__)
 
 _COLLECT_EVERY_SECONDS = 60.0
+_REFRESH_COLLATERAL_EVERY_SECONDS = 30.0
+
+
+def _collateral(settings: ServiceSettings) -> CollateralSource:
+    if settings.pccs_url is not None:
+        return PccsCollateral(settings.pccs_url, ca_file=settings.pccs_ca)
+    if settings.collateral is None:
+        raise ValueError("configure --pccs-url or --collateral")
+    return FileCollateral(settings.collateral)
 
 
 def _verifier(settings: ServiceSettings) -> DcapEvidenceVerifier:
-    if settings.simulator_authority_dir is not None:
-        return DcapEvidenceVerifier.for_simulator(settings.simulator_authority_dir)
-    if settings.root_ca is None or settings.collateral is None:
-        raise ValueError("--root-ca and --collateral go together")
-    return DcapEvidenceVerifier(
-        root_ca_der(settings.root_ca.read_bytes()), FileCollateral(settings.collateral)
+    root = (
+        root_ca_der(settings.root_ca.read_bytes())
+        if settings.root_ca is not None
+        else intel_sgx_root_ca_der()
     )
+    return DcapEvidenceVerifier(root, _collateral(settings))
+
+
+def _platforms(settings: ServiceSettings, api: client.ApiClient) -> RegisteredPlatforms | None:
+    if not settings.platform_registry:
+        log.warning(
+            "no --platform-registry: a quote from any node's platform attests a pod on any node"
+        )
+        return None
+    namespace, name = parse_registry(settings.platform_registry, settings.namespace)
+    return RegisteredPlatforms(ConfigMapRegistry(api, namespace, name))
 
 
 def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
@@ -58,6 +83,7 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         sessions=sessions,
         ledger=ledger,
         verifier=_verifier(settings),
+        platforms=_platforms(settings, api),
         workloads=backend,
         reporter=backend,
     )
@@ -80,16 +106,28 @@ async def _collect_nonces(ledger: NonceLedger) -> None:
             log.exception("collecting expired nonces failed; retrying later")
 
 
+async def _refresh_collateral(source: PccsCollateral) -> None:
+    """Renew cached collateral before its nextUpdate, and keep its freshness metrics current."""
+    while True:
+        await asyncio.sleep(_REFRESH_COLLATERAL_EVERY_SECONDS)
+        try:
+            await source.refresh_due()
+        except Exception:
+            log.exception("renewing collateral failed; retrying later")
+
+
 def run(settings: ServiceSettings) -> None:
     service, ledger = build_service(settings)
     app = create_app(service)
     instrument_app(app)
     if settings.metrics_port:
         start_metrics_server("attestation-service", settings.metrics_port)
-    asyncio.run(_serve(app, ledger, settings))
+    asyncio.run(_serve(app, service, ledger, settings))
 
 
-async def _serve(app: web.Application, ledger: NonceLedger, settings: ServiceSettings) -> None:
+async def _serve(
+    app: web.Application, service: KbsService, ledger: NonceLedger, settings: ServiceSettings
+) -> None:
     limits = ConnectionLimits(
         max_connections=settings.max_connections,
         keepalive_timeout=settings.keepalive_timeout_seconds,
@@ -106,7 +144,10 @@ async def _serve(app: web.Application, ledger: NonceLedger, settings: ServiceSet
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    collector = asyncio.create_task(_collect_nonces(ledger))
+    tasks = [asyncio.create_task(_collect_nonces(ledger))]
+    collateral = getattr(service.verifier, "collateral", None)
+    if isinstance(collateral, PccsCollateral):
+        tasks.append(asyncio.create_task(_refresh_collateral(collateral)))
     log.info(
         "attestation service %s listening on https://%s:%d (nonces %ds, attestations %ds, "
         "at most %d connections)",
@@ -120,8 +161,11 @@ async def _serve(app: web.Application, ledger: NonceLedger, settings: ServiceSet
     try:
         await stop.wait()
     finally:
-        collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if isinstance(collateral, PccsCollateral):
+            await collateral.close()
         listener.close()
         await runner.cleanup()

@@ -43,15 +43,27 @@ class ServiceSettings(BaseSettings):
         description="How long an attestation holds: the token's and the pod condition's "
         "validity. Runtimes re-attest more often than this.",
     )
-    simulator_authority_dir: Path | None = Field(
-        default=None,
-        description="Trust the cluster's simulated SGX authority (root and collateral).",
-    )
     root_ca: Path | None = Field(
-        default=None, description="Trusted root CA (DER or PEM); with --collateral."
+        default=None,
+        description="Trusted SGX root CA (DER or PEM). Default: Intel's SGX Root CA; for the "
+        "simulator, the root_ca.pem of `kubetee pcs init`.",
+    )
+    pccs_url: str | None = Field(
+        default=None,
+        description="Fetch collateral from this PCCS (PCCS/PCS v4 API: Intel's PCCS, or "
+        "`kubetee pcs serve`), e.g. https://pccs:8081.",
+    )
+    pccs_ca: Path | None = Field(
+        default=None, description="CA bundle for the PCCS's TLS certificate (default: system)."
     )
     collateral: Path | None = Field(
-        default=None, description="Nine-field collateral JSON for the platforms' FMSPC."
+        default=None,
+        description="Instead of a PCCS: nine-field collateral JSON of the platforms' one FMSPC.",
+    )
+    platform_registry: str = Field(
+        default="kubetee-sgx-platforms",
+        description="ConfigMap [NAMESPACE/]NAME where the PCS records each node's platform; a "
+        "quote must come from the pod's node's platform. Empty: no binding (not recommended).",
     )
     kubeconfig: Path | None = Field(default=None, description="Default: in-cluster config.")
     metrics_port: int = Field(
@@ -76,14 +88,11 @@ class ServiceSettings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _one_trust_source(self) -> Self:
-        simulator = self.simulator_authority_dir is not None
-        files = self.root_ca is not None or self.collateral is not None
-        if simulator == files:
+    def _one_collateral_source(self) -> Self:
+        if (self.pccs_url is None) == (self.collateral is None):
             raise ValueError(
-                "configure trust either with --simulator-authority-dir or with both "
-                "--root-ca and --collateral"
+                "configure collateral either with --pccs-url (a PCCS) or with --collateral (a file)"
             )
-        if files and (self.root_ca is None or self.collateral is None):
-            raise ValueError("--root-ca and --collateral go together")
+        if self.pccs_url is not None and not self.pccs_url.startswith(("https://", "http://")):
+            raise ValueError("--pccs-url must be an http(s) URL")
         return self

@@ -127,7 +127,14 @@ class LocalCluster:
         )
         self._stop_surplus_node_services(names)
         if layout.node_services:
-            self._say("starting each node's quoting service, EPC device plugin and node agent")
+            from kubetee.cluster.pcs import ensure_pcs  # noqa: PLC0415 - optional
+
+            self._say("starting the simulated PCS (the only holder of the SGX CA keys)")
+            ensure_pcs(layout)
+            self._say(
+                "registering each node's platform; starting its quoting service, EPC "
+                "device plugin and node agent"
+            )
             self._ensure_node_services(names, pki)
             _wait(
                 lambda: node_ops.all_have_epc(client, names, layout.epc_mib),

@@ -22,8 +22,8 @@ from pathlib import Path
 import yaml
 
 from kubetee.attestation_service.tls import TlsFiles, generate
+from kubetee.cluster import pcs
 from kubetee.cluster.layout import ClusterLayout
-from kubetee.cluster.node_services import authority_dir
 from kubetee.cluster.processes import ManagedProcess, free_port
 from kubetee.demo.errors import DemoError
 from kubetee.demo.kube import Kube
@@ -122,7 +122,8 @@ def start(kube: Kube, layout: ClusterLayout) -> LocalServices:
                     f"--tls-cert={tls.certificate}", f"--tls-key={tls.key}",
                     f"--session-key-file={_session_key(layout)}",
                     f"--namespace={RELEASE_NAMESPACE}", f"--instance=local-{replica}",
-                    f"--simulator-authority-dir={authority_dir(layout)}",
+                    f"--pccs-url={pcs.url(layout)}", f"--pccs-ca={pcs.tls_files(layout).ca}",
+                    f"--root-ca={pcs.root_ca(layout)}", f"--platform-registry={pcs.REGISTRY}",
                     f"--kubeconfig={attestation_kubeconfig}",
                     f"--metrics-port={metrics_port}",
                 ],

@@ -21,9 +21,10 @@ from typing import Any, TextIO
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from kubetee.cluster import pcs
 from kubetee.cluster.cluster import LocalCluster
 from kubetee.cluster.layout import ClusterLayout, repo_root
-from kubetee.cluster.node_services import authority_dir, plugin_dir
+from kubetee.cluster.node_services import plugin_dir
 from kubetee.demo import services
 from kubetee.demo.errors import DemoError
 from kubetee.demo.kube import Kube, wait_for
@@ -102,11 +103,12 @@ class Demo:
         self.step("helm upgrade --install the KubeTEE chart")
         chart = repo_root() / "charts" / "kubetee"
         values = repo_root() / "deploy" / "cluster" / "demo-values.yaml"
-        self._authority_secret()
+        self._root_ca_config_map()
         self.kube.helm(
             "upgrade", "--install", "kubetee", str(chart),
             f"--namespace={services.RELEASE_NAMESPACE}", "--create-namespace",
             f"--values={values}", "--wait", "--timeout=3m",
+            f"--set=attestationService.trust.pccsURL={pcs.url(self.layout)}",
         )  # fmt: skip
         status = self.kube.helm("status", "kubetee", f"--namespace={services.RELEASE_NAMESPACE}")
         revision = next((ln for ln in status.splitlines() if ln.startswith("REVISION")), "")
@@ -245,12 +247,13 @@ class Demo:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _authority_secret(self) -> None:
-        """The chart's pods mount the simulated SGX authority (chart value sgx.authoritySecret)."""
+    def _root_ca_config_map(self) -> None:
+        """The attestation service trusts the simulated root CA (chart value
+        sgx.rootCAConfigMap); the authority's keys stay with the local PCS process."""
         manifest = self.kube.kubectl(
-            "create", "secret", "generic", "kubetee-sgx-authority",
+            "create", "configmap", "kubetee-sgx-root-ca",
             f"--namespace={services.RELEASE_NAMESPACE}",
-            f"--from-file={authority_dir(self.layout)}", "--dry-run=client", "-o=yaml",
+            f"--from-file=root-ca.pem={pcs.root_ca(self.layout)}", "--dry-run=client", "-o=yaml",
         )  # fmt: skip
         namespace = {
             "apiVersion": "v1",

@@ -29,6 +29,9 @@ RECONCILE_DURATION_SECONDS: Final = "kubetee_reconcile_duration_seconds"
 ATTESTATIONS_TOTAL: Final = "kubetee_attestations_total"
 ATTESTATION_DURATION_SECONDS: Final = "kubetee_attestation_duration_seconds"
 SECRETS_RELEASED_TOTAL: Final = "kubetee_secrets_released_total"
+COLLATERAL_TIME_TO_NEXT_UPDATE_SECONDS: Final = "kubetee_collateral_time_to_next_update_seconds"
+COLLATERAL_NEXT_UPDATE_TIMESTAMP_SECONDS: Final = "kubetee_collateral_next_update_timestamp_seconds"
+COLLATERAL_FETCHES_TOTAL: Final = "kubetee_collateral_fetches_total"
 
 # -- EPC device plugin and node agent -------------------------------------------------
 DEVICE_PLUGIN_DEVICES: Final = "kubetee_device_plugin_devices"
@@ -65,6 +68,9 @@ ALL_METRICS: Final = frozenset(
         ATTESTATIONS_TOTAL,
         ATTESTATION_DURATION_SECONDS,
         SECRETS_RELEASED_TOTAL,
+        COLLATERAL_TIME_TO_NEXT_UPDATE_SECONDS,
+        COLLATERAL_NEXT_UPDATE_TIMESTAMP_SECONDS,
+        COLLATERAL_FETCHES_TOTAL,
         DEVICE_PLUGIN_DEVICES,
         NODE_EPC_CAPACITY_BYTES,
         NODE_EPC_ALLOCATABLE_BYTES,

@@ -26,12 +26,13 @@ from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.api.v1alpha1 import EnclaveContainerSpec
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.app import KbsService, create_app
-from kubetee.attestation_service.evidence import DcapEvidenceVerifier
+from kubetee.attestation_service.evidence import DcapEvidenceVerifier, RegisteredPlatforms
 from kubetee.attestation_service.memory_backend import InMemoryCluster
 from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import PodRef, SessionSigner
 from kubetee.attestation_service.tls import TlsFiles, generate, server_context
 from kubetee.attestation_service.workloads import EnclaveContainerView, policy_hash
+from kubetee.pcs.registry import InMemoryRegistry, record_for
 
 NAMESPACE = "shop"
 EC_NAME = "payments"
@@ -161,11 +162,17 @@ async def stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
 
     clock = Clock()
     cluster = InMemoryCluster()
+    # Each node's platform registered for it, as the PCS records registrations.
+    platforms = InMemoryRegistry()
+    for node in ("node-a", "node-b", "old"):
+        chain = SimulatedPlatform.load(sim_dir / node).pck_chain
+        await platforms.record(record_for(node, chain[0], chain[1], "test"))
     cluster.secrets[(NAMESPACE, "db")] = {"password": SECRET_VALUE, "api": API_KEY_VALUE}
     service = KbsService(
         sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
         ledger=MemoryNonceLedger(),
         verifier=DcapEvidenceVerifier.for_simulator(sim_dir / "authority"),
+        platforms=RegisteredPlatforms(platforms),
         workloads=cluster,
         reporter=cluster,
         clock=clock,

@@ -64,12 +64,20 @@ def _materialize(manifests: list[Manifest], deployment: Manifest, root: Path) ->
         local.mkdir()
         volume = volumes[mount["name"]]
         if "secret" in volume:
-            name = volume["secret"]["secretName"]
-            if name == "kubetee-sgx-authority":  # the user's Secret: the simulated authority
-                ensure_authority(local)
+            for key, value in one(manifests, "Secret", volume["secret"]["secretName"])[
+                "data"
+            ].items():
+                (local / key).write_bytes(base64.b64decode(value))
+        elif "configMap" in volume:
+            name = volume["configMap"]["name"]
+            if name == "kubetee-sgx-root-ca":  # the user's ConfigMap: the simulated root CA
+                ensure_authority(root / "authority")
+                (local / "root-ca.pem").write_bytes(
+                    (root / "authority" / "root_ca.pem").read_bytes()
+                )
             else:
-                for key, value in one(manifests, "Secret", name)["data"].items():
-                    (local / key).write_bytes(base64.b64decode(value))
+                for key, value in one(manifests, "ConfigMap", name)["data"].items():
+                    (local / key).write_text(value)
         mounts[mount["mountPath"]] = local
     return mounts
 

@@ -176,10 +176,14 @@ def test_image_cluster_and_secret_names_match(text: int) -> None:
     assert isinstance(sgx, dict)
     assert create_secret[create_secret.index("generic") + 1] == sgx["authoritySecret"]
     assert _option(create_secret, "-n", "--namespace") == namespace
-    (provision,) = [c for c in words if "provision" in c]
-    assert _option(provision, "--authority-dir") == [
-        _option(create_secret, "--from-file")[0].rstrip("/")
-    ]
+    (init,) = [c for c in words if c[1:3] == ["pcs", "init"]]
+    authority = _option(init, "--dir")
+    assert authority == [_option(create_secret, "--from-file")[0].rstrip("/")]
+    # The root certificate alone goes to the attestation service.
+    (root_ca,) = [c for c in words if c[:1] == ["kubectl"] and "configmap" in c]
+    assert root_ca[root_ca.index("configmap") + 1] == sgx["rootCAConfigMap"]
+    assert _option(root_ca, "-n", "--namespace") == namespace
+    assert _option(root_ca, "--from-file") == [f"root-ca.pem={authority[0]}/root_ca.pem"]
 
 
 def test_names_of_the_example_workload_match_the_code() -> None:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "operator": ("operator",),
     "attestation": ("attestation-service",),
     "node": ("device-plugin", "quoting-service"),
+    "pcs": ("pcs",),
     "metrics-apiserver": ("metrics-apiserver",),
     "test": (),  # files/helm-test.py: API discovery only, allowed to every user
 }

@@ -132,7 +132,9 @@ def test_every_component_runs_in_the_defaults(defaults: list[Manifest]) -> None:
         "operator --all-namespaces",
         "attestation-service serve",
         "quoting-service provision",
+        "quoting-service register",
         "quoting-service serve",
+        "pcs serve",
         "device-plugin --node-name=value",
         "metrics-apiserver serve",
     }
