@@ -74,6 +74,7 @@ ENTRYPOINT ["{path}"]
 TOOLS_IMAGE_DOCKERFILE = """\
 FROM {base}
 COPY {binary} {path}
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 ENTRYPOINT ["{path}"]
 """
 
@@ -99,7 +100,7 @@ RUN set -e; \\
     ctr oci spec \\
       | jq '.hooks.createContainer += [{{"path": "/kind/bin/mount-product-files.sh"}}]' \\
       | jq 'del(.process.rlimits)' > /etc/containerd/cri-base.json
-ENV container=docker
+ENV container=docker PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 STOPSIGNAL SIGRTMIN+3
 ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 """

@@ -404,6 +404,9 @@ class NodeImageBuilder:
                         "commit",
                         "--change",
                         'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
+                        # the build container ran "sleep infinity"; a node runs bare /sbin/init
+                        "--change",
+                        "CMD []",
                         container,
                         ref,
                     ],
@@ -424,6 +427,7 @@ class NodeImageBuilder:
 _PRELOAD = """\
 set -eu
 containerd > /tmp/containerd.log 2>&1 &
+containerd_pid=$!
 for i in $(seq 1 60); do
   if [ -S /run/containerd/containerd.sock ] && ctr version > /dev/null 2>&1; then break; fi
   sleep 1
@@ -431,7 +435,7 @@ done
 ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned \\
   --all-platforms --no-unpack --digests /kind/images.tar
 ctr --namespace=k8s.io images list -q
-kill %1
-wait || true
-rm -f /kind/images.tar /tmp/containerd.log
+kill "$containerd_pid"
+wait "$containerd_pid" || true
+rm -rf /kind/images.tar /tmp/containerd.log
 """
