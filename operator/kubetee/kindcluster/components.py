@@ -13,7 +13,9 @@ KIND_VERSION = "v0.30.0"  # the first kind release whose default node is Kuberne
 CRI_TOOLS_VERSION = "v1.34.0"
 # The CoreDNS release kubeadm v1.34 deploys (cmd/kubeadm/app/constants: CoreDNSVersion).
 COREDNS_VERSION = "v1.12.1"
-FLANNEL_VERSION = "v0.28.10"
+# flannel v0.28 needs a tencentcloud SDK release the module proxy refuses (its Tencent
+# VPC backend); v0.27.4 is the newest whose every dependency is served.
+FLANNEL_VERSION = "v0.27.4"
 # kindnetd, kind's default CNI, is not published as a Go module, nor is flannel's CNI
 # plugin on its own; containernetworking/plugins v0.9.1 is the last release that still
 # carries that plugin (plugins/meta/flannel), which flanneld's subnet file feeds.
