@@ -25,8 +25,8 @@ from kubetee.kindcluster.cluster import KindCluster, default_config
 class Kind:
     cluster: KindCluster
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
-        proc = subprocess.run(
+    def run_kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [str(self.cluster.kubectl), "--kubeconfig", str(self.cluster.paths.kubeconfig), *args],
             input=stdin,
             capture_output=True,
@@ -34,7 +34,10 @@ class Kind:
             check=False,
             timeout=300,
         )
-        if check and proc.returncode != 0:
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        proc = self.run_kubectl(*args, stdin=stdin)
+        if proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
         return proc.stdout
 
@@ -67,7 +70,7 @@ def kind_namespace(kind: Kind) -> Iterator[str]:
     name = f"kind-e2e-{uuid.uuid4().hex[:8]}"
     kind.kubectl("create", "namespace", name)
     yield name
-    kind.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    kind.run_kubectl("delete", "namespace", name, "--wait=false")
 
 
 def workers(kind: Kind) -> list[str]:

@@ -135,7 +135,7 @@ def test_pods_on_two_workers_reach_each_other_by_service_name(
             f"exec 3<>/dev/tcp/{address}/8053",
         )
     # ... and a closed port is refused, so the check above can fail
-    refused = kind.kubectl(
+    refused = kind.run_kubectl(
         "-n",
         kind_namespace,
         "exec",
@@ -144,9 +144,9 @@ def test_pods_on_two_workers_reach_each_other_by_service_name(
         "bash",
         "-c",
         f"exec 3<>/dev/tcp/{echo_ip}/8054",
-        check=False,
     )
-    assert refused == ""
+    assert refused.returncode != 0
+    assert "refused" in refused.stderr
 
     # kubectl logs reaches the kubelet (by InternalIP)
     logs = eventually(
