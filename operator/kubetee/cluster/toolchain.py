@@ -56,6 +56,8 @@ class Component:
     sibling_version: Callable[[str], str] = field(default=lambda v: v)
     # Bumped when the build recipe changes, so binaries cached by an older recipe are rebuilt.
     revision: int = 1
+    # Needs cgo (C parts in the program itself); everything else is built static without it.
+    cgo: bool = False
 
     @property
     def bin_dir(self) -> Path:
@@ -375,10 +377,14 @@ class Builder:
         ldflags = " ".join(["-s", "-w", *component.ldflags(component.version, go_mod)])
         label = f"{counter} {binary} {component.version}"
         with Progress(label, self._out) as progress:
-            self._run(
+            self.run_step(
                 f"{binary}-{component.version}",
                 [self._go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package],
                 workdir,
+                hint="Check that the Go module proxy is reachable (GOPROXY)"
+                + (" and that gcc is installed (cgo)" if component.cgo else "")
+                + " and run the command again.",
+                env={"CGO_ENABLED": "1"} if component.cgo else None,
             )
         partial.rename(target)
         self._out.write(f"  {label}: built in {format_duration(progress.elapsed)}\n")

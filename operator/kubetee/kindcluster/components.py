@@ -58,6 +58,7 @@ FLANNEL = Component(
     version=FLANNEL_VERSION,
     binaries={"flanneld": "github.com/flannel-io/flannel"},
     ldflags=lambda v, _mod: [f"-X github.com/flannel-io/flannel/pkg/version.Version={v}"],
+    cgo=True,  # its UDP backend's proxy is C on amd64; linked against the node's glibc
 )
 FLANNEL_CNI = Component(
     name="cni-plugins",
@@ -72,8 +73,8 @@ KIND_COMPONENTS: tuple[Component, ...] = (
     FLANNEL_CNI,
     CRI_TOOLS,
     COREDNS,
-    FLANNEL,
     KUBERNETES_NODE,
+    FLANNEL,
 )
 # What the node image is made of: ours plus the control plane's.
 NODE_IMAGE_COMPONENTS: tuple[Component, ...] = (*KIND_COMPONENTS, KUBERNETES, ETCD)
