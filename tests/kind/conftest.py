@@ -44,6 +44,12 @@ class Kind:
     def json(self, *args: str) -> Any:
         return json.loads(self.kubectl(*args, "-o", "json"))
 
+    def docker_json(self, *args: str) -> Any:
+        proc = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, check=True, timeout=60
+        )
+        return json.loads(proc.stdout)
+
     def node_exec(self, node: str, *args: str, stdin: str | None = None) -> str:
         proc = subprocess.run(
             ["docker", "exec", "-i", node, *args],

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -159,39 +161,78 @@ def test_pods_on_two_workers_reach_each_other_by_service_name(
     assert COREDNS_VERSION.lstrip("v") in logs
 
 
-def test_sgx_device_stand_ins_reach_a_container_through_cri(kind: Kind) -> None:
-    """What the kubelet does with the device plugin's Allocate DeviceSpecs, through CRI."""
+DEVICE_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {{name: enclave}}
+spec:
+  nodeSelector: {{kubernetes.io/hostname: {node}}}
+  containers:
+    - name: shell
+      image: {shell}
+      command: [sleep, infinity]
+      resources:
+        limits: {{kubetee.io/epc: "4", kubetee.io/enclave: "1"}}
+"""
+
+
+def test_pod_gets_the_device_plugins_sgx_devices_from_a_real_kubelet(
+    kind: Kind, kind_namespace: str, tmp_path: Path
+) -> None:
+    """KubeTEE's device plugin registers with a worker's kubelet; its Allocate DeviceSpecs
+    (/dev/sgx_enclave, /dev/sgx_provision) must exist on the node for the pod to start."""
     node = workers(kind)[0]
-    uid = str(int(time.time()))
-    pod_config = {
-        "metadata": {"name": f"devices-{uid}", "namespace": "default", "uid": uid},
-        "log_directory": "/tmp",
-        "linux": {},
-    }
-    container_config = {
-        "metadata": {"name": "check"},
-        "image": {"image": FLANNEL_IMAGE},
-        "command": ["sleep", "600"],
-        "log_path": f"devices-{uid}.log",
-        "devices": [
-            {"container_path": path, "host_path": path, "permissions": "rw"}
-            for path in ("/dev/sgx_enclave", "/dev/sgx_provision")
-        ],
-        "linux": {},
-    }
-    kind.node_exec(node, "sh", "-c", f"cat > /tmp/pod-{uid}.json", stdin=json.dumps(pod_config))
-    kind.node_exec(
-        node, "sh", "-c", f"cat > /tmp/ctr-{uid}.json", stdin=json.dumps(container_config)
-    )
-    sandbox = kind.node_exec(node, "crictl", "runp", f"/tmp/pod-{uid}.json").strip()
-    try:
-        container = kind.node_exec(
-            node, "crictl", "create", sandbox, f"/tmp/ctr-{uid}.json", f"/tmp/pod-{uid}.json"
-        ).strip()
-        kind.node_exec(node, "crictl", "start", container)
-        listing = kind.node_exec(
-            node, "crictl", "exec", container, "ls", "-l", "/dev/sgx_enclave", "/dev/sgx_provision"
+    # The plugin runs here, with its sockets in the node's kubelet directory (the node's
+    # /var is a Docker volume), reached through a short link: Unix socket paths are short.
+    var = kind.docker_json("inspect", node)[0]["Mounts"]
+    (volume,) = [m["Source"] for m in var if m["Destination"] == "/var"]
+    plugin_dir = tmp_path / "dp"
+    plugin_dir.symlink_to(Path(volume) / "lib/kubelet/device-plugins")
+    log = tmp_path / "device-plugin.log"
+    with log.open("w") as log_file:
+        plugin = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kubetee.cli",
+                "device-plugin",
+                "--node-name",
+                node,
+                "--plugin-dir",
+                str(plugin_dir),
+                "--metrics-port",
+                "0",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
-        assert listing.count("\nc") + listing.startswith("c") == 2, listing  # char devices
+    try:
+        eventually(
+            lambda: kind.json("get", "node", node)["status"]["allocatable"].get("kubetee.io/epc")
+        )
+        manifest = DEVICE_POD.format(node=node, shell=FLANNEL_IMAGE)
+        kind.kubectl("-n", kind_namespace, "apply", "-f", "-", stdin=manifest)
+        kind.kubectl(
+            "-n", kind_namespace, "wait", "--for=condition=Ready", "pod/enclave", "--timeout=120s"
+        )
+        listing = kind.kubectl(
+            "-n",
+            kind_namespace,
+            "exec",
+            "enclave",
+            "--",
+            "stat",
+            "-c",
+            "%F %n",
+            "/dev/sgx_enclave",
+            "/dev/sgx_provision",
+        )
+        assert listing.splitlines() == [
+            "character special file /dev/sgx_enclave",
+            "character special file /dev/sgx_provision",
+        ]
+        env = kind.kubectl("-n", kind_namespace, "exec", "enclave", "--", "env")
+        assert "KUBETEE_EPC_MIB=4" in env.splitlines(), log.read_text()
     finally:
-        kind.node_exec(node, "crictl", "rmp", "--force", sandbox)
+        plugin.terminate()
+        plugin.wait(timeout=30)
