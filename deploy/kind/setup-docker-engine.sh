@@ -15,6 +15,7 @@
 # - Starts dockerd through systemd where systemd runs, else in the background with
 #   its log in $KUBETEE_DOCKERD_LOG (default /var/log/kubetee-dockerd.log), and waits
 #   for `docker info`.
+# - Raises the inotify limits kind nodes need (otherwise "too many open files").
 set -eu
 
 DOCKERD_LOG=${KUBETEE_DOCKERD_LOG:-/var/log/kubetee-dockerd.log}
@@ -99,6 +100,20 @@ EOF
 else
 	runtime_path=""
 fi
+
+# --- inotify limits ---------------------------------------------------------------------
+# Every kind node runs systemd, a kubelet and pods that each take inotify instances from the
+# host's per-user pool; Debian's default of 128 runs out with three nodes (kube-proxy then
+# fails with "too many open files"). kind's known-issues page gives these values.
+raise_sysctl() { # $1: key, $2: minimum
+	current=$(sysctl -n "$1" 2>/dev/null || echo 0)
+	if [ "$current" -lt "$2" ]; then
+		sysctl -qw "$1=$2" || fail "could not raise $1 to $2 (kind nodes need it): set it with sysctl as root"
+		say "raised $1 from $current to $2"
+	fi
+}
+raise_sysctl fs.inotify.max_user_instances 512
+raise_sysctl fs.inotify.max_user_watches 524288
 
 # --- daemon.json: merge our runtime into whatever is there ---------------------------
 mkdir -p /etc/docker

@@ -190,6 +190,25 @@ class KindCluster:
                 "Nodes did not become Ready: look at 'kubectl get nodes' and the CNI's pods "
                 "('kubectl -n kube-flannel get pods')",
             )
+        for namespace, daemonset in (
+            ("kube-system", "kube-proxy"),
+            ("kube-flannel", "kube-flannel-ds"),
+        ):
+            with Progress(f"waiting for {daemonset} on every node", self._out):
+                self._step(
+                    f"wait-{daemonset}",
+                    [
+                        *kubectl,
+                        "-n",
+                        namespace,
+                        "rollout",
+                        "status",
+                        f"daemonset/{daemonset}",
+                        "--timeout=300s",
+                    ],
+                    f"{daemonset} did not run on every node: look at "
+                    f"'kubectl -n {namespace} logs daemonset/{daemonset}'",
+                )
         with Progress("waiting for CoreDNS", self._out):
             self._step(
                 "wait-coredns",

@@ -64,6 +64,26 @@ def check_privileged_runtime(default_runtime: str, capabilities: int) -> None:
     )
 
 
+# kind's known-issues values; below them, three nodes exhaust the host's inotify instances
+# and kube-proxy fails with "too many open files".
+INOTIFY_MINIMUMS = {"max_user_instances": 512, "max_user_watches": 524288}
+
+
+def check_inotify(proc_dir: Path = Path("/proc/sys/fs/inotify")) -> None:
+    low = {
+        key: int((proc_dir / key).read_text())
+        for key, minimum in INOTIFY_MINIMUMS.items()
+        if (proc_dir / key).is_file() and int((proc_dir / key).read_text()) < minimum
+    }
+    if low:
+        settings = " ".join(f"fs.inotify.{k}={INOTIFY_MINIMUMS[k]}" for k in low)
+        current = ", ".join(f"{k}={v}" for k, v in low.items())
+        raise ClusterError(
+            f"The host's inotify limits are too low for kind nodes ({current}; pods would fail "
+            f"with 'too many open files'): run 'sudo sysctl -w {settings}' or {_SETUP_HINT}."
+        )
+
+
 Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
 
 
@@ -85,6 +105,7 @@ class Docker:
         info: dict[str, object] = json.loads(proc.stdout)
         caps = bounding_capabilities() if capabilities is None else capabilities
         check_privileged_runtime(str(info.get("DefaultRuntime", "")), caps)
+        check_inotify()
         return info
 
     def image_exists(self, ref: str) -> bool:

@@ -106,13 +106,15 @@ ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]
 """
 
 # kind applies /kind/manifests/default-cni.yaml when a cluster is created, filling in the
-# pod subnet where the file asks for it (the marker comment below, as kind's own does).
+# pod subnet and the control plane's address where the file asks for them (the marker
+# comments below, as in kind's own kindnetd manifest).
 # flanneld with the kube subnet manager routes each node's podCIDR to that node
 # (host-gw: the nodes share the Docker bridge); the flannel CNI plugin then wires pods
 # to a bridge with addresses from the node's range.
 FLANNEL_MANIFEST = """\
 # flannel as this node image's default CNI (adapted from flannel's kube-flannel.yml).
 # would you kindly template this file
+# would you kindly patch this file
 ---
 apiVersion: v1
 kind: Namespace
@@ -207,7 +209,16 @@ spec:
       containers:
         - name: kube-flannel
           image: FLANNEL_IMAGE
-          command: [/opt/bin/flanneld, --ip-masq, --kube-subnet-mgr, --healthz-port=8081]
+          # kind adds CONTROL_PLANE_ENDPOINT (host:port) to this container, as for kindnetd:
+          # flanneld talks to the apiserver there, not through the Service address, which
+          # only works once kube-proxy runs (before that, its packets would leave the node).
+          command:
+            - /bin/sh
+            - -c
+            - >-
+              export KUBERNETES_SERVICE_HOST="${CONTROL_PLANE_ENDPOINT%:*}"
+              KUBERNETES_SERVICE_PORT="${CONTROL_PLANE_ENDPOINT##*:}";
+              exec /opt/bin/flanneld --ip-masq --kube-subnet-mgr --healthz-port=8081
           readinessProbe:
             httpGet: {path: /healthz, port: 8081}
             periodSeconds: 5

@@ -12,6 +12,7 @@ from kubetee.kindcluster.docker import (
     WRAPPER_RUNTIME,
     Docker,
     bounding_capabilities,
+    check_inotify,
     check_privileged_runtime,
     engine_error,
     has_sys_resource,
@@ -92,3 +93,14 @@ def test_check_engine_reports_what_docker_said(
 
     with pytest.raises(ClusterError, match="does not answer 'docker info'"):
         Docker(answer).check_engine(capabilities=ALL_CAPS)
+
+
+def test_low_inotify_limits_are_refused_with_the_sysctl_to_run(tmp_path: Path) -> None:
+    (tmp_path / "max_user_instances").write_text("128\n")
+    (tmp_path / "max_user_watches").write_text("524288\n")
+    with pytest.raises(ClusterError, match="max_user_instances=128") as info:
+        check_inotify(tmp_path)
+    assert "sysctl -w fs.inotify.max_user_instances=512" in str(info.value)
+    assert "max_user_watches" not in str(info.value)
+    (tmp_path / "max_user_instances").write_text("8192\n")
+    check_inotify(tmp_path)

@@ -88,6 +88,13 @@ def test_flannel_manifest_fills_in_the_pod_subnet_and_uses_the_built_image() -> 
     pod = daemonset["spec"]["template"]["spec"]
     images = {c["image"] for c in pod["containers"] + pod["initContainers"]}
     assert images == {nodefiles.FLANNEL_IMAGE}
+    # kind adds CONTROL_PLANE_ENDPOINT to the first container; flanneld must use it, so it
+    # never needs the Service address before kube-proxy has programmed it
+    assert "would you kindly patch this file" in text
+    flanneld = pod["containers"][0]
+    assert "exec /opt/bin/flanneld" in flanneld["command"][-1]
+    assert 'KUBERNETES_SERVICE_HOST="${CONTROL_PLANE_ENDPOINT%:*}"' in flanneld["command"][-1]
+    assert isinstance(flanneld["env"], list)  # kind's patch appends to it
 
 
 def test_node_dockerfile_is_valid_after_formatting() -> None:
