@@ -204,8 +204,11 @@ def local_replaces(go_mod: str, sibling_version: str) -> list[str]:
 class Progress:
     """Prints what is being built and the elapsed time while a step runs."""
 
-    def __init__(self, label: str, out: TextIO, interval: float = 15.0) -> None:
+    def __init__(
+        self, label: str, out: TextIO, interval: float = 15.0, activity: str = "still building"
+    ) -> None:
         self._label = label
+        self._activity = activity
         self._out = out
         self._interval = interval
         self._start = time.monotonic()
@@ -229,7 +232,7 @@ class Progress:
     def _run(self) -> None:
         while not self._done.wait(self._interval):
             self._out.write(
-                f"  {self._label}: still building, {format_duration(self.elapsed)} elapsed\n"
+                f"  {self._label}: {self._activity}, {format_duration(self.elapsed)} elapsed\n"
             )
             self._out.flush()
 

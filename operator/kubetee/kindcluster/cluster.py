@@ -164,7 +164,11 @@ class KindCluster:
             "--retain",
         ]
         try:
-            with Progress(f"creating kind cluster '{self.name}' from {image}", self._out):
+            with Progress(
+                f"creating kind cluster '{self.name}' from {image}",
+                self._out,
+                activity="still creating",
+            ):
                 self._step("create", args, "kind could not create the cluster")
         except ClusterError:
             logs = self.paths.log_dir / "kind-export"
@@ -183,7 +187,7 @@ class KindCluster:
 
     def _wait_ready(self) -> None:
         kubectl = [str(self.kubectl), "--kubeconfig", str(self.paths.kubeconfig)]
-        with Progress("waiting for every node to be Ready", self._out):
+        with Progress("waiting for every node to be Ready", self._out, activity="still waiting"):
             self._step(
                 "wait-nodes",
                 [*kubectl, "wait", "--for=condition=Ready", "nodes", "--all", "--timeout=300s"],
@@ -194,7 +198,9 @@ class KindCluster:
             ("kube-system", "kube-proxy"),
             ("kube-flannel", "kube-flannel-ds"),
         ):
-            with Progress(f"waiting for {daemonset} on every node", self._out):
+            with Progress(
+                f"waiting for {daemonset} on every node", self._out, activity="still waiting"
+            ):
                 self._step(
                     f"wait-{daemonset}",
                     [
@@ -209,7 +215,7 @@ class KindCluster:
                     f"{daemonset} did not run on every node: look at "
                     f"'kubectl -n {namespace} logs daemonset/{daemonset}'",
                 )
-        with Progress("waiting for CoreDNS", self._out):
+        with Progress("waiting for CoreDNS", self._out, activity="still waiting"):
             self._step(
                 "wait-coredns",
                 [

@@ -156,6 +156,9 @@ class NodeImageBuilder:
         base = self._timed("base image", lambda: self._base_image(rootfs))
         images_tar = self._timed("component images", lambda: self._component_images(base, pause))
         self._timed("node image", lambda: self._node_image(ref, base, images_tar))
+        # Both are inside the node image now; the component images stay in Docker.
+        images_tar.unlink()
+        shutil.rmtree(self._root / "build", ignore_errors=True)
         self._out.write(
             f"Node image {ref} built in {format_duration(time.monotonic() - started)}:\n"
         )
