@@ -6,7 +6,8 @@
 #
 # - Debian's docker.io (dockerd, containerd, runc), debootstrap (the kind node image
 #   and the Python base image are built from Debian packages, nothing is pulled from
-#   an image registry) and jq (used by the runc wrapper below).
+#   an image registry), jq (used by the runc wrapper below), gcc and libc6-dev (the
+#   pause container and flanneld have C parts).
 # - Where CAP_SYS_RESOURCE is missing from the capability bounding set (as in these
 #   VMs), `docker run --privileged` (every kind node) fails with "unable to apply
 #   caps": dockerd asks for every capability it knows. A small runc wrapper, made
@@ -36,7 +37,7 @@ command -v apt-get >/dev/null 2>&1 ||
 
 # --- packages ---------------------------------------------------------------------
 missing=""
-for pkg in docker.io debootstrap jq; do
+for pkg in docker.io debootstrap jq gcc libc6-dev; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

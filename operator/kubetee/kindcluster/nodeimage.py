@@ -145,11 +145,13 @@ class NodeImageBuilder:
         if allow_pull and self._docker.try_pull(OFFICIAL_NODE_IMAGE):
             self._out.write(f"Using the official node image {OFFICIAL_NODE_IMAGE} (pulled).\n")
             return OFFICIAL_NODE_IMAGE
+        why = "no image registry reachable" if allow_pull else "as asked"
         self._out.write(
-            f"Building the kind node image {ref} offline (no image registry reachable); "
+            f"Building the kind node image {ref} offline ({why}); "
             f"logs in {self._builder.log_dir}.\n"
         )
         started = time.monotonic()
+        self._root.mkdir(parents=True, exist_ok=True)
         self._timed("Go binaries", lambda: self._builder.ensure(NODE_IMAGE_COMPONENTS))
         pause = self._timed("pause (C)", self._pause)
         rootfs = self._timed("root file system (debootstrap)", self._rootfs)
