@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 CLUSTER ?= default
 NODES ?= 3
 
-.PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down clean
+.PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down clean \
+	docker-engine kind-build kind-up kind-down test-kind
 
 help:
 	@echo "make demo   - bring up the local cluster and run the KubeTEE demo"
@@ -35,10 +36,10 @@ test-unit: venv
 	$(BIN)/pytest -m "not e2e"
 
 test-e2e: venv binaries
-	$(BIN)/pytest -m e2e
+	$(BIN)/pytest -m "e2e and not kind"
 
 test: venv binaries lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not kind"  # the kind suite: make test-kind
 
 demo: venv binaries
 	$(BIN)/kubetee demo --cluster $(CLUSTER) --nodes $(NODES)
@@ -48,6 +49,23 @@ cluster-up: venv binaries
 
 cluster-down: venv
 	$(BIN)/kubetee cluster --name $(CLUSTER) down
+
+# A kind cluster (real kubelets and containers) built offline: docs/kind-cluster.md.
+# The Docker engine setup installs Debian packages and starts dockerd: it needs root.
+docker-engine:
+	sh deploy/kind/setup-docker-engine.sh
+
+kind-build: venv binaries docker-engine
+	$(BIN)/kubetee kind build
+
+kind-up: venv binaries docker-engine
+	$(BIN)/kubetee kind up
+
+kind-down: venv
+	$(BIN)/kubetee kind down
+
+test-kind: kind-up
+	$(BIN)/pytest -m kind
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
