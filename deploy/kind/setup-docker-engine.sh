@@ -167,6 +167,28 @@ until docker info >/dev/null 2>&1; do
 	sleep 1
 done
 
+# --- egress guard ---------------------------------------------------------------------
+# Containers (kind nodes and their pods) may talk to each other and to this machine, never
+# to another address: packets a Service address sends out before kube-proxy programs it,
+# or a pod reaching for the internet, would otherwise leave through the default route.
+# Forwarding from a docker bridge to anything but a docker bridge is dropped (DOCKER-USER
+# is docker's chain for the administrator's rules; it survives dockerd restarts).
+guard_egress() {
+	tool=$1
+	command -v "$tool" >/dev/null 2>&1 || return 0
+	"$tool" -S DOCKER-USER >/dev/null 2>&1 || "$tool" -N DOCKER-USER 2>/dev/null || return 0
+	for bridge in 'br-+' docker0; do
+		rule="-i $bridge ! -o br-+ -j DROP"
+		if [ "$bridge" = docker0 ]; then rule="-i docker0 ! -o docker0 -j DROP"; fi
+		# shellcheck disable=SC2086 # the rule is a list of words
+		"$tool" -C DOCKER-USER $rule 2>/dev/null || "$tool" -I DOCKER-USER $rule ||
+			fail "$tool could not add the egress guard to DOCKER-USER ($rule)"
+	done
+}
+guard_egress iptables
+guard_egress ip6tables
+say "egress guard: containers reach only containers and this machine (iptables DOCKER-USER)"
+
 if [ -n "$runtime_path" ]; then
 	default_runtime=$(docker info --format '{{.DefaultRuntime}}')
 	[ "$default_runtime" = "$RUNTIME_NAME" ] ||
