@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,16 @@ class AttestationService:
     ca: Path
     logs: list[Path]
     namespace: str
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def pause(self) -> None:
+        """Freeze every replica (SIGSTOP): connections are accepted by no one in time."""
+        for process in self.processes:
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGCONT)
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -95,12 +105,13 @@ def attestation_service(
             )  # fmt: skip
         urls.append(f"https://127.0.0.1:{port}")
         logs.append(log)
-    service = AttestationService(urls, tls.ca, logs, namespace)
+    service = AttestationService(urls, tls.ca, logs, namespace, processes)
     try:
         for url, process in zip(urls, processes, strict=True):
             _wait_healthy(url, service.context(), process, service)
         yield service
     finally:
+        service.resume()
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
@@ -137,6 +148,7 @@ class AttestingOperator(OperatorProcess):
             "KUBETEE_ATTESTATION_URL": self.service.urls[0],
             "KUBETEE_ATTESTATION_CA": str(self.service.ca),
             "KUBETEE_ATTESTATION_SWEEP_SECONDS": "1",
+            "KUBETEE_ATTESTATION_PROBE_SECONDS": "1",
             "KUBETEE_REATTEST_GRACE_SECONDS": str(GRACE_SECONDS),
         }
         saved = {name: os.environ.get(name) for name in extra}

@@ -34,6 +34,7 @@ from kubetee.controller.ecstatus import (
     compute_status,
 )
 from kubetee.controller.names import EC_PLURAL, SPEC_HASH_ANNOTATION
+from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import ResourceView
 from kubetee.k8s.errors import ApiRefusedError
@@ -69,6 +70,7 @@ class EnclaveContainerReconciler:
         *,
         pool_free: Callable[[str], accounting.FreeEPC | None],
         requeue: Callable[[ObjectKey], None],
+        attestation: Callable[[], ServiceHealth] = lambda: REACHABLE,
         clock: Clock = utcnow,
     ) -> None:
         self._caches = caches
@@ -76,6 +78,7 @@ class EnclaveContainerReconciler:
         self._defaults = defaults
         self._pool_free = pool_free
         self._requeue = requeue
+        self._attestation = attestation
         self._clock = clock
         # What this process wrote last, by key: (uid, value). The caches catch up a
         # moment later; these keep a quick second event from writing it again.
@@ -206,6 +209,7 @@ class EnclaveContainerReconciler:
             pods=pods,
             deployment=one(self._caches.deployments, key),
             free=self._free(placement) if needs_free else accounting.FreeEPC(0, 0, 0, 0),
+            attestation=self._attestation(),
         )
         written = self._written.get(key)
         previous = (
@@ -223,9 +227,14 @@ class EnclaveContainerReconciler:
             EC_PLURAL, view.namespace, view.name, status.model_dump(mode="json")
         )
         self._written[key] = (view.uid, status)
+        warned: set[str] = set()
         for condition in transitions(previous.conditions, status.conditions):
             if condition.reason in WARNING_REASONS:
-                await self._event(view, "Warning", condition.reason, condition.message)
+                # Conditions that share a cause (Ready blocked by what blocks Attested)
+                # make one Warning, with the message of the first.
+                if condition.reason not in warned:
+                    warned.add(condition.reason)
+                    await self._event(view, "Warning", condition.reason, condition.message)
             elif condition.type == READY and condition.status == "True":
                 # Ready implies Scheduled and Attested: one Event says all three.
                 await self._event(view, "Normal", condition.reason, condition.message)

@@ -5,6 +5,8 @@ kopf has no conversion webhooks, so changes to this version stay additive.
 
 from kubetee.api.v1alpha1.enclavecontainer import (
     AttestationSpec,
+    AttestationStatus,
+    AttestedEnclave,
     ConfigMapKeyRef,
     EnclaveContainerSpec,
     EnclaveContainerStatus,
@@ -34,6 +36,8 @@ __all__ = [
     "GROUP",
     "VERSION",
     "AttestationSpec",
+    "AttestationStatus",
+    "AttestedEnclave",
     "ConfigMapKeyRef",
     "EPCPoolSpec",
     "EPCPoolStatus",
