@@ -89,19 +89,25 @@ def test_a_policy_change_replaces_replicas_within_the_disruption_budget(
 ) -> None:
     _create_secret(api, namespace)
     name = "budget"
-    _apply_ec(api, namespace, name, _spec({"minIsvSvn": 3}, replicas=3))
+    disruption = {"disruption": {"maxUnavailable": 1}}
+    _apply_ec(api, namespace, name, {**_spec({"minIsvSvn": 3}, replicas=3), **disruption})
     _wait_attested(api, namespace, name, 3, operator=attesting_operator, what="3 attested")
-    client.PolicyV1Api(cluster.api).create_namespaced_pod_disruption_budget(
-        namespace,
-        {
-            "metadata": {"name": name},
-            "spec": {"minAvailable": 2, "selector": {"matchLabels": {EC_LABEL: name}}},
-        },
+    policy = client.PolicyV1Api(cluster.api)
+    budget = wait(
+        "the operator's PodDisruptionBudget",
+        lambda: next(iter(policy.list_namespaced_pod_disruption_budget(namespace).items), None),
+        operator=attesting_operator,
     )
+    assert budget.metadata.name == name
+    assert budget.spec.max_unavailable == 1
+    assert budget.spec.selector.match_labels == {EC_LABEL: name}
+    assert budget.metadata.owner_references[0].kind == "EnclaveContainer"
     wait("all 3 serving", lambda: _serving(api, namespace, name) == 3 or None, timeout=60)
 
     with ServingWatch(api, namespace, name) as watch:
-        _apply_ec(api, namespace, name, _spec({"minIsvSvn": 4}, replicas=3, isvSvn=4))
+        _apply_ec(
+            api, namespace, name, {**_spec({"minIsvSvn": 4}, replicas=3, isvSvn=4), **disruption}
+        )
         wait(
             "3 replicas attested at isvSvn 4",
             lambda: (
@@ -115,7 +121,7 @@ def test_a_policy_change_replaces_replicas_within_the_disruption_budget(
             operator=attesting_operator,
         )
     assert watch.fewest is not None
-    assert watch.fewest >= 2, f"serving replicas fell to {watch.fewest} (PDB minAvailable 2)"
+    assert watch.fewest >= 2, f"serving replicas fell to {watch.fewest} (maxUnavailable 1)"
 
     # kubectl describe shows what is pinned and what the replicas proved.
     described = cluster.kubectl("describe", "ec", name, "-n", namespace).stdout
@@ -130,6 +136,14 @@ def test_a_policy_change_replaces_replicas_within_the_disruption_budget(
     assert [(e["isvSvn"], e["replicas"], e["mrsigner"]) for e in enclaves] == [
         (4, 3, SIMULATION_MRSIGNER)
     ]
+
+    # Without spec.disruption the operator's budget goes.
+    _apply_ec(api, namespace, name, _spec({"minIsvSvn": 4}, replicas=3, isvSvn=4))
+    wait(
+        "the PodDisruptionBudget deleted",
+        lambda: not policy.list_namespaced_pod_disruption_budget(namespace).items or None,
+        operator=attesting_operator,
+    )
 
 
 @pytest.mark.usefixtures("free_nodes")

@@ -229,6 +229,29 @@ def deployment_view(body: Body) -> DeploymentView:
 
 
 @dataclass(frozen=True, slots=True)
+class DisruptionBudgetView:
+    """The owned PodDisruptionBudget of an EnclaveContainer, as last seen."""
+
+    namespace: str
+    name: str
+    controller_uid: str
+    spec_hash: str
+
+
+def disruption_budget_view(body: Body) -> DisruptionBudgetView:
+    metadata = body["metadata"]
+    controller: Mapping[str, Any] = next(
+        (ref for ref in metadata.get("ownerReferences") or () if ref.get("controller")), {}
+    )
+    return DisruptionBudgetView(
+        namespace=metadata.get("namespace", ""),
+        name=metadata["name"],
+        controller_uid=controller.get("uid", ""),
+        spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION, ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ResourceView:
     """A KubeTEE custom resource: identity, raw spec (validated later) and stored status."""
 

@@ -26,6 +26,7 @@ from kubetee.api.validation import describe
 from kubetee.controller import accounting
 from kubetee.controller.conditions import transitions
 from kubetee.controller.deployment import Owner, Placement, build_deployment
+from kubetee.controller.disruption import build_disruption_budget
 from kubetee.controller.ecstatus import (
     READY,
     WARNING_REASONS,
@@ -85,6 +86,7 @@ class EnclaveContainerReconciler:
         self._applied: dict[ObjectKey, tuple[str, str]] = {}
         self._refused: dict[ObjectKey, tuple[str, str, str]] = {}
         self._written: dict[ObjectKey, tuple[str, EnclaveContainerStatus]] = {}
+        self._budgets: dict[ObjectKey, tuple[str, str]] = {}
 
     def deployment_deleted(self, key: ObjectKey) -> None:
         """Forget the applied hash: the next run must create the Deployment again."""
@@ -93,7 +95,7 @@ class EnclaveContainerReconciler:
     async def reconcile(self, key: ObjectKey) -> None:
         view = one(self._caches.enclave_containers, key)
         if view is None:
-            for memory in (self._applied, self._refused, self._written):
+            for memory in (self._applied, self._refused, self._written, self._budgets):
                 memory.pop(key, None)
             operator_metrics().forget_enclave_container(*key)
             return
@@ -104,6 +106,7 @@ class EnclaveContainerReconciler:
         if spec is not None and blocker is None:
             placement, blocker = self._placement(spec)
         if spec is not None and placement is not None and blocker is None:
+            await self._sync_disruption_budget(key, view, spec)
             applied, blocker = await self._apply(key, view, spec, placement)
             if applied:
                 # Its pods do not exist yet: their events (or this) bring the status.
@@ -180,6 +183,32 @@ class EnclaveContainerReconciler:
                 "EPC): rolling the replicas",
             )
         return True, None
+
+    async def _sync_disruption_budget(
+        self, key: ObjectKey, view: ResourceView, spec: EnclaveContainerSpec
+    ) -> None:
+        """Apply the PodDisruptionBudget spec.disruption asks for; delete ours if none."""
+        existing = one(self._caches.disruption_budgets, key)
+        if existing is not None and existing.controller_uid != view.uid:
+            return  # someone else's budget of that name: it still holds, leave it
+        manifest = build_disruption_budget(Owner(view.namespace, view.name, view.uid), spec)
+        if manifest is None:
+            if existing is not None:
+                await self._writer.delete_disruption_budget(view.namespace, view.name)
+            self._budgets.pop(key, None)
+            return
+        digest = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        if (existing is not None and existing.spec_hash == digest) or self._budgets.get(key) == (
+            view.uid,
+            digest,
+        ):
+            return
+        await self._writer.apply_disruption_budget(manifest)
+        self._budgets[key] = (view.uid, digest)
+
+    def disruption_budget_deleted(self, key: ObjectKey) -> None:
+        """Forget the applied budget: the next run must create it again if wanted."""
+        self._budgets.pop(key, None)
 
     def _free(self, placement: Placement | None) -> accounting.FreeEPC:
         if placement is not None and placement.pool:

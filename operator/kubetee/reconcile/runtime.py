@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from kubetee.controller.service_health import ServiceHealth
 from kubetee.controller.sidecar import RuntimeSettings
-from kubetee.controller.views import DeploymentView, NodeView, PodView, ResourceView
+from kubetee.controller.views import (
+    DeploymentView,
+    DisruptionBudgetView,
+    NodeView,
+    PodView,
+    ResourceView,
+)
 from kubetee.k8s.writes import Writer
 from kubetee.reconcile.caches import Caches, ObjectKey
 from kubetee.reconcile.enclavecontainers import Defaults, EnclaveContainerReconciler
@@ -118,6 +124,13 @@ class OperatorRuntime:
         self._deployment_generations[key] = deployment.generation
         if changed or deployment.replica_failure:
             self.ec_queue.add(key)
+
+    def disruption_budget_changed(self, budget: DisruptionBudgetView, deleted: bool) -> None:
+        """An owned PodDisruptionBudget changed: put back what its EnclaveContainer asks."""
+        key = (budget.namespace, budget.name)
+        if deleted:
+            self.enclave_containers.disruption_budget_deleted(key)
+        self.ec_queue.add(key)
 
     def node_changed(self, node: NodeView) -> None:
         del node  # any node may join or leave any pool by its labels

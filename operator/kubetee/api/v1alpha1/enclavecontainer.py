@@ -229,6 +229,18 @@ class AttestationSpec(ApiModel):
     )
 
 
+class DisruptionSpec(ApiModel):
+    """A PodDisruptionBudget the operator keeps over the replicas."""
+
+    max_unavailable: int = Field(
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Most replicas that voluntary disruptions may take down at once: node "
+        "drains, evictions, and the operator's own replacements after a policy change. "
+        "0 blocks every eviction (a drain waits until it is raised).",
+    )
+
+
 class TemplateMetadata(ApiModel):
     """Labels and annotations copied onto every replica's pod."""
 
@@ -335,6 +347,12 @@ class EnclaveContainerSpec(ApiModel):
         default_factory=AttestationSpec,
         description="Attestation each replica must pass before it is Ready and gets its "
         "secrets. Its policy must pin the enclave: mrenclave, mrsigner or both.",
+    )
+    disruption: DisruptionSpec | None = Field(
+        default=None,
+        description="Keep a PodDisruptionBudget of the same name over the replicas. "
+        "Unset: none (BinPack may place every replica on one node, which one drain "
+        "then empties).",
     )
     secrets: list[SecretDelivery] = Field(
         default_factory=list,
