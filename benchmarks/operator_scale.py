@@ -39,6 +39,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from enclave_runtime.runtime.enclave import load_signer
 from kubetee.api.v1alpha1 import EnclaveContainerSpec, EPCPoolSpec
 from kubetee.cluster.toolchain import binary_path
 from kubetee.controller.deployment import Owner, Placement, build_deployment
@@ -56,12 +57,17 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+# Every EnclaveContainer pins its enclave: here the simulation signer's MRSIGNER.
+SIMULATION_MRSIGNER = load_signer(None).mrsigner.hex()
+
+
 def ec_spec() -> dict[str, Any]:
     return {
         "replicas": 1,
         "epc": "64Mi",
         "poolRef": {"name": POOL},
         "template": {"spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}},
+        "attestation": {"policy": {"mrsigner": [SIMULATION_MRSIGNER]}},
     }
 
 

@@ -47,6 +47,14 @@ class OperatorSettings(BaseSettings):
         description="PEM CA bundle of the attestation service's TLS certificate, passed "
         "inline to every runtime.",
     )
+    attestation_probe_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds between probes of the attestation service's /healthz; while "
+        "it cannot be reached the status says AttestationUnavailable and no replica is "
+        "replaced.",
+    )
     liveness_endpoint: str | None = Field(
         default=None,
         description="URL kopf serves the liveness probe on, e.g. http://0.0.0.0:8080/healthz.",

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,16 @@ class AttestationService:
     logs: list[Path]
     namespace: str
     metrics_url: str = ""  # replica a's /metrics
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def pause(self) -> None:
+        """Freeze every replica (SIGSTOP): connections are accepted by no one in time."""
+        for process in self.processes:
+            process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for process in self.processes:
+            process.send_signal(signal.SIGCONT)
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -67,7 +77,8 @@ def attestation_service(
     tls = generate(workdir / "tls", ["127.0.0.1", "localhost"])
     key = workdir / "session.key"
     key.write_text(secrets.token_urlsafe(48))
-    namespace = f"kubetee-kbs-{os.getpid()}"
+    # Unique per module: an earlier module's namespace may still be terminating.
+    namespace = f"kubetee-kbs-{os.getpid()}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(cluster.api)
     try:
         core.create_namespace({"metadata": {"name": namespace}})
@@ -104,13 +115,14 @@ def attestation_service(
         urls.append(f"https://127.0.0.1:{port}")
         logs.append(log)
     service = AttestationService(
-        urls, tls.ca, logs, namespace, f"http://127.0.0.1:{metrics_port}/metrics"
+        urls, tls.ca, logs, namespace, f"http://127.0.0.1:{metrics_port}/metrics", processes
     )
     try:
         for url, process in zip(urls, processes, strict=True):
             _wait_healthy(url, service.context(), process, service)
         yield service
     finally:
+        service.resume()
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
@@ -147,6 +159,7 @@ class AttestingOperator(OperatorProcess):
             "KUBETEE_ATTESTATION_URL": self.service.urls[0],
             "KUBETEE_ATTESTATION_CA": str(self.service.ca),
             "KUBETEE_ATTESTATION_SWEEP_SECONDS": "1",
+            "KUBETEE_ATTESTATION_PROBE_SECONDS": "1",
             "KUBETEE_REATTEST_GRACE_SECONDS": str(GRACE_SECONDS),
         }
         saved = {name: os.environ.get(name) for name in extra}

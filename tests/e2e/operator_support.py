@@ -20,6 +20,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from enclave_runtime.runtime.enclave import load_signer
 from tests.e2e.conftest import REPO_ROOT, E2ECluster
 
 T = TypeVar("T")
@@ -171,9 +172,18 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
+# Every replica's enclave is signed with KubeTEE's simulation key (no KUBETEE_SIGNER_KEY):
+# pinning its MRSIGNER, as every EnclaveContainer must pin something, admits them all.
+SIMULATION_MRSIGNER = load_signer(None).mrsigner.hex()
+PINNED_POLICY: dict[str, Any] = {"policy": {"mrsigner": [SIMULATION_MRSIGNER]}}
+
+
 def enclave_container(
     name: str, replicas: int, epc: str = "64Mi", pool: str | None = None, **spec: Any
 ) -> dict[str, Any]:
+    """An EnclaveContainer whose policy pins the simulation signer unless ``attestation``
+    is given."""
+    spec.setdefault("attestation", PINNED_POLICY)
     body: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "EnclaveContainer",

@@ -57,7 +57,14 @@ from tests.e2e.attestation_support import (
     pod_dir,
 )
 from tests.e2e.conftest import E2ECluster
-from tests.e2e.operator_support import Api, api, condition, free_nodes, wait_for
+from tests.e2e.operator_support import (
+    SIMULATION_MRSIGNER,
+    Api,
+    api,
+    condition,
+    free_nodes,
+    wait_for,
+)
 from tests.stock_kbs_client import StockClientError, StockKbsClient, config_id, initdata_toml
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +86,8 @@ def _spec(policy: dict[str, Any] | None = None, replicas: int = 1, **enclave: An
         "epc": "16Mi",
         "template": {"spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}},
         "enclave": {**ENCLAVE, **enclave},
-        "attestation": {"policy": policy or {}},
+        # Every policy pins the enclave; the simulation signer admits any of these tests'.
+        "attestation": {"policy": {"mrsigner": [SIMULATION_MRSIGNER], **(policy or {})}},
         "secrets": [
             {
                 "name": "db",

@@ -257,6 +257,16 @@ def test_invalid_objects_are_refused_by_the_apiserver_with_a_readable_message(
     heap = enclave_container("heap", 1, epc="64Mi", enclave={"heapSize": "128Mi"})
     assert "enclave.heapSize must fit in epc" in _refusal(cluster, namespace, heap)
 
+    # A policy that pins no enclave identity would hand the secrets to any enclave.
+    for unpinned in (
+        enclave_container("unpinned", 1, attestation={}),
+        enclave_container("unpinned", 1, attestation={"policy": {"minIsvSvn": 0}}),
+        enclave_container("unpinned", 1, attestation={"policy": {"mrenclave": [], "mrsigner": []}}),
+    ):
+        msg = _refusal(cluster, namespace, unpinned)
+        assert "attestation.policy pins no enclave identity" in msg
+        assert "set attestation.policy.mrenclave or attestation.policy.mrsigner" in msg
+
 
 def test_what_the_schema_cannot_catch_becomes_a_condition_not_a_crash_loop(
     cluster: E2ECluster, api: Api, operator: OperatorProcess, namespace: str

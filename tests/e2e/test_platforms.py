@@ -36,7 +36,7 @@ from tests.e2e.attestation_support import (
     node_quoting_socket,
 )
 from tests.e2e.conftest import E2ECluster
-from tests.e2e.operator_support import install_crds
+from tests.e2e.operator_support import SIMULATION_MRSIGNER, install_crds
 from tests.e2e.test_attestation import ENCLAVE, Session
 
 pytestmark = pytest.mark.e2e
@@ -226,7 +226,7 @@ def test_two_fmspcs_and_both_pck_cas_attest_and_quotes_stay_on_their_node(
         "epc": "16Mi",
         "template": {"spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}},
         "enclave": ENCLAVE,
-        "attestation": {"policy": {}},
+        "attestation": {"policy": {"mrsigner": [SIMULATION_MRSIGNER]}},
     }
     client.CustomObjectsApi(cluster.api).create_namespaced_custom_object(
         "kubetee.io",

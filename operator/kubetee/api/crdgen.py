@@ -81,6 +81,12 @@ ENCLAVE_CONTAINER = CustomResource(
         {"name": "Pool", "type": "string", "jsonPath": ".spec.poolRef.name"},
         _ready_column("Scheduled", "Scheduled"),
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        {
+            "name": "Pinned",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".status.attestation.pinned",
+        },
     ],
     scale={
         "specReplicasPath": ".spec.replicas",

@@ -6,7 +6,7 @@ its field descriptions become ``kubectl explain`` text.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
@@ -33,18 +33,38 @@ def _default_accepted_tcb_statuses() -> list[AcceptableTcbStatus]:
     return ["UpToDate", "SWHardeningNeeded"]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """Leave an unset pin unset in stored objects: a defaulted ``[]`` reads in
+    ``kubectl describe`` as a blank value, as if something were pinned."""
+    schema.pop("default", None)
+
+
+# What a policy must pin, in the words of the EnclaveContainer's validation.
+PIN_REQUIRED_MESSAGE = (
+    "attestation.policy pins no enclave identity: set attestation.policy.mrenclave or "
+    "attestation.policy.mrsigner (or both), 64 hex digits each; without a pin any "
+    "enclave would receive the secrets"
+)
+
+
 class AttestationPolicy(ApiModel):
     """Which enclaves, on which platforms, may receive the workload's secrets."""
 
     mrenclave: list[Sha256Hex] = Field(
         default_factory=list,
+        max_length=64,
         description="Accepted enclave measurements (MRENCLAVE), 64 hex digits each. "
-        "Empty accepts any measurement.",
+        "An EnclaveContainer pins at least one of mrenclave and mrsigner; unset accepts "
+        "any measurement from a pinned signer.",
+        json_schema_extra=_no_default,
     )
     mrsigner: list[Sha256Hex] = Field(
         default_factory=list,
+        max_length=64,
         description="Accepted enclave signers (MRSIGNER: SHA-256 of the signer's RSA "
-        "modulus), 64 hex digits each. Empty accepts any signer.",
+        "modulus), 64 hex digits each. An EnclaveContainer pins at least one of mrenclave "
+        "and mrsigner; unset accepts any signer of a pinned measurement.",
+        json_schema_extra=_no_default,
     )
     isv_prod_id: int | None = Field(
         default=None,
@@ -75,6 +95,11 @@ class AttestationPolicy(ApiModel):
         "affected by. Unset accepts any advisory; a list requires every advisory of the "
         "platform to be in it.",
     )
+
+    @property
+    def pins_identity(self) -> bool:
+        """Whether the policy names the enclave (MRENCLAVE or MRSIGNER) it accepts."""
+        return bool(self.mrenclave or self.mrsigner)
 
 
 def apply_policy(verified: VerifiedQuote, policy: AttestationPolicy) -> None:

@@ -5,20 +5,22 @@ the hash of the policy it was judged by and until when that holds. The operator 
 the replicas and decides, with :func:`decide`:
 
 * attested under an older policy whose last attested claims (annotation
-  ``kubetee.io/attested-claims``) the new policy refuses: **replace** it at once, with
-  the policy's reason (``IsvSvnTooLow``, ``MeasurementMismatch``, ...);
+  ``kubetee.io/attested-claims``) the new policy refuses: **replace** it, with the
+  policy's reason (``IsvSvnTooLow``, ``MeasurementMismatch``, ...);
 * attested under an older policy, not yet asked: **request re-attestation** (annotation
   ``kubetee.io/reattest-requested: <policy>@<time>``, which the runtime sees);
-* asked, and still not attested under the current policy after the grace period:
-  **replace** it (condition False with reason ``ReattestationFailed``, Event, pod
-  deleted so its Deployment creates a fresh one);
+* asked, and still not attested under the current policy after the grace period
+  (counted while the attestation service is reachable): **replace** it (condition
+  False with reason ``ReattestationFailed``, Event, pod evicted so its Deployment
+  creates a fresh one);
 * attested, but the attestation's validity has passed (the runtime stopped
   re-attesting, or was refused): **withdraw** the condition (``AttestationExpired``);
 * marked attested without the service's annotations (KWOK's default pod stage sets
   every readiness gate True): **withdraw** it (``NotAttested``).
 
 Only these facts move a replica out of attestation; a refused request to the service
-never does, since anyone can name any pod there.
+never does, since anyone can name any pod there. How many replicas are replaced at a
+time, and whether at all, is :mod:`kubetee.controller.replacement`'s decision.
 """
 
 from __future__ import annotations
@@ -139,8 +141,15 @@ def decide(
     policy_hash: str,
     now: datetime,
     grace_seconds: float,
+    *,
+    reachable_since: datetime | None = None,
 ) -> Action | None:
-    """What to do about one replica now, if anything."""
+    """What to do about one replica now, if anything.
+
+    ``reachable_since``: when the attestation service last became reachable; the grace
+    to re-attest runs from then at the earliest (a replica cannot re-attest while the
+    service is down).
+    """
     if replica.deleting or replica.status != "True":
         return None
     if not replica.attested_policy:
@@ -152,7 +161,9 @@ def decide(
             f"pod {replica.name} is marked attested but the attestation service never attested it",
         )
     if replica.attested_policy != policy_hash:
-        return _after_policy_change(replica, policy, policy_hash, now, grace_seconds)
+        return _after_policy_change(
+            replica, policy, policy_hash, now, grace_seconds, reachable_since=reachable_since
+        )
     if replica.attested_until is not None and replica.attested_until <= now:
         return Action(
             "withdraw",
@@ -169,6 +180,8 @@ def _after_policy_change(
     policy_hash: str,
     now: datetime,
     grace_seconds: float,
+    *,
+    reachable_since: datetime | None,
 ) -> Action | None:
     refusal = _judge(replica.claims, policy, now) if replica.claims is not None else None
     if refusal is not None:
@@ -187,6 +200,8 @@ def _after_policy_change(
             "asked to attest again",
             request=f"{policy_hash}@{int(now.timestamp())}",
         )
+    if requested_at is not None and reachable_since is not None:
+        requested_at = max(requested_at, reachable_since)
     if requested_at is not None and (now - requested_at).total_seconds() >= grace_seconds:
         return Action(
             "replace",

@@ -129,6 +129,19 @@ def spec_hash(deployment_spec: Manifest) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def owner_reference(owner: Owner) -> Manifest:
+    """The controller reference of what the operator creates for an EnclaveContainer:
+    the garbage collector deletes it with the EnclaveContainer."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "EnclaveContainer",
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 def build_deployment(
     owner: Owner, spec: EnclaveContainerSpec, placement: Placement, runtime: RuntimeSettings
 ) -> Manifest:
@@ -153,16 +166,7 @@ def build_deployment(
             "namespace": owner.namespace,
             "labels": {**selector_labels(owner.name), MANAGED_BY_LABEL: "kubetee"},
             "annotations": {SPEC_HASH_ANNOTATION: spec_hash(deployment_spec)},
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "EnclaveContainer",
-                    "name": owner.name,
-                    "uid": owner.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+            "ownerReferences": [owner_reference(owner)],
         },
         "spec": deployment_spec,
     }

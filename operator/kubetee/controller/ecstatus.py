@@ -3,21 +3,32 @@
 Three conditions: ``Scheduled`` (every desired replica is bound to a node), ``Attested``
 (every replica's enclave passed attestation) and ``Ready``. When something blocks the
 replicas the reason says what: the spec (``InvalidSpec``), the pool (``PoolNotFound``),
-EPC (``InsufficientEPC``, with the free EPC of the pool in the message).
+EPC (``InsufficientEPC``, with the free EPC of the pool in the message), the attestation
+service (``AttestationUnavailable``, naming it). ``status.attestation`` says what the
+policy pins and which identities the attested replicas proved.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from kubetee.api.quantity import format_mebibytes
-from kubetee.api.v1alpha1 import EnclaveContainerSpec, EnclaveContainerStatus, EPCStatus
+from kubetee.api.v1alpha1 import (
+    AttestationStatus,
+    AttestedEnclave,
+    EnclaveContainerSpec,
+    EnclaveContainerStatus,
+    EPCStatus,
+)
+from kubetee.attestation.policy import AttestationPolicy
 from kubetee.controller.accounting import FreeEPC
 from kubetee.controller.conditions import Observed, merge_conditions
 from kubetee.controller.deployment import serialized_selector
 from kubetee.controller.names import ENCLAVE_RESOURCE, EPC_RESOURCE
+from kubetee.controller.service_health import ATTESTATION_UNAVAILABLE, REACHABLE, ServiceHealth
 from kubetee.controller.views import DeploymentView, PodView
 
 SCHEDULED = "Scheduled"
@@ -35,8 +46,11 @@ WARNING_REASONS = frozenset(
         "Unschedulable",
         "EPCQuotaExceeded",
         "ReplicaFailure",
+        ATTESTATION_UNAVAILABLE,
     }
 )
+# Hex digits of a pinned value shown in status.attestation.pinned (the spec has them all).
+_SHOWN_HEX = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +73,7 @@ class Observation:
     pods: Sequence[PodView]
     deployment: DeploymentView | None
     free: FreeEPC
+    attestation: ServiceHealth = field(default=REACHABLE)
 
 
 def _ready(pod: PodView) -> bool:
@@ -114,23 +129,66 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
     scheduled = _scheduling(obs, desired, live)
     attested = sum(1 for pod in live if pod.attested)
     ready = sum(1 for pod in live if _ready(pod))
-    attested_condition = (
-        Observed(ATTESTED, "True", "ReplicasAttested", f"{attested} of {desired} replicas attested")
-        if attested >= desired
-        else Observed(
-            ATTESTED, "False", "AttestationPending", f"{attested} of {desired} replicas attested"
+    service = obs.attestation
+    counted = f"{attested} of {desired} replicas attested"
+    if not service.reachable:
+        # Attested replicas stay attested until their attestation expires; whether they
+        # still would be is unknown while the service cannot be asked.
+        attested_condition = Observed(
+            ATTESTED,
+            "Unknown" if attested >= desired else "False",
+            ATTESTATION_UNAVAILABLE,
+            f"{counted}; {service.message}",
         )
-    )
+    elif attested >= desired:
+        attested_condition = Observed(ATTESTED, "True", "ReplicasAttested", counted)
+    else:
+        attested_condition = Observed(ATTESTED, "False", "AttestationPending", counted)
     ready_message = f"{ready} of {desired} replicas ready"
     if ready >= desired and len(live) == desired:
         ready_condition = Observed(READY, "True", "ReplicasReady", ready_message)
     elif scheduled.status == "False":
         ready_condition = Observed(READY, "False", scheduled.reason, ready_message)
     elif attested < desired:
-        ready_condition = Observed(READY, "False", "AttestationPending", ready_message)
+        ready_condition = Observed(READY, "False", attested_condition.reason, ready_message)
     else:
         ready_condition = Observed(READY, "False", "ReplicasNotReady", ready_message)
     return [scheduled, attested_condition, ready_condition]
+
+
+def _pinned(values: Sequence[str]) -> str:
+    if not values:
+        return "any"
+    shown = f"{values[0][:_SHOWN_HEX]}…"
+    return shown if len(values) == 1 else f"{shown} or {len(values) - 1} more"
+
+
+def pinned_summary(policy: AttestationPolicy) -> str:
+    """What the policy pins, e.g. ``MRENCLAVE f05a5d318f49c27e…, MRSIGNER any``."""
+    return f"MRENCLAVE {_pinned(policy.mrenclave)}, MRSIGNER {_pinned(policy.mrsigner)}"
+
+
+def attestation_status(
+    spec: EnclaveContainerSpec | None, live: Sequence[PodView]
+) -> AttestationStatus:
+    """The pinned identity and, per identity, how many attested replicas proved it."""
+    counts = Counter(pod.identity for pod in live if pod.attested and pod.identity is not None)
+    enclaves = [
+        AttestedEnclave(
+            mrenclave=identity.mrenclave,
+            mrsigner=identity.mrsigner,
+            isv_prod_id=identity.isv_prod_id,
+            isv_svn=identity.isv_svn,
+            replicas=count,
+        )
+        for identity, count in sorted(
+            counts.items(), key=lambda item: (-item[1], item[0].mrenclave, item[0].isv_svn)
+        )
+    ]
+    return AttestationStatus(
+        pinned=pinned_summary(spec.attestation.policy) if spec is not None else "",
+        enclaves=enclaves[:16],
+    )
 
 
 def compute_status(
@@ -154,6 +212,7 @@ def compute_status(
             requested=format_mebibytes(per_replica * wanted),
             allocated=format_mebibytes(sum(pod.epc_mib for pod in obs.pods if pod.holds_epc)),
         ),
+        attestation=attestation_status(obs.spec, live),
         conditions=merge_conditions(
             previous.conditions, _conditions(obs, desired, live), obs.generation, now
         ),

@@ -9,6 +9,7 @@ from kubetee.deviceplugin.constants import ENCLAVE_RESOURCE, EPC_RESOURCE
 
 __all__ = [
     "API_VERSION",
+    "ATTESTED_CLAIMS_ANNOTATION",
     "ATTESTED_CONDITION",
     "EC_LABEL",
     "ENCLAVE_RESOURCE",
@@ -30,6 +31,9 @@ MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 SPEC_HASH_ANNOTATION: Final = f"{GROUP}/spec-hash"
 # Pod condition set once the replica's enclave passed attestation (a readiness gate).
 ATTESTED_CONDITION: Final = f"{GROUP}/attested"
+# What the attestation service established when it attested a pod (JSON: mrenclave,
+# mrsigner, isvProdId, isvSvn, ...); the status reports the identities replicas proved.
+ATTESTED_CLAIMS_ANNOTATION: Final = f"{GROUP}/attested-claims"
 RUNTIME_CONTAINER: Final = "kubetee-runtime"
 FIELD_MANAGER: Final = "kubetee-operator"
 

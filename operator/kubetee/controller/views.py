@@ -6,11 +6,13 @@ the indexes hold little memory and the decisions never dig through raw dicts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubetee.controller.names import (
+    ATTESTED_CLAIMS_ANNOTATION,
     ATTESTED_CONDITION,
     EC_LABEL,
     ENCLAVE_RESOURCE,
@@ -101,6 +103,30 @@ def pod_request(spec: Mapping[str, Any], resource: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class EnclaveIdentity:
+    """The enclave identity a replica proved, from the attestation service's record."""
+
+    mrenclave: str
+    mrsigner: str
+    isv_prod_id: int
+    isv_svn: int
+
+
+def _attested_identity(annotations: Mapping[str, Any]) -> EnclaveIdentity | None:
+    """The identity in ``kubetee.io/attested-claims``; None when absent or unreadable."""
+    try:
+        claims = json.loads(annotations[ATTESTED_CLAIMS_ANNOTATION])
+        return EnclaveIdentity(
+            mrenclave=str(claims["mrenclave"]),
+            mrsigner=str(claims["mrsigner"]),
+            isv_prod_id=int(claims["isvProdId"]),
+            isv_svn=int(claims["isvSvn"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class PodView:
     """A pod: where it is bound, what EPC it holds, how far its replica got."""
 
@@ -117,6 +143,7 @@ class PodView:
     ready: bool
     attested: bool
     template_hash: str
+    identity: EnclaveIdentity | None = None
 
     @property
     def holds_epc(self) -> bool:
@@ -152,6 +179,7 @@ def pod_view(body: Body) -> PodView:
         ready=ready is not None and ready.get("status") == "True",
         attested=attested is not None and attested.get("status") == "True",
         template_hash=labels.get("pod-template-hash", ""),
+        identity=_attested_identity(metadata.get("annotations") or {}),
     )
 
 
@@ -169,6 +197,8 @@ class DeploymentView:
     replicas: int
     updated_replicas: int
     replica_failure: str
+    # The rolling update's budget as written (an integer or a percentage).
+    max_unavailable: int | str = 1
 
 
 def deployment_view(body: Body) -> DeploymentView:
@@ -178,6 +208,8 @@ def deployment_view(body: Body) -> DeploymentView:
         (ref for ref in metadata.get("ownerReferences") or () if ref.get("controller")), {}
     )
     failure = _condition(status.get("conditions"), "ReplicaFailure")
+    spec = body.get("spec") or {}
+    rolling = (spec.get("strategy") or {}).get("rollingUpdate") or {}
     return DeploymentView(
         namespace=metadata.get("namespace", ""),
         name=metadata["name"],
@@ -185,12 +217,37 @@ def deployment_view(body: Body) -> DeploymentView:
         spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION, ""),
         generation=int(metadata.get("generation") or 0),
         observed_generation=int(status.get("observedGeneration") or 0),
-        spec_replicas=int((body.get("spec") or {}).get("replicas", 1)),
+        spec_replicas=int(spec.get("replicas", 1)),
         replicas=int(status.get("replicas") or 0),
         updated_replicas=int(status.get("updatedReplicas") or 0),
         replica_failure=(failure or {}).get("message", "")
         if (failure or {}).get("status") == "True"
         else "",
+        # Missing only before the apiserver defaulted it (to 25%).
+        max_unavailable=rolling.get("maxUnavailable", "25%"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DisruptionBudgetView:
+    """The owned PodDisruptionBudget of an EnclaveContainer, as last seen."""
+
+    namespace: str
+    name: str
+    controller_uid: str
+    spec_hash: str
+
+
+def disruption_budget_view(body: Body) -> DisruptionBudgetView:
+    metadata = body["metadata"]
+    controller: Mapping[str, Any] = next(
+        (ref for ref in metadata.get("ownerReferences") or () if ref.get("controller")), {}
+    )
+    return DisruptionBudgetView(
+        namespace=metadata.get("namespace", ""),
+        name=metadata["name"],
+        controller_uid=controller.get("uid", ""),
+        spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION, ""),
     )
 
 

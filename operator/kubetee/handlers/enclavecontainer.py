@@ -9,9 +9,11 @@ import kopf
 from kubetee.controller.names import EC_LABEL, EC_PLURAL, GROUP
 from kubetee.controller.views import (
     DeploymentView,
+    DisruptionBudgetView,
     PodView,
     ResourceView,
     deployment_view,
+    disruption_budget_view,
     pod_view,
     resource_view,
 )
@@ -47,6 +49,20 @@ async def deployment_index(
 @kopf.on.event("apps", "v1", "deployments", labels=_OWNED)
 async def deployment_event(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
     runtime_of(memo).deployment_changed(deployment_view(body), deleted=type == "DELETED")
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=_OWNED, id="budget_index")
+async def budget_index(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[ObjectKey, DisruptionBudgetView]:
+    return {(namespace or "", name): disruption_budget_view(body)}
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=_OWNED)
+async def budget_event(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
+    runtime_of(memo).disruption_budget_changed(
+        disruption_budget_view(body), deleted=type == "DELETED"
+    )
 
 
 @kopf.index("", "v1", "pods", labels=_OWNED, id="replica_index")

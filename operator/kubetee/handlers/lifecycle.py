@@ -86,6 +86,7 @@ async def start(
         pools=kwargs["pool_index"],
         nodes=kwargs["node_index"],
         pods_by_node=kwargs["pod_node_index"],
+        disruption_budgets=kwargs["budget_index"],
     )
     runtime = OperatorRuntime(caches, KubeWriter(api_client), operator_settings)
     runtime.start()

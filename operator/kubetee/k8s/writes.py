@@ -52,6 +52,10 @@ class Writer(Protocol):
 
     async def apply_quota(self, manifest: dict[str, Any]) -> None: ...
 
+    async def apply_disruption_budget(self, manifest: dict[str, Any]) -> None: ...
+
+    async def delete_disruption_budget(self, namespace: str, name: str) -> None: ...
+
     async def delete_stale_quotas(
         self, label_selector: str, name: str, keep: set[str]
     ) -> list[str]: ...
@@ -64,6 +68,7 @@ class KubeWriter:
         self._apps = client.AppsV1Api(api_client)
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
+        self._policy = client.PolicyV1Api(api_client)
 
     @mapped("applying the Deployment")
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
@@ -121,6 +126,28 @@ class KubeWriter:
             }
         )
         await self._core.create_namespaced_event(namespace, event)
+
+    @mapped("applying the PodDisruptionBudget")
+    async def apply_disruption_budget(self, manifest: dict[str, Any]) -> None:
+        REQUESTS.labels("apply", "poddisruptionbudgets").inc()
+        metadata = manifest["metadata"]
+        await self._policy.patch_namespaced_pod_disruption_budget(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            body=manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=_APPLY_PATCH,
+        )
+
+    @mapped("deleting the PodDisruptionBudget")
+    async def delete_disruption_budget(self, namespace: str, name: str) -> None:
+        REQUESTS.labels("delete", "poddisruptionbudgets").inc()
+        try:
+            await self._policy.delete_namespaced_pod_disruption_budget(name, namespace)
+        except client.ApiException as error:
+            if error.status != 404:  # already gone is what was wanted
+                raise
 
     @mapped("applying a ResourceQuota")
     async def apply_quota(self, manifest: dict[str, Any]) -> None:

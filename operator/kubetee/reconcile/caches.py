@@ -8,10 +8,16 @@ object from plain dicts of lists.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-from kubetee.controller.views import DeploymentView, NodeView, PodView, ResourceView
+from kubetee.controller.views import (
+    DeploymentView,
+    DisruptionBudgetView,
+    NodeView,
+    PodView,
+    ResourceView,
+)
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -38,6 +44,9 @@ class Caches:
     pools: Mapping[str, Collection[ResourceView]]
     nodes: Mapping[str, Collection[NodeView]]
     pods_by_node: Mapping[str, Collection[PodView]]
+    disruption_budgets: Mapping[ObjectKey, Collection[DisruptionBudgetView]] = field(
+        default_factory=dict
+    )
 
     def all_nodes(self) -> Iterable[NodeView]:
         for values in self.nodes.values():

@@ -26,6 +26,7 @@ from kubetee.api.validation import describe
 from kubetee.controller import accounting
 from kubetee.controller.conditions import transitions
 from kubetee.controller.deployment import Owner, Placement, build_deployment
+from kubetee.controller.disruption import build_disruption_budget
 from kubetee.controller.ecstatus import (
     READY,
     WARNING_REASONS,
@@ -34,6 +35,7 @@ from kubetee.controller.ecstatus import (
     compute_status,
 )
 from kubetee.controller.names import EC_PLURAL, SPEC_HASH_ANNOTATION
+from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import ResourceView
 from kubetee.k8s.errors import ApiRefusedError
@@ -69,6 +71,7 @@ class EnclaveContainerReconciler:
         *,
         pool_free: Callable[[str], accounting.FreeEPC | None],
         requeue: Callable[[ObjectKey], None],
+        attestation: Callable[[], ServiceHealth] = lambda: REACHABLE,
         clock: Clock = utcnow,
     ) -> None:
         self._caches = caches
@@ -76,12 +79,14 @@ class EnclaveContainerReconciler:
         self._defaults = defaults
         self._pool_free = pool_free
         self._requeue = requeue
+        self._attestation = attestation
         self._clock = clock
         # What this process wrote last, by key: (uid, value). The caches catch up a
         # moment later; these keep a quick second event from writing it again.
         self._applied: dict[ObjectKey, tuple[str, str]] = {}
         self._refused: dict[ObjectKey, tuple[str, str, str]] = {}
         self._written: dict[ObjectKey, tuple[str, EnclaveContainerStatus]] = {}
+        self._budgets: dict[ObjectKey, tuple[str, str]] = {}
 
     def deployment_deleted(self, key: ObjectKey) -> None:
         """Forget the applied hash: the next run must create the Deployment again."""
@@ -90,7 +95,7 @@ class EnclaveContainerReconciler:
     async def reconcile(self, key: ObjectKey) -> None:
         view = one(self._caches.enclave_containers, key)
         if view is None:
-            for memory in (self._applied, self._refused, self._written):
+            for memory in (self._applied, self._refused, self._written, self._budgets):
                 memory.pop(key, None)
             operator_metrics().forget_enclave_container(*key)
             return
@@ -101,6 +106,7 @@ class EnclaveContainerReconciler:
         if spec is not None and blocker is None:
             placement, blocker = self._placement(spec)
         if spec is not None and placement is not None and blocker is None:
+            await self._sync_disruption_budget(key, view, spec)
             applied, blocker = await self._apply(key, view, spec, placement)
             if applied:
                 # Its pods do not exist yet: their events (or this) bring the status.
@@ -178,6 +184,32 @@ class EnclaveContainerReconciler:
             )
         return True, None
 
+    async def _sync_disruption_budget(
+        self, key: ObjectKey, view: ResourceView, spec: EnclaveContainerSpec
+    ) -> None:
+        """Apply the PodDisruptionBudget spec.disruption asks for; delete ours if none."""
+        existing = one(self._caches.disruption_budgets, key)
+        if existing is not None and existing.controller_uid != view.uid:
+            return  # someone else's budget of that name: it still holds, leave it
+        manifest = build_disruption_budget(Owner(view.namespace, view.name, view.uid), spec)
+        if manifest is None:
+            if existing is not None:
+                await self._writer.delete_disruption_budget(view.namespace, view.name)
+            self._budgets.pop(key, None)
+            return
+        digest = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
+        if (existing is not None and existing.spec_hash == digest) or self._budgets.get(key) == (
+            view.uid,
+            digest,
+        ):
+            return
+        await self._writer.apply_disruption_budget(manifest)
+        self._budgets[key] = (view.uid, digest)
+
+    def disruption_budget_deleted(self, key: ObjectKey) -> None:
+        """Forget the applied budget: the next run must create it again if wanted."""
+        self._budgets.pop(key, None)
+
     def _free(self, placement: Placement | None) -> accounting.FreeEPC:
         if placement is not None and placement.pool:
             cached = self._pool_free(placement.pool)
@@ -206,6 +238,7 @@ class EnclaveContainerReconciler:
             pods=pods,
             deployment=one(self._caches.deployments, key),
             free=self._free(placement) if needs_free else accounting.FreeEPC(0, 0, 0, 0),
+            attestation=self._attestation(),
         )
         written = self._written.get(key)
         previous = (
@@ -223,9 +256,14 @@ class EnclaveContainerReconciler:
             EC_PLURAL, view.namespace, view.name, status.model_dump(mode="json")
         )
         self._written[key] = (view.uid, status)
+        warned: set[str] = set()
         for condition in transitions(previous.conditions, status.conditions):
             if condition.reason in WARNING_REASONS:
-                await self._event(view, "Warning", condition.reason, condition.message)
+                # Conditions that share a cause (Ready blocked by what blocks Attested)
+                # make one Warning, with the message of the first.
+                if condition.reason not in warned:
+                    warned.add(condition.reason)
+                    await self._event(view, "Warning", condition.reason, condition.message)
             elif condition.type == READY and condition.status == "True":
                 # Ready implies Scheduled and Attested: one Event says all three.
                 await self._event(view, "Normal", condition.reason, condition.message)

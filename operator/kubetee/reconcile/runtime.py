@@ -6,13 +6,21 @@ this decides which objects to reconcile and when. Nothing here talks to kopf.
 
 from __future__ import annotations
 
+from kubetee.controller.service_health import ServiceHealth
 from kubetee.controller.sidecar import RuntimeSettings
-from kubetee.controller.views import DeploymentView, NodeView, PodView, ResourceView
+from kubetee.controller.views import (
+    DeploymentView,
+    DisruptionBudgetView,
+    NodeView,
+    PodView,
+    ResourceView,
+)
 from kubetee.k8s.writes import Writer
 from kubetee.reconcile.caches import Caches, ObjectKey
 from kubetee.reconcile.enclavecontainers import Defaults, EnclaveContainerReconciler
 from kubetee.reconcile.epcpools import EPCPoolReconciler
 from kubetee.reconcile.queue import WorkQueue
+from kubetee.reconcile.service_probe import AttestationServiceProbe
 from kubetee.settings import OperatorSettings
 
 # Pools are few and their reconcile is cheap; two workers keep one slow write from
@@ -26,6 +34,13 @@ class OperatorRuntime:
     def __init__(self, caches: Caches, writer: Writer, settings: OperatorSettings) -> None:
         self._caches = caches
         self._status_delay = settings.status_delay
+        ca_pem = settings.attestation_ca.read_text() if settings.attestation_ca else None
+        self.attestation = AttestationServiceProbe(
+            settings.attestation_url,
+            ca_pem,
+            settings.attestation_probe_seconds,
+            self._attestation_changed,
+        )
         self.pools = EPCPoolReconciler(caches, writer, self._queue_enclave_container)
         self.enclave_containers = EnclaveContainerReconciler(
             caches,
@@ -34,12 +49,13 @@ class OperatorRuntime:
                 RuntimeSettings(
                     settings.runtime_image,
                     settings.attestation_url,
-                    settings.attestation_ca.read_text() if settings.attestation_ca else None,
+                    ca_pem,
                 ),
                 settings.default_scheduler,
             ),
             pool_free=self.pools.free,
             requeue=self._queue_enclave_container,
+            attestation=lambda: self.attestation.health,
         )
         self.ec_queue: WorkQueue[ObjectKey] = WorkQueue(
             "enclavecontainer",
@@ -56,13 +72,20 @@ class OperatorRuntime:
     def start(self) -> None:
         self.ec_queue.start()
         self.pool_queue.start()
+        self.attestation.start()
 
     async def stop(self) -> None:
+        await self.attestation.stop()
         await self.ec_queue.stop()
         await self.pool_queue.stop()
 
     def _queue_enclave_container(self, key: ObjectKey) -> None:
         self.ec_queue.add(key)
+
+    def _attestation_changed(self, health: ServiceHealth) -> None:
+        del health  # every EnclaveContainer's status says it
+        for key in self._caches.enclave_containers:
+            self.ec_queue.add(key)
 
     def _queue_all_pools(self) -> None:
         for name in self._caches.pools:
@@ -101,6 +124,13 @@ class OperatorRuntime:
         self._deployment_generations[key] = deployment.generation
         if changed or deployment.replica_failure:
             self.ec_queue.add(key)
+
+    def disruption_budget_changed(self, budget: DisruptionBudgetView, deleted: bool) -> None:
+        """An owned PodDisruptionBudget changed: put back what its EnclaveContainer asks."""
+        key = (budget.namespace, budget.name)
+        if deleted:
+            self.enclave_containers.disruption_budget_deleted(key)
+        self.ec_queue.add(key)
 
     def node_changed(self, node: NodeView) -> None:
         del node  # any node may join or leave any pool by its labels

@@ -7,7 +7,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from kubetee.api.crdgen import ENCLAVE_CONTAINER, structural_schema
 from kubetee.api.v1alpha1 import EnclaveContainerSpec
+
+SIGNER = "ab" * 32
+PINNED = {"mrsigner": [SIGNER]}
 
 
 def _spec(**overrides: Any) -> dict[str, Any]:
@@ -16,6 +20,7 @@ def _spec(**overrides: Any) -> dict[str, Any]:
         "epc": "64Mi",
         "poolRef": {"name": "sgx"},
         "template": {"spec": {"containers": [{"name": "app", "image": "busybox"}]}},
+        "attestation": {"policy": PINNED},
     }
     spec.update(overrides)
     return spec
@@ -91,11 +96,11 @@ def test_unknown_spec_field_is_an_error() -> None:
         ),
         ({"enclave": {"heapSize": "128Mi"}}, "must fit in epc"),
         (
-            {"enclave": {"isvProdId": 1}, "attestation": {"policy": {"isvProdId": 2}}},
+            {"enclave": {"isvProdId": 1}, "attestation": {"policy": {**PINNED, "isvProdId": 2}}},
             "differs from attestation.policy.isvProdId",
         ),
         (
-            {"enclave": {"isvSvn": 1}, "attestation": {"policy": {"minIsvSvn": 2}}},
+            {"enclave": {"isvSvn": 1}, "attestation": {"policy": {**PINNED, "minIsvSvn": 2}}},
             "below attestation.policy.minIsvSvn",
         ),
         (
@@ -124,3 +129,41 @@ def test_secret_with_one_destination_is_accepted() -> None:
     )
     assert [s.name for s in spec.secrets] == ["db", "api"]
     assert spec.secrets[0].secret_key_ref.key == "k"
+
+
+@pytest.mark.parametrize(
+    "attestation",
+    [
+        {},
+        {"policy": {}},
+        {"policy": {"minIsvSvn": 1}},
+        {"policy": {"mrenclave": [], "mrsigner": []}},
+    ],
+)
+def test_a_policy_that_pins_no_enclave_is_refused(attestation: dict[str, Any]) -> None:
+    spec = _spec(attestation=attestation)
+    if not attestation:
+        del spec["attestation"]
+    with pytest.raises(ValidationError, match=r"attestation\.policy pins no enclave identity"):
+        EnclaveContainerSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    "policy", [{"mrenclave": ["cd" * 32]}, PINNED, {**PINNED, "mrenclave": []}]
+)
+def test_either_pin_is_enough(policy: dict[str, Any]) -> None:
+    spec = EnclaveContainerSpec.model_validate(_spec(attestation={"policy": policy}))
+    assert spec.attestation.policy.pins_identity
+
+
+def test_the_crd_requires_a_pin_and_stores_no_empty_pins() -> None:
+    """The apiserver refuses the same (its CEL rule) and defaults no blank pin lists,
+    which kubectl describe showed as empty MRENCLAVE/MRSIGNER fields."""
+    schema = structural_schema(ENCLAVE_CONTAINER.spec)
+    rules = [r for r in schema["x-kubernetes-validations"] if "pins no enclave" in r["message"]]
+    assert len(rules) == 1
+    assert "size(self.attestation.policy.mrenclave) > 0" in rules[0]["rule"]
+    assert "size(self.attestation.policy.mrsigner) > 0" in rules[0]["rule"]
+    policy = schema["properties"]["attestation"]["properties"]["policy"]["properties"]
+    assert "default" not in policy["mrenclave"]
+    assert "default" not in policy["mrsigner"]

@@ -46,6 +46,7 @@ def ec_spec() -> EnclaveContainerSpec:
         {
             "epc": "64Mi",
             "template": {"spec": {"containers": [{"name": "app", "image": "app:1"}]}},
+            "attestation": {"policy": {"mrsigner": ["5e" * 32]}},
             "enclave": {
                 "files": [{"path": "app.py", "content": ENCLAVE_FILE}],
                 "isvProdId": 7,

@@ -130,3 +130,13 @@ def test_condition_the_service_did_not_set_is_withdrawn() -> None:
     action = decide(replica_attestation(body), ANY, "p1", NOW, 60)
     assert action is not None
     assert (action.kind, action.reason) == ("withdraw", "NotAttested")
+
+
+def test_grace_runs_from_when_the_attestation_service_answered_again() -> None:
+    asked = pod(policy="p1", requested=f"p2@{int((NOW - timedelta(minutes=10)).timestamp())}")
+    replica = replica_attestation(asked)
+    assert decide(replica, ANY, "p2", NOW, 60).kind == "replace"  # type: ignore[union-attr]
+    back = NOW - timedelta(seconds=30)
+    assert decide(replica, ANY, "p2", NOW, 60, reachable_since=back) is None
+    later = NOW + timedelta(seconds=31)
+    assert decide(replica, ANY, "p2", later, 60, reachable_since=back).kind == "replace"  # type: ignore[union-attr]

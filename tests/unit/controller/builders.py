@@ -82,6 +82,10 @@ INSUFFICIENT_EPC = (
 )
 
 
+# A pinned MRSIGNER: every EnclaveContainer's policy pins its enclave.
+SIGNER = "5e" * 32
+
+
 def ec_spec(**overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "replicas": 3,
@@ -91,6 +95,7 @@ def ec_spec(**overrides: Any) -> dict[str, Any]:
             "metadata": {"labels": {"app": "demo"}},
             "spec": {"containers": [{"name": "app", "image": "busybox", "args": ["sleep"]}]},
         },
+        "attestation": {"policy": {"mrsigner": [SIGNER]}},
     }
     spec.update(overrides)
     return spec

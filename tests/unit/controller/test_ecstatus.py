@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from kubetee.api.v1alpha1 import EnclaveContainerSpec, EnclaveContainerStatus
+from kubetee.attestation.policy import AttestationPolicy
 from kubetee.controller.accounting import FreeEPC
-from kubetee.controller.ecstatus import Blocker, Observation, compute_status
+from kubetee.controller.ecstatus import Blocker, Observation, compute_status, pinned_summary
+from kubetee.controller.service_health import (
+    REACHABLE,
+    ServiceHealth,
+    not_configured,
+    unreachable,
+)
 from kubetee.controller.views import pod_view
-from tests.unit.controller.builders import INSUFFICIENT_EPC, ec_spec, pod
+from tests.unit.controller.builders import INSUFFICIENT_EPC, SIGNER, ec_spec, pod
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 NO_FREE_EPC = FreeEPC(0, 0, 3, 3)
@@ -129,3 +137,78 @@ def test_recomputing_an_unchanged_state_gives_an_equal_status() -> None:
     )
     later = compute_status(obs, first, datetime(2026, 2, 1, tzinfo=UTC))
     assert later == first
+
+
+def _status_with(pods: Sequence[dict[str, Any]], service: ServiceHealth) -> EnclaveContainerStatus:
+    obs = Observation(
+        name="demo",
+        generation=4,
+        spec=EnclaveContainerSpec.model_validate(ec_spec(replicas=3)),
+        pool="sgx",
+        blocker=None,
+        pods=[pod_view(p) for p in pods],
+        deployment=None,
+        free=NO_FREE_EPC,
+        attestation=service,
+    )
+    return compute_status(obs, EnclaveContainerStatus(), NOW)
+
+
+DOWN = unreachable("https://kbs.test:8443", "connection refused", "2026-01-01T00:00:00Z")
+
+
+def test_an_unreachable_attestation_service_is_the_reason_and_is_named() -> None:
+    pods = [pod(f"p{i}", node_name="n1", ready=i == 0, attested=i == 0) for i in range(3)]
+    status = _status_with(pods, DOWN)
+    assert _reasons(status) == {
+        "Scheduled": ("True", "ReplicasScheduled"),
+        "Attested": ("False", "AttestationUnavailable"),
+        "Ready": ("False", "AttestationUnavailable"),
+    }
+    attested = status.condition("Attested")
+    assert attested is not None
+    assert "1 of 3 replicas attested" in attested.message
+    assert "https://kbs.test:8443" in attested.message
+
+
+def test_attested_replicas_stay_ready_but_their_attestation_is_unknown() -> None:
+    pods = [pod(f"p{i}", node_name="n1", ready=True, attested=True) for i in range(3)]
+    reasons = _reasons(_status_with(pods, DOWN))
+    assert reasons["Attested"] == ("Unknown", "AttestationUnavailable")
+    assert reasons["Ready"] == ("True", "ReplicasReady")
+
+
+def test_no_attestation_service_configured_says_how_to_configure_one() -> None:
+    status = _status_with([pod("p0", node_name="n1")], not_configured())
+    attested = status.condition("Attested")
+    assert attested is not None
+    assert attested.reason == "AttestationUnavailable"
+    assert "KUBETEE_ATTESTATION_URL" in attested.message
+
+
+def _claimed(name: str, mrenclave: str, svn: int) -> dict[str, Any]:
+    body = pod(name, node_name="n1", ready=True, attested=True)
+    claims = {"mrenclave": mrenclave, "mrsigner": SIGNER, "isvProdId": 1, "isvSvn": svn}
+    body["metadata"]["annotations"] = {"kubetee.io/attested-claims": json.dumps(claims)}
+    return body
+
+
+def test_status_says_what_is_pinned_and_what_replicas_proved() -> None:
+    pods = [
+        _claimed("p0", "aa" * 32, 2),
+        _claimed("p1", "aa" * 32, 2),
+        _claimed("p2", "bb" * 32, 3),
+    ]
+    pods.append(pod("p3", node_name="n1"))  # not attested: proves nothing
+    status = _status_with(pods, REACHABLE)
+    assert status.attestation.pinned == f"MRENCLAVE any, MRSIGNER {SIGNER[:16]}…"
+    assert [(e.mrenclave, e.isv_svn, e.replicas) for e in status.attestation.enclaves] == [
+        ("aa" * 32, 2, 2),
+        ("bb" * 32, 3, 1),
+    ]
+    assert status.attestation.enclaves[0].mrsigner == SIGNER
+
+
+def test_pinned_summary_abbreviates_and_counts() -> None:
+    policy = AttestationPolicy(mrenclave=["aa" * 32, "bb" * 32], mrsigner=["cc" * 32])
+    assert pinned_summary(policy) == f"MRENCLAVE {'aa' * 8}… or 1 more, MRSIGNER {'cc' * 8}…"

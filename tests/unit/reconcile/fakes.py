@@ -8,6 +8,7 @@ from typing import Any
 
 from kubetee.controller.views import (
     DeploymentView,
+    DisruptionBudgetView,
     NodeView,
     PodView,
     ResourceView,
@@ -28,6 +29,8 @@ class RecordingWriter:
     statuses: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
     quotas: list[dict[str, Any]] = field(default_factory=list)
+    budgets: list[dict[str, Any]] = field(default_factory=list)
+    deleted_budgets: list[tuple[str, str]] = field(default_factory=list)
     refuse_deployments: str = ""
 
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
@@ -45,6 +48,12 @@ class RecordingWriter:
 
     async def apply_quota(self, manifest: dict[str, Any]) -> None:
         self.quotas.append(manifest)
+
+    async def apply_disruption_budget(self, manifest: dict[str, Any]) -> None:
+        self.budgets.append(manifest)
+
+    async def delete_disruption_budget(self, namespace: str, name: str) -> None:
+        self.deleted_budgets.append((namespace, name))
 
     async def delete_stale_quotas(
         self, label_selector: str, name: str, keep: set[str]
@@ -65,6 +74,7 @@ class Cluster:
     pools: dict[str, list[ResourceView]] = field(default_factory=dict)
     nodes: dict[str, list[NodeView]] = field(default_factory=dict)
     pods_by_node: dict[str, list[PodView]] = field(default_factory=dict)
+    disruption_budgets: dict[ObjectKey, list[DisruptionBudgetView]] = field(default_factory=dict)
 
     def caches(self) -> Caches:
         return Caches(
@@ -74,6 +84,7 @@ class Cluster:
             self.pools,
             self.nodes,
             self.pods_by_node,
+            self.disruption_budgets,
         )
 
     def add_ec(self, name: str, spec: dict[str, Any], generation: int = 1) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from kubetee.controller.accounting import FreeEPC
 from kubetee.controller.sidecar import RuntimeSettings
-from kubetee.controller.views import deployment_view
+from kubetee.controller.views import deployment_view, disruption_budget_view
 from kubetee.reconcile.enclavecontainers import Defaults, EnclaveContainerReconciler
 from tests.unit.controller.builders import INSUFFICIENT_EPC, ec_spec, node, pod, pool_spec
 from tests.unit.reconcile.fakes import Cluster, RecordingWriter
@@ -157,3 +157,35 @@ async def test_deleted_enclave_container_writes_nothing() -> None:
     cluster.enclave_containers.clear()
     await _reconciler(cluster, writer).reconcile(KEY)
     assert (writer.deployments, writer.statuses, writer.events) == ([], [], [])
+
+
+async def test_spec_disruption_keeps_an_owned_budget_and_removing_it_deletes_it() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_ec("demo", ec_spec(disruption={"maxUnavailable": 1}))
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    (budget,) = writer.budgets
+    assert budget["kind"] == "PodDisruptionBudget"
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == {"matchLabels": {"kubetee.io/enclave-container": "demo"}}
+    assert budget["metadata"]["ownerReferences"][0]["uid"] == "uid-demo"
+
+    # Seen by the watch: not applied again.
+    cluster.disruption_budgets[KEY] = [disruption_budget_view(budget)]
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    assert len(writer.budgets) == 1
+
+    cluster.add_ec("demo", ec_spec(), generation=2)
+    await reconciler.reconcile(KEY)
+    assert writer.deleted_budgets == [("ns", "demo")]
+
+
+async def test_a_budget_of_someone_else_is_left_alone() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    foreign = {"metadata": {"namespace": "ns", "name": "demo", "annotations": {}}}
+    cluster.disruption_budgets[KEY] = [disruption_budget_view(foreign)]
+    for spec in (ec_spec(disruption={"maxUnavailable": 2}), ec_spec()):
+        cluster.add_ec("demo", spec)
+        await _reconciler(cluster, writer).reconcile(KEY)
+    assert (writer.budgets, writer.deleted_budgets) == ([], [])

@@ -5,7 +5,10 @@ kopf has no conversion webhooks, so changes to this version stay additive.
 
 from kubetee.api.v1alpha1.enclavecontainer import (
     AttestationSpec,
+    AttestationStatus,
+    AttestedEnclave,
     ConfigMapKeyRef,
+    DisruptionSpec,
     EnclaveContainerSpec,
     EnclaveContainerStatus,
     EnclaveFile,
@@ -34,7 +37,10 @@ __all__ = [
     "GROUP",
     "VERSION",
     "AttestationSpec",
+    "AttestationStatus",
+    "AttestedEnclave",
     "ConfigMapKeyRef",
+    "DisruptionSpec",
     "EPCPoolSpec",
     "EPCPoolStatus",
     "EPCStatus",

@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, StringConstraints, model_validator
 from kubetee.api.base import ApiModel
 from kubetee.api.conditions import CONDITIONS_SCHEMA_EXTRA, Condition
 from kubetee.api.quantity import EPCQuantity, parse_mebibytes
-from kubetee.attestation.policy import AttestationPolicy
+from kubetee.attestation.policy import PIN_REQUIRED_MESSAGE, AttestationPolicy
 
 # Names of Kubernetes objects a spec refers to (Secrets, ConfigMaps, EPCPools).
 ObjectName = Annotated[
@@ -229,6 +229,18 @@ class AttestationSpec(ApiModel):
     )
 
 
+class DisruptionSpec(ApiModel):
+    """A PodDisruptionBudget the operator keeps over the replicas."""
+
+    max_unavailable: int = Field(
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Most replicas that voluntary disruptions may take down at once: node "
+        "drains, evictions, and the operator's own replacements after a policy change. "
+        "0 blocks every eviction (a drain waits until it is raised).",
+    )
+
+
 class TemplateMetadata(ApiModel):
     """Labels and annotations copied onto every replica's pod."""
 
@@ -278,6 +290,15 @@ class EnclaveContainerSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
+                    # On the spec, not the policy: an omitted policy must be refused too.
+                    "rule": "has(self.attestation) && has(self.attestation.policy) && ("
+                    "(has(self.attestation.policy.mrenclave) "
+                    "&& size(self.attestation.policy.mrenclave) > 0) "
+                    "|| (has(self.attestation.policy.mrsigner) "
+                    "&& size(self.attestation.policy.mrsigner) > 0))",
+                    "message": PIN_REQUIRED_MESSAGE,
+                },
+                {
                     "rule": "!has(self.enclave) || !has(self.enclave.heapSize) "
                     "|| !isQuantity(self.enclave.heapSize) || !isQuantity(self.epc) "
                     "|| quantity(self.enclave.heapSize).compareTo(quantity(self.epc)) <= 0",
@@ -324,7 +345,14 @@ class EnclaveContainerSpec(ApiModel):
     )
     attestation: AttestationSpec = Field(
         default_factory=AttestationSpec,
-        description="Attestation each replica must pass before it is Ready and gets its secrets.",
+        description="Attestation each replica must pass before it is Ready and gets its "
+        "secrets. Its policy must pin the enclave: mrenclave, mrsigner or both.",
+    )
+    disruption: DisruptionSpec | None = Field(
+        default=None,
+        description="Keep a PodDisruptionBudget of the same name over the replicas. "
+        "Unset: none (BinPack may place every replica on one node, which one drain "
+        "then empties).",
     )
     secrets: list[SecretDelivery] = Field(
         default_factory=list,
@@ -357,6 +385,8 @@ class EnclaveContainerSpec(ApiModel):
                 f"enclave.heapSize {heap} must fit in epc {self.epc}, the EPC of one replica"
             )
         policy = self.attestation.policy
+        if not policy.pins_identity:
+            raise ValueError(PIN_REQUIRED_MESSAGE)
         if policy.isv_prod_id is not None and policy.isv_prod_id != self.enclave.isv_prod_id:
             raise ValueError(
                 f"enclave.isvProdId {self.enclave.isv_prod_id} differs from "
@@ -384,6 +414,31 @@ class EPCStatus(ApiModel):
     )
 
 
+class AttestedEnclave(ApiModel):
+    """An enclave identity replicas proved in attestation, and how many of them."""
+
+    mrenclave: str = Field(description="MRENCLAVE the attestation service verified.")
+    mrsigner: str = Field(description="MRSIGNER the attestation service verified.")
+    isv_prod_id: int = Field(ge=0, description="ISVPRODID of the enclave.")
+    isv_svn: int = Field(ge=0, description="ISVSVN of the enclave.")
+    replicas: int = Field(ge=0, description="Attested replicas with this identity.")
+
+
+class AttestationStatus(ApiModel):
+    """What the policy pins and what the attested replicas proved, in words."""
+
+    pinned: str = Field(
+        default="",
+        description="The enclave identities the policy accepts: its MRENCLAVE and MRSIGNER "
+        "values (abbreviated), or 'any' for the one not pinned.",
+    )
+    enclaves: list[AttestedEnclave] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Identities the currently attested replicas proved.",
+    )
+
+
 class EnclaveContainerStatus(ApiModel):
     """Observed state of an EnclaveContainer."""
 
@@ -403,11 +458,15 @@ class EnclaveContainerStatus(ApiModel):
     )
     pool: str = Field(default="", description="EPCPool the replicas run in, if any.")
     epc: EPCStatus = Field(default_factory=EPCStatus, description="EPC requested and held.")
+    attestation: AttestationStatus = Field(
+        default_factory=AttestationStatus,
+        description="The pinned enclave identity and the identities replicas attested with.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
         description="Scheduled, Attested and Ready, with reasons such as InsufficientEPC, "
-        "PoolNotFound and InvalidSpec.",
+        "PoolNotFound, AttestationUnavailable and InvalidSpec.",
         json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
     )
 

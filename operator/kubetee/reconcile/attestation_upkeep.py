@@ -1,0 +1,335 @@
+"""Replicas' attestation upkeep: re-attest on policy change, replace failures, expire.
+
+:func:`kubetee.attestation_service.replicas.decide` is applied to every replica against
+its EnclaveContainer's current policy by a background sweep and, for one
+EnclaveContainer, at once when its policy changes. Requests to re-attest and withdrawn
+attestations are written as decided; replacements go through
+:func:`kubetee.controller.replacement.plan_replacements`: by eviction (so
+PodDisruptionBudgets hold), never more unavailable replicas than the Deployment's
+``maxUnavailable``, and none while the attestation service cannot be reached. A replica
+waiting for its turn keeps serving as it was attested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.aio import client
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from kubetee.api.v1alpha1 import API_VERSION, EnclaveContainerSpec
+from kubetee.attestation.policy import AttestationPolicy
+from kubetee.attestation_service.names import ATTESTED_CONDITION, REATTEST_ANNOTATION
+from kubetee.attestation_service.replicas import Action, ReplicaAttestation, decide
+from kubetee.attestation_service.workloads import policy_hash
+from kubetee.controller.replacement import EvictionOutcome, eviction_outcome, plan_replacements
+from kubetee.controller.service_health import ServiceHealth
+from kubetee.controller.views import DeploymentView, PodView, ResourceView
+from kubetee.k8s.errors import ApiError, ApiUnavailableError
+from kubetee.k8s.writes import REQUESTS, KubeWriter, ObjectRef
+from kubetee.reconcile.caches import ObjectKey, one
+
+logger = logging.getLogger(__name__)
+
+_MERGE_PATCH = "application/merge-patch+json"
+_STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+# How long an evicted pod counts as going away before the watch shows it terminating.
+_EVICTION_MEMORY_SECONDS = 60.0
+
+Health = Callable[[], tuple[ServiceHealth, datetime | None]]
+
+
+class UpkeepSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KUBETEE_", extra="ignore")
+
+    attestation_sweep_seconds: float = Field(default=5.0, gt=0)
+    reattest_grace_seconds: float = Field(
+        default=60.0, gt=0, description="Time a replica has to re-attest after a policy change."
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Indexes:
+    """kopf's indexes the upkeep reads: replicas' attestation facts, pods, Deployments."""
+
+    attestation: Mapping[ObjectKey, Any]
+    enclave_containers: Mapping[ObjectKey, Any]
+    pods: Mapping[ObjectKey, Any]
+    deployments: Mapping[ObjectKey, Any]
+
+
+class AttestationUpkeep:
+    def __init__(self, api_client: Any, settings: UpkeepSettings, health: Health) -> None:
+        self._api_client = api_client
+        self._core = client.CoreV1Api(api_client)
+        self._writer = KubeWriter(api_client)
+        self._settings = settings
+        self._health = health
+        self._policies: dict[tuple[str, int], tuple[AttestationPolicy, str, int] | None] = {}
+        self._seen: dict[ObjectKey, str] = {}
+        # Pods evicted by this process (uid -> name, when), and those whose eviction a
+        # PodDisruptionBudget refused (uid), to tell the user once.
+        self._evicted: dict[str, tuple[str, datetime]] = {}
+        self._blocked: set[str] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self._api_client.close()
+
+    async def sweep_forever(self, indexes: Indexes) -> None:
+        while True:
+            await asyncio.sleep(self._settings.attestation_sweep_seconds)
+            try:
+                await self.sweep(indexes, datetime.now(UTC))
+            except Exception:
+                logger.exception("attestation upkeep sweep failed; retrying")
+
+    async def sweep(self, indexes: Indexes, now: datetime) -> None:
+        self._forget_old_evictions(now)
+        for key in list(indexes.attestation):
+            view = one(indexes.enclave_containers, key)
+            if view is None:
+                continue
+            current = self._policy(view)
+            if current is not None:
+                await self._sweep_one(key, view, current, indexes, now)
+
+    async def policy_event(self, key: ObjectKey, view: ResourceView, indexes: Indexes) -> None:
+        """Judge an EnclaveContainer's replicas now if its policy just changed."""
+        current = self._policy(view)
+        if current is None:
+            return
+        previous = self._seen.get(key)
+        self._seen[key] = current[1]
+        if previous is None or previous == current[1] or key not in indexes.attestation:
+            return
+        await self._sweep_one(key, view, current, indexes, datetime.now(UTC))
+
+    async def _sweep_one(
+        self,
+        key: ObjectKey,
+        view: ResourceView,
+        current: tuple[AttestationPolicy, str, int],
+        indexes: Indexes,
+        now: datetime,
+    ) -> None:
+        policy, digest, replicas = current
+        health, reachable_since = self._health()
+        grace = self._settings.reattest_grace_seconds
+        replacements: list[tuple[ReplicaAttestation, Action]] = []
+        for replica in list(indexes.attestation.get(key, ())):
+            action = decide(replica, policy, digest, now, grace, reachable_since=reachable_since)
+            if action is None:
+                continue
+            if action.kind == "replace":
+                replacements.append((replica, action))
+            else:
+                await self._act(view, replica, action, now)
+        if replacements:
+            deployment: DeploymentView | None = one(indexes.deployments, key)
+            pods: list[PodView] = list(indexes.pods.get(key, ()))
+            await self._replace(
+                view,
+                replacements,
+                deployment=deployment,
+                pods=pods,
+                health=health,
+                now=now,
+                desired=replicas,
+            )
+
+    async def _replace(
+        self,
+        view: ResourceView,
+        replacements: Sequence[tuple[ReplicaAttestation, Action]],
+        *,
+        deployment: DeploymentView | None,
+        pods: Sequence[PodView],
+        health: ServiceHealth,
+        now: datetime,
+        desired: int,
+    ) -> None:
+        if deployment is None:
+            return  # nothing would bring a replacement; the reconciler restores it first
+        # Pods this process already evicted count as going, even before the watch says so.
+        going = {name for name, _ in self._evicted.values()}
+        seen = [
+            dataclasses.replace(pod, terminating=True) if pod.name in going else pod for pod in pods
+        ]
+        by_name = {
+            replica.name: (replica, action)
+            for replica, action in replacements
+            if replica.uid not in self._evicted
+        }
+        plan = plan_replacements(
+            list(by_name),
+            desired=desired,
+            max_unavailable=deployment.max_unavailable,
+            pods=seen,
+            service=health,
+        )
+        if plan.waiting:
+            logger.info(
+                "%s/%s: replacing %s later: %s",
+                view.namespace,
+                view.name,
+                ", ".join(plan.waiting),
+                plan.why_waiting,
+            )
+        for name in plan.evict:
+            replica, action = by_name[name]
+            await self._evict(view, replica, action, now)
+
+    def _forget_old_evictions(self, now: datetime) -> None:
+        for uid, (_, when) in list(self._evicted.items()):
+            if (now - when).total_seconds() > _EVICTION_MEMORY_SECONDS:
+                del self._evicted[uid]
+
+    async def _evict(
+        self, view: ResourceView, replica: ReplicaAttestation, action: Action, now: datetime
+    ) -> None:
+        """Evict the replica; only once the apiserver took the eviction, say why."""
+        ref = _ref(view)
+        REQUESTS.labels("create", "pods/eviction").inc()
+        try:
+            await self._core.create_namespaced_pod_eviction(
+                replica.name,
+                replica.namespace,
+                client.V1Eviction(
+                    metadata=client.V1ObjectMeta(name=replica.name, namespace=replica.namespace)
+                ),
+            )
+            status: int | None = None
+        except client.ApiException as error:
+            status = error.status
+        outcome = eviction_outcome(status)
+        if outcome is EvictionOutcome.RETRY_LATER:
+            if replica.uid not in self._blocked:
+                self._blocked.add(replica.uid)
+                logger.info(
+                    "pod %s/%s: eviction refused for now (a PodDisruptionBudget); retrying",
+                    replica.namespace,
+                    replica.name,
+                )
+                await self._post(
+                    ref,
+                    "Normal",
+                    "ReplacementDelayed",
+                    f"pod {replica.name} is to be replaced ({action.reason}) but a "
+                    "PodDisruptionBudget allows no eviction now; retrying",
+                )
+            return
+        if outcome is EvictionOutcome.FAILED:
+            logger.warning(
+                "pod %s/%s: eviction failed with HTTP %s; retrying",
+                replica.namespace,
+                replica.name,
+                status,
+            )
+            return
+        self._blocked.discard(replica.uid)
+        if outcome is EvictionOutcome.GONE:
+            return
+        self._evicted[replica.uid] = (replica.name, now)
+        logger.info(
+            "pod %s/%s: evicted to replace it (%s)", replica.namespace, replica.name, action.reason
+        )
+        try:
+            await self._withdraw(replica, action, now)
+        except client.ApiException as error:
+            if error.status != 404:
+                logger.warning(
+                    "pod %s/%s: withdrawing its attestation failed: %s",
+                    replica.namespace,
+                    replica.name,
+                    error.status,
+                )
+        await self._post(ref, "Warning", action.reason, action.message)
+
+    async def _post(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+        try:
+            await self._writer.post_event(ref, type_, reason, message)
+        except (ApiError, ApiUnavailableError) as error:
+            logger.warning("could not post Event %s about %s: %s", reason, ref.name, error)
+
+    async def _act(
+        self, view: ResourceView, replica: ReplicaAttestation, action: Action, now: datetime
+    ) -> None:
+        """Ask the replica to re-attest, or withdraw an attestation that no longer holds."""
+        ref = _ref(view)
+        try:
+            if action.kind == "request":
+                await self._core.patch_namespaced_pod(
+                    replica.name,
+                    replica.namespace,
+                    {"metadata": {"annotations": {REATTEST_ANNOTATION: action.request}}},
+                    _content_type=_MERGE_PATCH,
+                )
+                await self._writer.post_event(ref, "Normal", action.reason, action.message)
+            else:
+                await self._withdraw(replica, action, now)
+                await self._writer.post_event(ref, "Warning", action.reason, action.message)
+        except client.ApiException as error:
+            if error.status != 404:  # a pod already gone needs nothing more
+                logger.warning(
+                    "pod %s/%s: %s failed: %s %s",
+                    replica.namespace,
+                    replica.name,
+                    action.kind,
+                    error.status,
+                    error.reason,
+                )
+        except (ApiError, ApiUnavailableError) as error:
+            logger.warning("attestation upkeep of pod %s: %s", replica.name, error)
+        else:
+            logger.info(
+                "pod %s/%s: %s (%s)", replica.namespace, replica.name, action.kind, action.reason
+            )
+
+    async def _withdraw(self, replica: ReplicaAttestation, action: Action, now: datetime) -> None:
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self._core.patch_namespaced_pod_status(
+            replica.name,
+            replica.namespace,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": ATTESTED_CONDITION,
+                            "status": "False",
+                            "reason": action.reason,
+                            "message": action.message,
+                            "lastProbeTime": stamp,
+                            "lastTransitionTime": stamp,
+                        }
+                    ]
+                }
+            },
+            _content_type=_STRATEGIC_MERGE_PATCH,
+        )
+
+    def _policy(self, view: ResourceView) -> tuple[AttestationPolicy, str, int] | None:
+        key = (view.uid, view.generation)
+        if key not in self._policies:
+            try:
+                spec = EnclaveContainerSpec.model_validate(view.spec)
+                policy = spec.attestation.policy
+                self._policies[key] = (policy, policy_hash(policy), spec.replicas)
+            except ValidationError:
+                self._policies[key] = None  # InvalidSpec is the reconciler's to report
+        return self._policies[key]
+
+
+def _ref(view: ResourceView) -> ObjectRef:
+    return ObjectRef(API_VERSION, "EnclaveContainer", view.name, view.namespace, view.uid)
