@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, str] = {
     "metrics-apiserver": "kubetee.metrics.apiserver.cli",
     "quoting-service": "enclave_runtime.quoting.cli",
     "runtime": "enclave_runtime.runtime.cli",
+    "enclave": "enclave_runtime.enclave.cli",
     "quote": "kubetee.attestation.cli",
 }
 
