@@ -127,6 +127,7 @@ def register(subparsers: Any) -> None:
 
     measure = actions.add_parser("measure", help="print MRENCLAVE and MRSIGNER to pin")
     measure.add_argument("--dir", type=Path, default=Path())
+    measure.add_argument("--root", type=Path, default=None, help="files root (default: --dir)")
     measure.add_argument(
         "--enclave-container",
         type=Path,
@@ -380,7 +381,7 @@ def _measure(args: argparse.Namespace) -> int:
         else:
             manifest = load_manifest(args.dir / MANIFEST_FILE)
             sigstruct = _read_sigstruct(args.dir / SIGSTRUCT_FILE)
-            parsed = check_launch(manifest, sigstruct, from_directory(args.dir))
+            parsed = check_launch(manifest, sigstruct, from_directory(args.root or args.dir))
     except EnclaveError as error:
         return _fail(error)
     identity = identity_of(parsed)

@@ -68,20 +68,26 @@ def docker(argv: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
     return result
 
 
-def extract(base: str, paths: Sequence[str], destination: Path, run: Runner = docker) -> None:
+def extract(
+    base: str, paths: Sequence[str], destination: Path, run: Runner | None = None
+) -> None:
     """Copy the files ``paths`` (relative to ``/``) out of image ``base`` under
     ``destination``, one ``docker cp`` tar stream each."""
+    run = run or docker
     container = run(["create", base, "kubetee-extract"]).stdout.decode().strip()
     try:
         for path in paths:
             result = run(["cp", f"{container}:/{path}", "-"])
             parent = destination / path
             parent.parent.mkdir(parents=True, exist_ok=True)
-            with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
-                tar.extractall(parent.parent, filter="data")
+            try:
+                with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tar:
+                    tar.extractall(parent.parent, filter="data")
+            except tarfile.TarError as exc:
+                raise ImageBuildError(f"cannot copy /{path} out of {base}: {exc}") from None
     finally:
         run(["rm", "-f", container])
-    missing = [p for p in paths if not (destination / p).is_file()]
+    missing = [p for p in paths if not (destination / p).exists()]
     if missing:
         raise ImageBuildError(f"image {base} lacks the trusted file(s) {missing}")
 
@@ -96,5 +102,5 @@ def write_context(
     (context / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
 
 
-def build_image(context: Path, tag: str, run: Runner = docker) -> None:
-    run(["build", "--tag", tag, str(context)])
+def build_image(context: Path, tag: str, run: Runner | None = None) -> None:
+    (run or docker)(["build", "--tag", tag, str(context)])

@@ -32,7 +32,7 @@ from enclave_runtime.kbs_protocol import (
 )
 from enclave_runtime.kbs_protocol.models import TEE_SGX
 from kubetee.attestation.errors import AttestationError
-from kubetee.attestation.policy import apply_policy
+from kubetee.attestation.policy import apply_policy, refuse_sample_signer
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.errors import (
     BadRequestError,
@@ -78,6 +78,8 @@ class KbsService:
     workloads: WorkloadDirectory
     reporter: AttestationReporter
     clock: Callable[[], float] = field(default=time.time)
+    # Quotes come from the simulated SGX authority: policies may pin the sample key.
+    simulator: bool = False
 
     def now(self) -> int:
         return int(self.clock())
@@ -169,6 +171,8 @@ async def _attest(request: web.Request) -> web.Response:
                 "the quote was made for another attestation"
             )
         apply_policy(verified, workload.enclave_container.policy)
+        if not service.simulator:
+            refuse_sample_signer(workload.enclave_container.policy)
     except AttestationError as error:
         await service.reporter.refused(challenge.pod, workload, error)
         raise

@@ -59,6 +59,7 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         verifier=_verifier(settings),
         workloads=backend,
         reporter=backend,
+        simulator=settings.simulator_authority_dir is not None,
     )
     return service, ledger
 
