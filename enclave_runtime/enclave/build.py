@@ -18,6 +18,7 @@ from enclave_runtime.enclave.manifest import (
     SIGSTRUCT_FILE,
     EnclaveManifest,
     expand_paths,
+    first_error,
     hash_files,
     load_manifest,
 )
@@ -59,19 +60,22 @@ def init_manifest(
     """A new manifest for the files under ``root`` (not written)."""
     paths = expand_paths(root, [entrypoint, *trusted])
     try:
-        return EnclaveManifest(
-            entrypoint=entrypoint,
-            args=args,
-            env=env,
-            trusted_files=hash_files(root, paths),
-            heap_mi_b=heap_mib,
-            threads=threads,
-            isv_prod_id=isv_prod_id,
-            isv_svn=isv_svn,
-            debug=debug,
+        # By the manifest's own names, so a refusal names the field as the file does.
+        return EnclaveManifest.model_validate(
+            {
+                "entrypoint": entrypoint,
+                "args": args,
+                "env": env,
+                "trustedFiles": hash_files(root, paths),
+                "heapMiB": heap_mib,
+                "threads": threads,
+                "isvProdId": isv_prod_id,
+                "isvSvn": isv_svn,
+                "debug": debug,
+            }
         )
     except ValidationError as exc:
-        raise ManifestError(f"cannot make a manifest: {exc.errors()[0]['msg']}") from None
+        raise ManifestError(f"cannot make a manifest: {first_error(exc)}") from None
 
 
 def rehash(manifest: EnclaveManifest, root: Path) -> tuple[EnclaveManifest, list[str]]:

@@ -349,8 +349,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _attestation_settings() -> RuntimeSettings | None:
-    """The runtime's settings when an attestation service is configured, else None."""
-    if not os.environ.get("KUBETEE_ATTESTATION_URL"):
+    """The runtime's settings in a pod (the operator sets ``KUBETEE_ENCLAVE_CONFIG``):
+    attestation is then required. None on a workstation: no attestation, no secrets."""
+    if not os.environ.get("KUBETEE_ENCLAVE_CONFIG"):
         return None
     return load_settings()
 

@@ -68,9 +68,7 @@ def docker(argv: Sequence[str]) -> subprocess.CompletedProcess[bytes]:
     return result
 
 
-def extract(
-    base: str, paths: Sequence[str], destination: Path, run: Runner | None = None
-) -> None:
+def extract(base: str, paths: Sequence[str], destination: Path, run: Runner | None = None) -> None:
     """Copy the files ``paths`` (relative to ``/``) out of image ``base`` under
     ``destination``, one ``docker cp`` tar stream each."""
     run = run or docker

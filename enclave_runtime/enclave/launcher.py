@@ -9,8 +9,8 @@ mounted into no other container). Re-attestation follows the runtime's superviso
 secrets. SIGTERM stops the workload, then the runtime. The runtime exits with the
 workload's exit code when the workload ends.
 
-Without an attestation service (``kubetee enclave run`` on a workstation), the
-workload runs at once and gets no secrets.
+Outside a pod (``kubetee enclave run`` on a workstation, no ``KUBETEE_ENCLAVE_CONFIG``)
+there is no attestation: the workload runs at once and gets no secrets.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from collections.abc import Mapping
 
 from enclave_runtime.enclave.loader import LoadedEnclave
 from enclave_runtime.quoting import QuotingClient
+from enclave_runtime.runtime.errors import RuntimeConfigError
 from enclave_runtime.runtime.settings import RuntimeSettings
 from enclave_runtime.runtime.supervisor import Supervisor
 
@@ -85,11 +86,19 @@ class Launcher:
     def _env_secrets(self) -> dict[str, str]:
         if self.settings is None:
             return {}
-        return {
-            spec.env: self._secrets[spec.name].decode(errors="strict")
-            for spec in self.settings.secrets
-            if spec.env is not None and spec.name in self._secrets
-        }
+        env: dict[str, str] = {}
+        for spec in self.settings.secrets:
+            if spec.env is None or spec.name not in self._secrets:
+                continue
+            try:
+                env[spec.env] = self._secrets[spec.name].decode()
+            except UnicodeDecodeError:
+                # The message names the secret only: the decoder's would quote its bytes.
+                raise RuntimeConfigError(
+                    f"secret {spec.name!r} is delivered as env {spec.env} but is not UTF-8 "
+                    "text; deliver it as a file"
+                ) from None
+        return env
 
     async def run(self) -> int:
         if self.settings is None:
@@ -112,7 +121,7 @@ class Launcher:
             return supervising.result()
         try:
             workload = await self._start(str(self.settings.delivery_dir))
-        except (OSError, UnicodeDecodeError) as exc:
+        except (OSError, RuntimeConfigError) as exc:
             supervisor.request_stop()
             await supervising
             log.error("cannot start the workload: %s", exc)  # noqa: TRY400

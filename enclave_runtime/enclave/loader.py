@@ -101,13 +101,21 @@ def load(
     """EINIT, then copy every verified trusted file under ``private_dir/root``."""
     checked = check_launch(manifest, sigstruct, source)
     root = private_dir / "root"
-    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        root.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise TrustedFileError(f"cannot make the enclave's root {root}: {exc}") from None
     for entry in manifest.trusted_files:
         content = read_trusted(entry, source)
         target = root / entry.path
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         mode = 0o500 if entry.path == manifest.entrypoint else 0o400
-        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(content)
+        except OSError as exc:
+            raise TrustedFileError(
+                f"cannot load trusted file {entry.path!r} into the enclave: {exc.strerror or exc}"
+            ) from None
     return LoadedEnclave(manifest=manifest, sigstruct=checked, root=root)

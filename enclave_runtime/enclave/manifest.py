@@ -139,7 +139,7 @@ def hash_files(root: Path, paths: Iterable[str]) -> list[TrustedFile]:
                 f"cannot read trusted file {path!r} under {root}: {exc.strerror or exc}"
             ) from None
         except ValidationError as exc:
-            raise ManifestError(f"trusted file {path!r}: {_first_error(exc)}") from None
+            raise ManifestError(f"trusted file {path!r}: {first_error(exc)}") from None
     return entries
 
 
@@ -148,7 +148,7 @@ def parse_manifest(text: str | bytes, origin: str) -> EnclaveManifest:
         return EnclaveManifest.model_validate_json(text)
     except ValidationError as exc:
         raise ManifestError(
-            f"{origin} is not a valid enclave manifest: {_first_error(exc)}"
+            f"{origin} is not a valid enclave manifest: {first_error(exc)}"
         ) from None
 
 
@@ -163,7 +163,8 @@ def load_manifest(path: Path) -> EnclaveManifest:
     return parse_manifest(text, str(path))
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
+    """The first problem of a validation error, with where it is, in one line."""
     errors = exc.errors()
     first = errors[0]
     where = ".".join(str(p) for p in first["loc"]) or "document"

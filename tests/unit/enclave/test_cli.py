@@ -24,6 +24,7 @@ def enclave_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "enc"
     write_app(directory)
     monkeypatch.delenv("KUBETEE_ATTESTATION_URL", raising=False)
+    monkeypatch.delenv("KUBETEE_ENCLAVE_CONFIG", raising=False)
     monkeypatch.delenv("KUBETEE_ROOT", raising=False)
     return directory
 
@@ -106,6 +107,8 @@ def test_bad_input_is_a_clear_refusal(
     assert "kubetee enclave init" in capsys.readouterr().err
     assert _init(enclave_dir, tmp_path / "out", "--trusted", "missing") == 5
     assert "'missing' does not exist" in capsys.readouterr().err
+    assert _init(enclave_dir, tmp_path / "out", "--heap-mib", "0") == 2
+    assert "heapMiB" in capsys.readouterr().err
     assert _init(enclave_dir, tmp_path / "out") == 0
     assert _init(enclave_dir, tmp_path / "out") == 2
     assert "--force" in capsys.readouterr().err
@@ -148,3 +151,20 @@ def test_bundle_and_measure_from_an_enclave_container_file(
     manifests.write_text(yaml.safe_dump_all([configmap, ec]))
     assert main(["enclave", "measure", "--enclave-container", str(manifests)]) == 0
     assert _identity(capsys)["mrenclave"] == built["mrenclave"]
+
+
+def test_in_a_pod_the_runtime_never_runs_the_workload_unattested(
+    tmp_path: Path, enclave_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out.txt"
+    assert _init(enclave_dir, out) == 0
+    assert main(["enclave", "build", "--dir", str(enclave_dir), "--sample-key"]) == 0
+    # The operator's environment, without an attestation service to attest to.
+    monkeypatch.setenv(
+        "KUBETEE_ENCLAVE_CONFIG", json.dumps({"enclaveContainer": {"namespace": "a", "name": "b"}})
+    )
+    monkeypatch.setenv("KUBETEE_POD_NAME", "b-1")
+    monkeypatch.setenv("KUBETEE_POD_UID", "uid")
+    code = main(["enclave", "run", "--dir", str(enclave_dir), "--private-dir", str(tmp_path)])
+    assert code == 2
+    assert not out.exists()
