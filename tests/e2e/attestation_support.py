@@ -65,7 +65,8 @@ def attestation_service(
     tls = generate(workdir / "tls", ["127.0.0.1", "localhost"])
     key = workdir / "session.key"
     key.write_text(secrets.token_urlsafe(48))
-    namespace = f"kubetee-kbs-{os.getpid()}"
+    # One namespace per module: the previous module's may still be terminating.
+    namespace = f"kubetee-kbs-{os.getpid()}-{secrets.token_hex(3)}"
     core = client.CoreV1Api(cluster.api)
     try:
         core.create_namespace({"metadata": {"name": namespace}})
