@@ -237,9 +237,11 @@ def _build(args: argparse.Namespace) -> int:
         signer = _signer(args)
         if args.image is None:
             built = build_directory(args.dir, signer, root=args.root)
+        elif args.context is not None:
+            built = _build_image(args, signer, args.context)
         else:
-            context = args.context or Path(tempfile.mkdtemp(prefix="kubetee-enclave-image-"))
-            built = _build_image(args, signer, context)
+            with tempfile.TemporaryDirectory(prefix="kubetee-enclave-image-") as scratch:
+                built = _build_image(args, signer, Path(scratch))
     except EnclaveError as error:
         return _fail(error)
     for path in built.changed:
@@ -252,6 +254,7 @@ def _build_image(args: argparse.Namespace, signer: EnclaveSigner, context: Path)
     manifest = load_manifest(args.dir / MANIFEST_FILE)
     root = context / "root"
     shutil.rmtree(root, ignore_errors=True)
+    context.mkdir(parents=True, exist_ok=True)
     sys.stderr.write(
         f"[1/3] copying {len(manifest.trusted_files)} trusted file(s) out of {args.image}\n"
     )
