@@ -7,7 +7,8 @@ CLUSTER ?= default
 NODES ?= 3
 
 .PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down clean \
-	docker-engine kind-build kind-up kind-down test-kind
+	docker-engine kind-build kind-up kind-down test-kind \
+	example-enclave
 
 help:
 	@echo "make demo   - bring up the local cluster and run the KubeTEE demo"
@@ -40,6 +41,16 @@ test-e2e: venv binaries
 
 test: venv binaries lint
 	$(BIN)/pytest -m "not kind"  # the kind suite: make test-kind
+
+# Re-sign the example enclave after changing deploy/examples/enclave-app (sample key: the
+# simulator's), regenerate its ConfigMap, and print the pins for enclavecontainer.yaml.
+EXAMPLE_ENCLAVE := deploy/examples/enclave-app
+example-enclave: venv
+	$(BIN)/kubetee enclave build --dir $(EXAMPLE_ENCLAVE) --sample-key
+	{ sed -n '1,3p' deploy/examples/enclave-bundle.yaml; \
+	  $(BIN)/kubetee enclave bundle --dir $(EXAMPLE_ENCLAVE) --name demo-enclave; } \
+	  > deploy/examples/enclave-bundle.yaml.new
+	mv deploy/examples/enclave-bundle.yaml.new deploy/examples/enclave-bundle.yaml
 
 demo: venv binaries
 	$(BIN)/kubetee demo --cluster $(CLUSTER) --nodes $(NODES)

@@ -10,6 +10,7 @@
 * Re-attestation on request: SIGHUP, or a changed ``kubetee.io/reattest-requested``
   annotation in the downward API file (``KUBETEE_PODINFO_DIR``), see :mod:`.requests`.
 * SIGTERM/SIGINT: wipe the secrets and exit 0.
+* ``on_attested`` (the enclave launcher's hook) receives the secrets of each round.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import signal
 import ssl
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from enclave_runtime.kbs_protocol import KbsClientError, KbsProtocolError, KbsRefusedError
@@ -51,8 +53,10 @@ class Supervisor:
         identity: EnclaveIdentity,
         quoting: QuotingClient,
         context: ssl.SSLContext,
+        on_attested: Callable[[Mapping[str, bytes]], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_attested = on_attested
         self.identity = identity
         self.quoting = quoting
         self.context = context
@@ -146,6 +150,8 @@ class Supervisor:
         delivery.deliver(self.settings.delivery_dir, self.settings.secrets, outcome.secrets)
         self.rounds += 1
         self._mark_started()
+        if self._on_attested is not None:
+            self._on_attested(outcome.secrets)
         log.info(
             "attested (round %d): enclave %s, isvSvn %d; delivered %d secret(s): %s",
             self.rounds,

@@ -100,6 +100,10 @@ class EnclaveSigner:
     def public_key(self) -> rsa.RSAPublicKey:
         return self._private_key.public_key()
 
+    def sign_raw(self, data: bytes) -> bytes:
+        """RSASSA-PKCS1-v1_5 over SHA-256 of ``data``, big-endian (the SIGSTRUCT's scheme)."""
+        return self._private_key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
     def sign(self, mrenclave: bytes, *, isv_prod_id: int, isv_svn: int, debug: bool) -> bytes:
         """Sign an enclave's identity, as the SIGSTRUCT does, for the launch check."""
         return self._private_key.sign(

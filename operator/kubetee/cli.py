@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "quoting-service": "enclave_runtime.quoting.cli",
     "pcs": "kubetee.pcs.cli",
     "runtime": "enclave_runtime.runtime.cli",
+    "enclave": "enclave_runtime.enclave.cli",
     "quote": "kubetee.attestation.cli",
 }
 

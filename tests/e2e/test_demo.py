@@ -32,9 +32,10 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     for step in range(1, 8):
         assert f"[{step}/7]" in output
     assert "3 replicas scheduled by the real kube-scheduler on EPC" in output
-    assert "3/3 replicas attested; the secret was delivered to each" in output
+    assert "3/3 replicas attested; only then did each workload start and use the secret" in output
+    assert output.count("serves the secret's hash") == 3
     assert "Event MeasurementMismatch" in output
-    assert "no secret file in the tampered replica" in output
+    assert "the tampered workload never started" in output
     assert "HPA scaled 3 -> " in output
     assert "KubeTEE demo finished" in output
     assert "kubectl get ec,epcp,pods,hpa" in output

@@ -30,7 +30,9 @@ Hierarchy (Event reason in brackets)::
         ├── ProductIdMismatchError                                    [ProductIdMismatch]
         ├── IsvSvnTooLowError                                              [IsvSvnTooLow]
         ├── TcbStatusNotAcceptedError                              [TCBStatusNotAccepted]
-        └── AdvisoryNotAcceptedError                                [AdvisoryNotAccepted]
+        ├── AdvisoryNotAcceptedError                                [AdvisoryNotAccepted]
+        └── SampleSignerError           the policy pins the public sample
+                                        key outside the simulator   [SampleSignerRefused]
 """
 
 from __future__ import annotations
@@ -169,3 +171,8 @@ class TcbStatusNotAcceptedError(PolicyError):
 class AdvisoryNotAcceptedError(PolicyError):
     default_code = "ADVISORY_NOT_ACCEPTED"
     reason = "AdvisoryNotAccepted"
+
+
+class SampleSignerError(PolicyError):
+    default_code = "SAMPLE_SIGNER_REFUSED"
+    reason = "SampleSignerRefused"

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
+from enclave_runtime.enclave.keys import sample_mrsigner
 from kubetee.api.base import ApiModel
 from kubetee.attestation.errors import (
     AdvisoryNotAcceptedError,
@@ -17,6 +18,7 @@ from kubetee.attestation.errors import (
     IsvSvnTooLowError,
     MeasurementMismatchError,
     ProductIdMismatchError,
+    SampleSignerError,
     SignerMismatchError,
     TcbStatusNotAcceptedError,
 )
@@ -144,3 +146,18 @@ def apply_policy(verified: VerifiedQuote, policy: AttestationPolicy) -> None:
                 f"platform is affected by advisories {unaccepted} not listed in "
                 "attestation.policy.acceptedAdvisories"
             )
+
+
+def refuse_sample_signer(policy: AttestationPolicy) -> None:
+    """Outside the simulator, refuse a policy that pins the public sample key's MRSIGNER.
+
+    Anyone can sign an enclave with the sample key (it ships with KubeTEE, like the SGX
+    SDK's), so pinning its MRSIGNER pins nothing on real platforms.
+    """
+    if sample_mrsigner().hex() in policy.mrsigner:
+        raise SampleSignerError(
+            "attestation.policy.mrsigner pins KubeTEE's public sample signing key, which "
+            "anyone can sign enclaves with; it is accepted only by the simulator. Sign the "
+            "enclave with your own key (`kubetee enclave keygen`, `kubetee enclave build "
+            "--key`) and pin the MRSIGNER `kubetee enclave measure` prints"
+        )

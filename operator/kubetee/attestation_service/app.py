@@ -48,7 +48,7 @@ from enclave_runtime.kbs_protocol.models import (
     TEE_SGX,
 )
 from kubetee.attestation.errors import AttestationError
-from kubetee.attestation.policy import apply_policy
+from kubetee.attestation.policy import apply_policy, refuse_sample_signer
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.errors import (
     KBS_PROBLEM_PREFIX,
@@ -111,6 +111,8 @@ class KbsService:
     reporter: AttestationReporter
     clock: Callable[[], float] = field(default=time.time)
     platforms: PlatformCheck | None = None
+    # Quotes come from the simulated SGX authority: policies may pin the sample key.
+    simulator: bool = False
 
     def now(self) -> int:
         return int(self.clock())
@@ -252,6 +254,8 @@ async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
         if service.platforms is not None:
             await service.platforms.check(workload, verified)
         apply_policy(verified, workload.enclave_container.policy)
+        if not service.simulator:
+            refuse_sample_signer(workload.enclave_container.policy)
     except BackendUnavailableError:
         raise
     except AttestationError as error:

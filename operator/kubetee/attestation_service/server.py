@@ -45,13 +45,10 @@ def _collateral(settings: ServiceSettings) -> CollateralSource:
     return FileCollateral(settings.collateral)
 
 
-def _verifier(settings: ServiceSettings) -> DcapEvidenceVerifier:
-    root = (
-        root_ca_der(settings.root_ca.read_bytes())
-        if settings.root_ca is not None
-        else intel_sgx_root_ca_der()
-    )
-    return DcapEvidenceVerifier(root, _collateral(settings))
+def _root(settings: ServiceSettings) -> bytes:
+    if settings.root_ca is None:
+        return intel_sgx_root_ca_der()
+    return root_ca_der(settings.root_ca.read_bytes())
 
 
 def _platforms(settings: ServiceSettings, api: client.ApiClient) -> RegisteredPlatforms | None:
@@ -67,6 +64,7 @@ def _platforms(settings: ServiceSettings, api: client.ApiClient) -> RegisteredPl
 def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
     api = sync_api_client(settings.kubeconfig)
     backend = KubernetesBackend(api, instance=settings.instance)
+    root = _root(settings)
     ledger: NonceLedger
     if settings.replay_ledger == "lease":
         ledger = LeaseNonceLedger(
@@ -82,10 +80,12 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
     service = KbsService(
         sessions=sessions,
         ledger=ledger,
-        verifier=_verifier(settings),
+        verifier=DcapEvidenceVerifier(root, _collateral(settings)),
         platforms=_platforms(settings, api),
         workloads=backend,
         reporter=backend,
+        # Any root but Intel's is a simulated authority's: its quotes may carry the sample key.
+        simulator=root != intel_sgx_root_ca_der(),
     )
     return service, ledger
 

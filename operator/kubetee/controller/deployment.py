@@ -3,9 +3,11 @@
 A Deployment rather than bare pods: rolling updates on spec changes, a revision
 history, and the ReplicaSet controller recreating lost replicas come for free, and the
 scale subresource of the EnclaveContainer maps onto its ``replicas`` one to one.
-(docs/operator.md has the longer argument.) Each pod gets the enclave runtime sidecar
-holding its EPC, the ``kubetee.io/attested`` readiness gate, and the pool's placement:
-node affinity to the pool's nodes and the scheduler profile of its strategy.
+(docs/operator.md has the longer argument.) Each pod gets the enclave runtime holding
+its EPC (the enclave container running the workload, :mod:`.enclave_container`, or the
+sidecar of an enclave without an image, :mod:`.sidecar`), the ``kubetee.io/attested``
+readiness gate, and the pool's placement: node affinity to the pool's nodes and the
+scheduler profile of its strategy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from kubetee.api.v1alpha1 import EnclaveContainerSpec, EPCPoolSpec
 from kubetee.api.v1alpha1.enclavecontainer import SECRETS_MOUNT_PATH
+from kubetee.controller.enclave_container import enclave_container, enclave_volumes
 from kubetee.controller.names import (
     API_VERSION,
     ATTESTED_CONDITION,
@@ -95,17 +98,15 @@ def pod_template(
     pod: dict[str, Any] = copy.deepcopy(
         spec.template.spec.model_dump(by_alias=True, exclude_none=True)
     )
-    if any(secret.file for secret in spec.secrets):
-        for container in pod["containers"]:
-            container["volumeMounts"] = [
-                *(container.get("volumeMounts") or []),
-                {"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT_PATH, "readOnly": True},
-            ]
-    pod["initContainers"] = [
-        runtime_container(owner.name, owner.namespace, spec, runtime),
-        *(pod.get("initContainers") or []),
-    ]
-    pod["volumes"] = [*(pod.get("volumes") or []), *runtime_volumes(spec)]
+    if spec.enclave.runs_workload:
+        # The workload runs inside the enclave container; the others get no secret.
+        pod["containers"] = [
+            enclave_container(owner.name, owner.namespace, spec, runtime),
+            *pod["containers"],
+        ]
+        pod["volumes"] = [*(pod.get("volumes") or []), *enclave_volumes(spec)]
+    else:
+        _add_runtime_sidecar(pod, owner, spec, runtime)
     pod["readinessGates"] = [
         *(pod.get("readinessGates") or []),
         {"conditionType": ATTESTED_CONDITION},
@@ -121,6 +122,24 @@ def pod_template(
     if spec.template.metadata.annotations:
         metadata["annotations"] = dict(spec.template.metadata.annotations)
     return {"metadata": metadata, "spec": pod}
+
+
+def _add_runtime_sidecar(
+    pod: dict[str, Any], owner: Owner, spec: EnclaveContainerSpec, runtime: RuntimeSettings
+) -> None:
+    """The sidecar runtime of an enclave without an image: it attests, then hands the
+    secrets to the template's containers through a shared memory volume."""
+    if any(secret.file for secret in spec.secrets):
+        for container in pod["containers"]:
+            container["volumeMounts"] = [
+                *(container.get("volumeMounts") or []),
+                {"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT_PATH, "readOnly": True},
+            ]
+    pod["initContainers"] = [
+        runtime_container(owner.name, owner.namespace, spec, runtime),
+        *(pod.get("initContainers") or []),
+    ]
+    pod["volumes"] = [*(pod.get("volumes") or []), *runtime_volumes(spec)]
 
 
 def spec_hash(deployment_spec: Manifest) -> str:

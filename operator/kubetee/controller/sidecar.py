@@ -88,11 +88,10 @@ def startup_probe() -> dict[str, Any]:
     }
 
 
-def runtime_container(
+def runtime_env(
     name: str, namespace: str, spec: EnclaveContainerSpec, settings: RuntimeSettings
-) -> dict[str, Any]:
-    """The native sidecar running the replica's enclave and holding its EPC."""
-    epc = str(spec.epc_mebibytes)
+) -> list[dict[str, Any]]:
+    """The runtime's environment: the pod's identity, the enclave's config, attestation."""
     env: list[dict[str, Any]] = [
         {"name": "KUBETEE_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "KUBETEE_POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
@@ -107,6 +106,40 @@ def runtime_container(
     if settings.attestation_ca_pem:
         env.append({"name": ENV_ATTESTATION_CA_PEM, "value": settings.attestation_ca_pem})
     env.append({"name": ENV_PODINFO_DIR, "value": PODINFO_MOUNT_PATH})
+    return env
+
+
+def epc_resources(spec: EnclaveContainerSpec) -> dict[str, Any]:
+    """The replica's EPC and one enclave, requested by the container that runs it."""
+    epc = str(spec.epc_mebibytes)
+    return {
+        "requests": {EPC_RESOURCE: epc, ENCLAVE_RESOURCE: "1"},
+        "limits": {EPC_RESOURCE: epc, ENCLAVE_RESOURCE: "1"},
+    }
+
+
+RESTRICTED_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def podinfo_volume() -> dict[str, Any]:
+    """The pod's annotations (re-attestation requests) through the downward API."""
+    return {
+        "name": PODINFO_VOLUME,
+        "downwardAPI": {
+            "items": [{"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]
+        },
+    }
+
+
+def runtime_container(
+    name: str, namespace: str, spec: EnclaveContainerSpec, settings: RuntimeSettings
+) -> dict[str, Any]:
+    """The native sidecar running the replica's enclave and holding its EPC."""
+    env = runtime_env(name, namespace, spec, settings)
     mounts: list[dict[str, Any]] = [
         {"name": SECRETS_VOLUME, "mountPath": SECRETS_MOUNT_PATH},
         {"name": PODINFO_VOLUME, "mountPath": PODINFO_MOUNT_PATH, "readOnly": True},
@@ -121,17 +154,10 @@ def runtime_container(
         "command": ["kubetee", "runtime"],
         "restartPolicy": "Always",
         "env": env,
-        "resources": {
-            "requests": {EPC_RESOURCE: epc, ENCLAVE_RESOURCE: "1"},
-            "limits": {EPC_RESOURCE: epc, ENCLAVE_RESOURCE: "1"},
-        },
+        "resources": epc_resources(spec),
         "startupProbe": startup_probe(),
         "volumeMounts": mounts,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": dict(RESTRICTED_SECURITY_CONTEXT),
     }
 
 
@@ -139,14 +165,7 @@ def runtime_volumes(spec: EnclaveContainerSpec) -> list[dict[str, Any]]:
     """Volumes the runtime needs: the memory-backed secrets volume, the measured files."""
     volumes: list[dict[str, Any]] = [
         {"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
-        {
-            "name": PODINFO_VOLUME,
-            "downwardAPI": {
-                "items": [
-                    {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
-                ]
-            },
-        },
+        podinfo_volume(),
     ]
     sources = [
         {

@@ -11,16 +11,26 @@ import base64
 import copy
 import hashlib
 import json
+import re
+import shutil
 import sys
+import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from enclave_runtime.enclave.build import build_directory
+from enclave_runtime.enclave.bundle import bundle_configmap
+from enclave_runtime.enclave.errors import EnclaveError
+from enclave_runtime.enclave.manifest import MANIFEST_FILE, SIGSTRUCT_FILE, load_manifest
+from enclave_runtime.sgx.enclave import EnclaveSigner
 from kubetee.cluster import pcs
 from kubetee.cluster.cluster import LocalCluster
 from kubetee.cluster.layout import ClusterLayout, repo_root
@@ -37,7 +47,8 @@ TAMPERED = "demo-tampered"
 EC_LABEL = "kubetee.io/enclave-container"
 USAGE_ANNOTATION = "kubetee.io/simulated-epc-usage"
 CLAIMS_ANNOTATION = "kubetee.io/attested-claims"
-SECRET_FILE = Path("run/kubetee/secrets/db/password")  # as deploy/examples says
+ENCLAVE_LOG = "kubetee-enclave.log"  # the enclave container's output (runtime and workload)
+SERVING = re.compile(r"serving with its secret on (http://\S+)")
 STEPS = 7
 
 
@@ -134,8 +145,10 @@ class Demo:
         self.kube.kubectl("apply", "--server-side", f"-f={examples / 'epcpool.yaml'}")
         self.kube.kubectl(
             "apply", "--server-side", f"--namespace={NAMESPACE}",
-            f"-f={examples / 'enclavecontainer.yaml'}",
+            f"-f={examples / 'enclave-bundle.yaml'}", f"-f={examples / 'enclavecontainer.yaml'}",
         )  # fmt: skip
+        self.say("the workload: deploy/examples/enclave-app, a Python service signed into an")
+        self.say("enclave (kubetee enclave build), shipped as the ConfigMap demo-enclave")
         pods = wait_for(
             lambda: self._bound_pods(EC_NAME, 3), 120, "3 replicas bound to nodes by EPC"
         )
@@ -146,9 +159,10 @@ class Demo:
         self.findings.add(f"3 replicas scheduled by the real kube-scheduler on EPC ({pool})")
 
     def attest(self) -> None:
-        self.step("Attestation before secrets")
-        self.say("each replica's enclave runtime measures its enclave, gets a DCAP quote from")
-        self.say("its node's quoting service and attests to the attestation service")
+        self.step("Attestation before secrets: the measured workload gets its secret")
+        self.say("each replica's enclave runtime checks the SIGSTRUCT and trusted files (as")
+        self.say("EINIT does), gets a DCAP quote from its node's quoting service, attests, and")
+        self.say("only then starts the workload with the secret in its private directory")
         status = wait_for(lambda: self._ec_status(EC_NAME, attested=3), 180, "3 attested replicas")
         self.say(
             f"status: replicas={status.get('replicas')} ready={status.get('readyReplicas')} "
@@ -156,22 +170,28 @@ class Demo:
         )
         secret = self.kube.core.read_namespaced_secret("demo-db", NAMESPACE)
         expected = hashlib.sha256(base64.b64decode((secret.data or {})["password"])).hexdigest()
-        delivered = 0
+        served = 0
         for pod in self._bound_pods(EC_NAME, 3) or []:
-            path = self._secret_path(pod)
-            if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == expected:
-                delivered += 1
-                mode = oct(path.stat().st_mode & 0o777)
-                self.say(f"{pod.metadata.name}: secret file {path} (mode {mode}) matches")
-        if delivered != 3:
-            raise DemoError(f"the secret reached {delivered} of 3 replicas")
+            url = wait_for(partial(self._workload_url, pod), 60, "the workload to serve")
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # loopback
+                document = json.loads(response.read())
+            if document.get("secretSha256") == expected:
+                served += 1
+                self.say(f"{pod.metadata.name}: the workload at {url} serves the secret's hash")
+        if served != 3:
+            raise DemoError(f"the workload used the secret in {served} of 3 replicas")
         self.say(f"the secret's sha256 {expected[:16]}... (its value is never printed)")
-        self.findings.add("3/3 replicas attested; the secret was delivered to each, only then")
+        self.findings.add(
+            "3/3 replicas attested; only then did each workload start and use the secret"
+        )
 
     def tampered_workload(self) -> None:
         self.step("A tampered workload is refused")
         genuine = self._genuine_mrenclave()
-        self.say(f"pin the policy to the genuine MRENCLAVE {genuine[:16]}...")
+        self.say(f"the policy pins the genuine MRENCLAVE {genuine[:16]}...")
+        configmap, tampered_mrenclave = self._tampered_bundle()
+        self.say("an attacker changes one byte of the program and signs it with their own key:")
+        self.say(f"MRENCLAVE {tampered_mrenclave[:16]}...")
         ec = yaml.safe_load_all(
             (repo_root() / "deploy" / "examples" / "enclavecontainer.yaml").read_text()
         )
@@ -179,14 +199,12 @@ class Demo:
         tampered = copy.deepcopy(manifest)
         tampered["metadata"] = {"name": TAMPERED}
         tampered["spec"]["replicas"] = 1
-        tampered["spec"]["attestation"]["policy"]["mrenclave"] = [genuine]
-        files = tampered["spec"]["enclave"]["files"]
-        files[0]["content"] += "debug_backdoor = true\n"
+        tampered["spec"]["enclave"]["bundle"]["name"] = configmap["metadata"]["name"]
         self.kube.kubectl(
             "apply", "--server-side", f"--namespace={NAMESPACE}", "-f=-",
-            input_text=yaml.safe_dump(tampered),
+            input_text=yaml.safe_dump(configmap) + "---\n" + yaml.safe_dump(tampered),
         )  # fmt: skip
-        self.say("applied demo-tampered: same policy, one line added to an enclave file")
+        self.say("applied demo-tampered: the same policy, the attacker's enclave")
         event = wait_for(
             lambda: self._event(TAMPERED, "MeasurementMismatch"),
             180,
@@ -196,9 +214,9 @@ class Demo:
         status = self._ec_status(TAMPERED) or {}
         self.say(f"status: attested={status.get('attestedReplicas', 0)}")
         for pod in self._bound_pods(TAMPERED, 1) or []:
-            if self._secret_path(pod).exists():
-                raise DemoError("the tampered enclave got the secret")
-        self.say("no secret file in the tampered replica")
+            if "starting the workload" in self._enclave_log(pod):
+                raise DemoError("the tampered workload was started")
+        self.say("the tampered workload never started: no secret reached it")
         self.findings.add("the tampered workload was refused (MeasurementMismatch), no secret")
 
     def autoscale(self) -> None:
@@ -237,6 +255,7 @@ class Demo:
             f"  export KUBECONFIG={kubeconfig} PATH={self.layout.bin_dir}:$PATH\n"
             f"  kubectl get ec,epcp,pods,hpa -n {NAMESPACE}\n"
             f"  kubectl describe ec {TAMPERED} -n {NAMESPACE}     # the refusal's Event\n"
+            "  kubetee enclave measure --dir deploy/examples/enclave-app   # what it pins\n"
             '  kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta2/namespaces/'
             f'{NAMESPACE}/pods/*/epc_utilization"\n'
             f"  curl {self.local.operator_metrics}     # operator metrics\n"
@@ -309,14 +328,36 @@ class Demo:
             return None
         return status
 
-    def _secret_path(self, pod: Any) -> Path:
+    def _enclave_log(self, pod: Any) -> str:
         metadata = pod.metadata
         pods_dir = plugin_dir(self.layout, pod.spec.node_name).parent / "pods"
-        return (
-            pod_directory(pods_dir, metadata.namespace, metadata.name, metadata.uid)
-            / "root"
-            / SECRET_FILE
-        )
+        directory = pod_directory(pods_dir, metadata.namespace, metadata.name, metadata.uid)
+        path = directory / ENCLAVE_LOG
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _workload_url(self, pod: Any) -> str | None:
+        """Where the pod's workload serves (it logs its address once it has its secret)."""
+        found = SERVING.search(self._enclave_log(pod))
+        return found.group(1).replace("0.0.0.0", "127.0.0.1") if found else None  # noqa: S104
+
+    def _tampered_bundle(self) -> tuple[dict[str, Any], str]:
+        """The example workload with one byte changed, signed with an attacker's key."""
+        with tempfile.TemporaryDirectory(prefix="kubetee-demo-") as scratch:
+            directory = Path(scratch) / "enclave-app"
+            shutil.copytree(repo_root() / "deploy" / "examples" / "enclave-app", directory)
+            program = directory / "app" / "server.py"
+            program.write_bytes(program.read_bytes().replace(b"PORT = 8080", b"PORT = 8081"))
+            try:
+                built = build_directory(directory, EnclaveSigner.generate())
+                configmap = bundle_configmap(
+                    load_manifest(directory / MANIFEST_FILE),
+                    (directory / SIGSTRUCT_FILE).read_bytes(),
+                    directory,
+                    f"{TAMPERED}-enclave",
+                )
+            except EnclaveError as error:
+                raise DemoError(f"cannot build the tampered enclave: {error}") from None
+        return configmap, built.mrenclave.hex()
 
     def _genuine_mrenclave(self) -> str:
         for pod in self._bound_pods(EC_NAME, 1) or []:

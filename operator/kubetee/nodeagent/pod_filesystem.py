@@ -22,8 +22,8 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 MEMORY_ROOT = Path("/dev/shm")  # noqa: S108  # the host's tmpfs, like kubelet's Memory medium
-Reader = Callable[[str, str, str], Mapping[str, str] | None]
-"""(kind "configmap"|"secret", namespace, name) -> data as text (None: missing)."""
+Reader = Callable[[str, str, str], Mapping[str, str | bytes] | None]
+"""(kind "configmap"|"secret", namespace, name) -> data, text or bytes (None: missing)."""
 
 
 def field_value(pod: Mapping[str, Any], path: str) -> str:
@@ -139,11 +139,13 @@ def _object_files(
     items = source.get("items")
     if items:
         return {
-            item["path"]: (data[item["key"]].encode(), mode)
-            for item in items
-            if item["key"] in data
+            item["path"]: (_bytes(data[item["key"]]), mode) for item in items if item["key"] in data
         }
-    return {key: (value.encode(), mode) for key, value in data.items()}
+    return {key: (_bytes(value), mode) for key, value in data.items()}
+
+
+def _bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
 
 
 def _downward_items(volume: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -2,7 +2,9 @@
 
 Simulated (KWOK) nodes run no containers, yet a replica's enclave runtime must run
 for its pod to attest. For each pod bound to this node, every native sidecar (an init
-container with ``restartPolicy: Always``) whose command is ``kubetee`` runs here:
+container with ``restartPolicy: Always``) and every container whose command is
+``kubetee`` runs here (the enclave container, ``kubetee enclave run``, runs its workload
+as its own child process):
 
 1. devices are allocated from the registered plugins, and the plugins' ``Allocate``
    answers add environment and mounts, as the kubelet's device manager does;
@@ -189,11 +191,15 @@ class PodRuntimes:
             mounts.update({m.container_path: m.host_path for m in answer.mounts})
         return allocations, envs, mounts
 
-    def _read_object(self, kind: str, namespace: str, name: str) -> dict[str, str] | None:
+    def _read_object(self, kind: str, namespace: str, name: str) -> dict[str, str | bytes] | None:
         try:
             if kind == "configmap":
                 body = _json(self._core.read_namespaced_config_map(name, namespace, **_RAW))
-                return dict(body.get("data") or {})
+                data: dict[str, str | bytes] = dict(body.get("data") or {})
+                # binaryData (an enclave bundle's SIGSTRUCT and files) stays bytes.
+                for key, value in (body.get("binaryData") or {}).items():
+                    data[key] = base64.b64decode(value)
+                return data
             body = _json(self._core.read_namespaced_secret(name, namespace, **_RAW))
         except ApiException as error:
             if error.status == 404:
@@ -221,7 +227,10 @@ class PodRuntimes:
                 )
                 data = self._read_object(kind, namespace, ref.get("name", "")) or {}
                 if ref.get("key") in data:
-                    env[entry["name"]] = data[ref["key"]]
+                    value = data[ref["key"]]
+                    env[entry["name"]] = (
+                        value.decode(errors="replace") if isinstance(value, bytes) else value
+                    )
         return env
 
     def _follow_annotations(self, sidecar: _Sidecar, pod: Mapping[str, Any]) -> None:
@@ -296,12 +305,18 @@ def _finished(pod: Mapping[str, Any]) -> bool:
 
 
 def _local_sidecars(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Native sidecars whose command is ``kubetee``: what this agent can run."""
+    """Native sidecars and containers whose command is ``kubetee``: what this agent can
+    run (the enclave runtime sidecar, or the enclave container running the workload)."""
+    spec = pod.get("spec") or {}
+    sidecars = [
+        container
+        for container in spec.get("initContainers") or []
+        if container.get("restartPolicy") == "Always"
+    ]
     return [
         container
-        for container in (pod.get("spec") or {}).get("initContainers") or []
-        if container.get("restartPolicy") == "Always"
-        and (container.get("command") or [""])[0] == LOCAL_COMMAND
+        for container in [*sidecars, *(spec.get("containers") or [])]
+        if (container.get("command") or [""])[0] == LOCAL_COMMAND
     ]
 
 

@@ -108,7 +108,46 @@ def test_unknown_spec_field_is_an_error() -> None:
             "paths must be unique",
         ),
         ({"enclave": {"files": [{"path": "a"}]}}, "exactly one of configMapKeyRef or content"),
-        ({"template": {"spec": {"containers": []}}}, "at least 1 item"),
+        ({"template": {"spec": {"containers": []}}}, "containers is empty"),
+        (
+            {"enclave": {"image": "web:1", "bundle": {"name": "web"}}},
+            "at most one of image or bundle",
+        ),
+        (
+            {"enclave": {"image": "web:1", "files": [{"path": "a", "content": "x"}]}},
+            "files are measured only for enclaves without an image or bundle",
+        ),
+        (
+            {
+                "enclave": {"image": "web:1"},
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "a", "image": "a"}],
+                        "shareProcessNamespace": True,
+                    }
+                },
+            },
+            "shareProcessNamespace would let other containers read",
+        ),
+        (
+            {
+                "enclave": {"bundle": {"name": "web"}},
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "spy",
+                                "image": "busybox",
+                                "volumeMounts": [
+                                    {"name": "kubetee-enclave-private", "mountPath": "/x"}
+                                ],
+                            }
+                        ]
+                    }
+                },
+            },
+            "volumes named kubetee-\\* belong to the enclave runtime",
+        ),
     ],
 )
 def test_invalid_specs_are_refused_with_a_clear_message(
@@ -116,6 +155,19 @@ def test_invalid_specs_are_refused_with_a_clear_message(
 ) -> None:
     with pytest.raises(ValidationError, match=words):
         EnclaveContainerSpec.model_validate(_spec(**overrides))
+
+
+def test_an_enclave_image_runs_the_workload_without_other_containers() -> None:
+    spec = EnclaveContainerSpec.model_validate(
+        _spec(
+            enclave={"image": "registry.example/web-enclave:1"},
+            template={"spec": {"containers": []}},
+            # The manifest carries product id and SVN, not enclave.isvProdId/isvSvn.
+            attestation={"policy": {"isvProdId": 7, "minIsvSvn": 3}},
+        )
+    )
+    assert spec.enclave.runs_workload
+    assert not EnclaveContainerSpec.model_validate(_spec()).enclave.runs_workload
 
 
 def test_secret_with_one_destination_is_accepted() -> None:

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pydantic
 import pytest
 
-from kubetee.attestation.errors import PolicyError
-from kubetee.attestation.policy import AttestationPolicy, apply_policy
+from enclave_runtime.enclave.keys import sample_mrsigner
+from kubetee.attestation.errors import PolicyError, SampleSignerError
+from kubetee.attestation.policy import AttestationPolicy, apply_policy, refuse_sample_signer
 from kubetee.attestation.verified import VerifiedQuote
 
 MRENCLAVE = bytes.fromhex("11" * 32)
@@ -108,3 +109,12 @@ def test_model_speaks_camel_case_and_documents_every_field() -> None:
         "acceptedAdvisories",
     }
     assert all(field.get("description") for field in schema["properties"].values())
+
+
+def test_a_policy_pinning_the_sample_key_is_refused_outside_the_simulator() -> None:
+    pinned = AttestationPolicy(mrsigner=[sample_mrsigner().hex()])
+    with pytest.raises(SampleSignerError, match="public sample signing key") as refusal:
+        refuse_sample_signer(pinned)
+    assert refusal.value.reason == "SampleSignerRefused"
+    refuse_sample_signer(AttestationPolicy(mrsigner=["ab" * 32]))  # an author's key
+    refuse_sample_signer(AttestationPolicy())

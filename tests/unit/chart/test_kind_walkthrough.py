@@ -20,6 +20,7 @@ import yaml
 from kubetee.api.quantity import parse_mebibytes
 from kubetee.cli import build_parser
 from kubetee.cluster.toolchain import KUBERNETES_VERSION
+from kubetee.controller.enclave_container import ENCLAVE_CONTAINER
 from kubetee.controller.names import EC_LABEL, RUNTIME_CONTAINER
 from kubetee.deviceplugin.constants import SGX_ENCLAVE_DEVICE, SGX_PROVISION_DEVICE
 from kubetee.metrics.names import SIMULATED_USAGE_ANNOTATION
@@ -199,7 +200,7 @@ def test_names_of_the_example_workload_match_the_code() -> None:
         for selector in _option(words, "-l"):
             assert selector == f"{EC_LABEL}={name}"
         for container in _option(words, "-c"):
-            assert container in app_containers | {RUNTIME_CONTAINER}
+            assert container in app_containers | {RUNTIME_CONTAINER, ENCLAVE_CONTAINER}
         for word in words:
             if word.startswith("deploy/") and words[0] == "kubectl" and "-f" not in words:
                 assert word == f"deploy/{name}"  # the operator names the Deployment after it

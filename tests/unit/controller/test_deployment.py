@@ -130,3 +130,58 @@ def test_without_pool_no_affinity_and_default_scheduler() -> None:
     pod = build_deployment(OWNER, model, Placement.anywhere("kubetee-binpack"), RUNTIME)
     assert "affinity" not in pod["spec"]["template"]["spec"]
     assert pod["spec"]["template"]["spec"]["schedulerName"] == "kubetee-binpack"
+
+
+def _enclave_spec(enclave: dict[str, Any], containers: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = ec_spec()
+    spec["enclave"] = enclave
+    spec["template"]["spec"]["containers"] = containers
+    spec["secrets"] = [
+        {"name": "db", "secretKeyRef": {"name": "db", "key": "password"}, "file": "db/password"},
+        {"name": "api", "secretKeyRef": {"name": "db", "key": "api"}, "env": "API_KEY"},
+    ]
+    return spec
+
+
+def test_an_enclave_image_is_the_enclave_container_and_holds_the_epc() -> None:
+    logger = {"name": "logger", "image": "busybox", "args": ["sleep"]}
+    pod = _deployment(_enclave_spec({"image": "shop/web-enclave:1"}, [logger]))["spec"]["template"][
+        "spec"
+    ]
+    enclave, other = pod["containers"]
+    assert "initContainers" not in pod  # no sidecar: the runtime is the entry point
+    assert enclave["name"] == "kubetee-enclave"
+    assert enclave["image"] == "shop/web-enclave:1"
+    assert enclave["command"][:3] == ["kubetee", "enclave", "run"]
+    assert enclave["resources"]["limits"] == {"kubetee.io/epc": "64", "kubetee.io/enclave": "1"}
+    assert enclave["startupProbe"]["exec"]["command"][-1] == "--attested"
+    assert enclave["readinessProbe"]["exec"]["command"][-1] == "--attested"
+    assert pod["readinessGates"] == [{"conditionType": "kubetee.io/attested"}]
+    env = {e["name"]: e.get("value") for e in enclave["env"]}
+    assert env["KUBETEE_ENCLAVE_PRIVATE_DIR"] == env["KUBETEE_STATE_DIR"] == "/run/kubetee/enclave"
+    assert json.loads(env["KUBETEE_ENCLAVE_CONFIG"])["secrets"] == [
+        {"name": "db", "file": "db/password"},
+        {"name": "api", "env": "API_KEY"},
+    ]
+    # The other container gets nothing: no mount of any KubeTEE volume, no secret.
+    assert other == logger
+    private = next(v for v in pod["volumes"] if v["name"] == "kubetee-enclave-private")
+    assert private["emptyDir"]["medium"] == "Memory"
+    mounted = {m["name"] for c in pod["containers"][1:] for m in c.get("volumeMounts") or []}
+    assert not mounted
+    assert "password" not in json.dumps(pod).replace("db/password", "")
+
+
+def test_an_enclave_bundle_runs_on_the_runtime_image_from_its_configmap() -> None:
+    pod = _deployment(_enclave_spec({"bundle": {"name": "web-enclave"}}, []))["spec"]["template"][
+        "spec"
+    ]
+    (enclave,) = pod["containers"]
+    assert enclave["image"] == RUNTIME.image
+    assert enclave["command"] == [
+        "kubetee", "enclave", "run", "--bundle", "/run/kubetee/enclave-bundle",
+    ]  # fmt: skip
+    bundle = next(v for v in pod["volumes"] if v["name"] == "kubetee-enclave-bundle")
+    assert bundle["configMap"]["name"] == "web-enclave"
+    assert {"name": "kubetee-enclave-bundle", "mountPath": "/run/kubetee/enclave-bundle",
+            "readOnly": True} in enclave["volumeMounts"]  # fmt: skip

@@ -18,7 +18,7 @@ from kubernetes import client as k8s
 
 from kubetee.deviceplugin.api import deviceplugin_pb2 as pb
 from kubetee.nodeagent.pod_filesystem import PodFilesystem, field_value
-from kubetee.nodeagent.pod_runtimes import PodRuntimes
+from kubetee.nodeagent.pod_runtimes import PodRuntimes, _local_sidecars
 
 DATA = {
     ("configmap", "shop", "enclave"): {"app.py": "print(1)\n"},
@@ -193,3 +193,34 @@ async def test_sidecar_runs_with_the_pod_environment_and_stops_with_the_pod(work
     await runtimes.sync_once()
     assert runtimes.sidecars == {}
     assert not sidecar.filesystem.root.exists()
+
+
+def test_enclave_container_runs_locally_and_its_bundle_keeps_binary_data(workdir: Path) -> None:
+    sigstruct = bytes(range(256)) * 7  # binary: not UTF-8
+    body = pod()
+    body["spec"]["volumes"].append({"name": "bundle", "configMap": {"name": "bundle"}})
+    enclave = {
+        "name": "kubetee-enclave",
+        "command": ["kubetee", "enclave", "run", "--bundle", "/run/kubetee/enclave-bundle"],
+        "volumeMounts": [{"name": "bundle", "mountPath": "/run/kubetee/enclave-bundle"}],
+    }
+    body["spec"]["containers"].append(enclave)
+    runtimes = PodRuntimes("node-1", k8s.ApiClient(), {}, workdir)
+
+    class Core(FakeCore):
+        def read_namespaced_config_map(self, name: str, namespace: str, **_: Any) -> Any:
+            document = {
+                "data": {"enclave.manifest.json": "{}"},
+                "binaryData": {"enclave.sig": base64.b64encode(sigstruct).decode()},
+            }
+            return SimpleNamespace(data=json.dumps(document))
+
+    runtimes._core = Core()  # type: ignore[assignment]
+    filesystem = PodFilesystem(workdir / "pod", workdir / "memory")
+    filesystem.lay_out(body, enclave, runtimes._read_object, {})
+
+    mounted = filesystem.root / "run/kubetee/enclave-bundle"
+    assert (mounted / "enclave.sig").read_bytes() == sigstruct
+    assert (mounted / "enclave.manifest.json").read_text() == "{}"
+    names = [c["name"] for c in _local_sidecars(body)]
+    assert names == ["kubetee-runtime", "kubetee-enclave"]  # not "app" nor "setup"

@@ -54,6 +54,9 @@ MAX_SECRETS = 64
 MAX_FILES = 32
 MAX_INLINE_FILE = 64 * 1024
 
+# Volumes of the operator's pod template; user containers may not mount them.
+RESERVED_VOLUME_PREFIX = "kubetee-"
+
 # Where secrets delivered as files appear in the workload's containers (a Memory emptyDir).
 SECRETS_MOUNT_PATH = "/run/kubetee/secrets"
 
@@ -83,6 +86,12 @@ class ConfigMapKeyRef(ApiModel):
     key: DataKey = Field(description="Key within the ConfigMap's data.")
 
 
+class ConfigMapReference(ApiModel):
+    """A ConfigMap in the EnclaveContainer's namespace."""
+
+    name: ObjectName = Field(description="Name of the ConfigMap.")
+
+
 class SecretDelivery(ApiModel):
     """A secret released to the workload only after its enclave passed attestation."""
 
@@ -105,14 +114,17 @@ class SecretDelivery(ApiModel):
     )
     file: RelativePath | None = Field(
         default=None,
-        description="Deliver as a file at this path relative to "
+        description="Deliver as a file at this path. With enclave.image or bundle: "
+        "relative to $KUBETEE_SECRETS_DIR of the workload, a directory private to the "
+        "enclave's process tree. Otherwise relative to "
         f"{SECRETS_MOUNT_PATH}, a memory-backed volume mounted read-only into every "
         "container of the template. Exactly one of file or env.",
     )
     env: EnvName | None = Field(
         default=None,
-        description="Deliver as this environment variable of the enclave runtime, which "
-        "hands it to the workload after attestation. Exactly one of file or env.",
+        description="Deliver as this environment variable: of the workload inside the "
+        "enclave with enclave.image or bundle; otherwise written for the workload to "
+        "source. Exactly one of file or env.",
     )
 
     @model_validator(mode="after")
@@ -174,11 +186,39 @@ class EnclaveSettings(ApiModel):
                     "rule": "!has(self.files) "
                     "|| self.files.all(f, self.files.exists_one(g, g.path == f.path))",
                     "message": "enclave file paths must be unique",
-                }
+                },
+                {
+                    "rule": "!has(self.image) || !has(self.bundle)",
+                    "message": "set at most one of image or bundle",
+                },
+                {
+                    "rule": "!(has(self.image) || has(self.bundle)) || !has(self.files) "
+                    "|| size(self.files) == 0",
+                    "message": "files are measured only for enclaves without an image or "
+                    "bundle; the manifest of an enclave image or bundle lists its trusted files",
+                },
             ]
         }
     )
 
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Enclave image made by `kubetee enclave build --image`: the workload's "
+        "trusted files, its signed manifest and SIGSTRUCT, with the enclave runtime as entry "
+        "point. It runs as the pod's kubetee-enclave container, which holds the EPC, checks "
+        "the enclave like EINIT, attests and only then starts the workload with its secrets. "
+        "At most one of image or bundle; with either, the manifest sets threads, heap, "
+        "product id, SVN and DEBUG, and the fields of the same name here are not used.",
+    )
+    bundle: ConfigMapReference | None = Field(
+        default=None,
+        description="A ConfigMap made by `kubetee enclave bundle` (signed manifest, "
+        "SIGSTRUCT and trusted files), run by the enclave runtime image like an enclave "
+        "image; for clusters whose nodes run no containers (the local KWOK cluster) and "
+        "small enclaves. At most one of image or bundle.",
+    )
     debug: bool = Field(
         default=False,
         description="Launch the enclave in DEBUG mode (its memory readable by the host). "
@@ -211,12 +251,24 @@ class EnclaveSettings(ApiModel):
         description="ISV security version number the enclave is signed with (ISVSVN).",
     )
 
+    @property
+    def runs_workload(self) -> bool:
+        """The workload runs inside the enclave (an enclave image or bundle)."""
+        return self.image is not None or self.bundle is not None
+
     @model_validator(mode="after")
     def _unique_paths(self) -> Self:
         paths = [f.path for f in self.files]
         duplicates = sorted({p for p in paths if paths.count(p) > 1})
         if duplicates:
             raise ValueError(f"enclave file paths must be unique; repeated: {duplicates}")
+        if self.image is not None and self.bundle is not None:
+            raise ValueError("enclave: set at most one of image or bundle")
+        if self.runs_workload and self.files:
+            raise ValueError(
+                "enclave.files are measured only for enclaves without an image or bundle; "
+                "the manifest of an enclave image or bundle lists its trusted files"
+            )
         return self
 
 
@@ -270,7 +322,10 @@ class PodSpecFragment(ApiModel):
     model_config = ConfigDict(extra="allow")
 
     containers: list[Container] = Field(
-        min_length=1, max_length=32, description="The workload's containers."
+        max_length=32,
+        description="The workload's containers; may be empty when enclave.image or "
+        "enclave.bundle runs the workload inside the enclave. Other containers never "
+        "receive the secrets of an enclave image or bundle.",
     )
 
 
@@ -307,6 +362,7 @@ class EnclaveContainerSpec(ApiModel):
                 {
                     "rule": "!has(self.attestation) || !has(self.attestation.policy) "
                     "|| !has(self.attestation.policy.isvProdId) || !has(self.enclave) "
+                    "|| has(self.enclave.image) || has(self.enclave.bundle) "
                     "|| !has(self.enclave.isvProdId) "
                     "|| self.enclave.isvProdId == self.attestation.policy.isvProdId",
                     "message": "enclave.isvProdId differs from attestation.policy.isvProdId: "
@@ -315,10 +371,17 @@ class EnclaveContainerSpec(ApiModel):
                 {
                     "rule": "!has(self.attestation) || !has(self.attestation.policy) "
                     "|| !has(self.attestation.policy.minIsvSvn) || !has(self.enclave) "
+                    "|| has(self.enclave.image) || has(self.enclave.bundle) "
                     "|| !has(self.enclave.isvSvn) "
                     "|| self.enclave.isvSvn >= self.attestation.policy.minIsvSvn",
                     "message": "enclave.isvSvn is below attestation.policy.minIsvSvn: "
                     "no replica could pass attestation",
+                },
+                {
+                    "rule": "size(self.template.spec.containers) > 0 || (has(self.enclave) "
+                    "&& (has(self.enclave.image) || has(self.enclave.bundle)))",
+                    "message": "template.spec.containers is empty: give the workload's "
+                    "containers, or run it inside the enclave with enclave.image or bundle",
                 },
             ]
         }
@@ -384,6 +447,14 @@ class EnclaveContainerSpec(ApiModel):
             raise ValueError(
                 f"enclave.heapSize {heap} must fit in epc {self.epc}, the EPC of one replica"
             )
+        if self.enclave.runs_workload:
+            _check_isolation(self.template.spec)
+            return self
+        if not self.template.spec.containers:
+            raise ValueError(
+                "template.spec.containers is empty: give the workload's containers, or run "
+                "it inside the enclave with enclave.image or bundle"
+            )
         policy = self.attestation.policy
         if not policy.pins_identity:
             raise ValueError(PIN_REQUIRED_MESSAGE)
@@ -399,6 +470,27 @@ class EnclaveContainerSpec(ApiModel):
                 f"{policy.min_isv_svn}: no replica could pass attestation"
             )
         return self
+
+
+def _check_isolation(pod: PodSpecFragment) -> None:
+    """Nothing else in the pod may reach into the enclave's process tree or volumes."""
+    extra = pod.model_extra or {}
+    for field in ("shareProcessNamespace", "hostPID", "hostIPC"):
+        if extra.get(field):
+            raise ValueError(
+                f"template.spec.{field} would let other containers read the enclave's "
+                "memory and environment; it is refused when the workload runs in the enclave"
+            )
+    containers = [c.model_dump(by_alias=True) for c in pod.containers]
+    containers.extend(c for c in extra.get("initContainers") or [] if isinstance(c, dict))
+    for container in containers:
+        for mount in container.get("volumeMounts") or []:
+            name = str(mount.get("name", "")) if isinstance(mount, dict) else ""
+            if name.startswith(RESERVED_VOLUME_PREFIX):
+                raise ValueError(
+                    f"container {container.get('name')!r} mounts {name!r}: volumes named "
+                    f"{RESERVED_VOLUME_PREFIX}* belong to the enclave runtime"
+                )
 
 
 class EPCStatus(ApiModel):
