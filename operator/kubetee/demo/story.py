@@ -375,10 +375,16 @@ class Demo:
         return {"reason": events[0].reason, "message": events[0].message or ""}
 
     def _set_usage(self, value: str) -> None:
-        self.kube.kubectl(
-            "annotate", "pods", f"--namespace={NAMESPACE}", f"--selector={EC_LABEL}={EC_NAME}",
-            f"{USAGE_ANNOTATION}={value}", "--overwrite",
-        )  # fmt: skip
+        # Pod by pod: while the HPA scales, a replica may go between the list and its patch
+        # (kubectl annotate --selector then fails the whole call); a gone replica needs none.
+        patch = {"metadata": {"annotations": {USAGE_ANNOTATION: value}}}
+        for pod in self.kube.pods(NAMESPACE, f"{EC_LABEL}={EC_NAME}"):
+            assert pod.metadata is not None  # noqa: S101 - pods() keeps only pods with one
+            try:
+                self.kube.core.patch_namespaced_pod(str(pod.metadata.name), NAMESPACE, patch)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
 
     def _scaled(self, reached: Callable[[int], bool], usage: str) -> int | None:
         """The replica count once ``reached``; until then every replica, including those
