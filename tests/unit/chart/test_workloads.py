@@ -18,6 +18,7 @@ from tests.unit.chart.conftest import (
     one,
     pod_specs,
     scenario_files,
+    template,
 )
 
 KUBETEE_IMAGE = "kubetee/kubetee:0.1.0"
@@ -66,7 +67,7 @@ def test_node_daemonset_is_root_without_capabilities_or_host_namespaces(
         assert security["readOnlyRootFilesystem"] is True
         assert not security.get("privileged")
     host_paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert host_paths == {"/var/lib/kubelet/device-plugins", "/var/run/kubetee"}
+    assert host_paths == {"/var/lib/kubelet/device-plugins", "/var/run/kubetee-quoting"}
     assert spec["nodeSelector"] == {"kubetee.io/sgx": "true"}
 
 
@@ -251,3 +252,13 @@ def test_service_monitor_scrapes_every_metrics_port(render: Render) -> None:
         assert (service in scraped) == has_metrics, service["metadata"]["name"]
         if has_metrics:
             assert endpoint_ports == {"metrics"}
+
+
+@pytest.mark.parametrize("directory", ["/var/run/kubetee", "/run/kubetee/", "/run", "/"])
+def test_a_quoting_socket_dir_over_the_replicas_secrets_is_refused(
+    binaries: None, directory: str
+) -> None:
+    # Allocate mounts this directory into every replica; over /run/kubetee it would
+    # cover the secrets volume and runc would refuse to start the replica.
+    with pytest.raises(AssertionError, match=r"would be mounted over /run/kubetee"):
+        template(set_values=(f"devicePlugin.quotingSocketDir={directory}",))
