@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "quoting-service": "enclave_runtime.quoting.cli",
     "runtime": "enclave_runtime.runtime.cli",
     "quote": "kubetee.attestation.cli",
+    "image": "kubetee.image.cli",
 }
 
 
