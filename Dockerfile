@@ -15,32 +15,27 @@
 ARG BASE_IMAGE=python:3.11-slim
 
 FROM ${BASE_IMAGE} AS build
-# Where the packages come from; empty means pip's defaults. PIP_CA_BUNDLE holds PEM
-# certificates to trust for the index (not only a path: the build cannot read the host).
+# Where the packages come from; unset means pip's defaults. A pip-ca.pem in the build
+# context (kubetee image build puts this machine's there; a plain checkout has none) is
+# the CA bundle pip trusts.
 ARG PIP_INDEX_URL
 ARG PIP_EXTRA_INDEX_URL
 ARG PIP_TRUSTED_HOST
-ARG PIP_CA_BUNDLE
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/kubetee
 WORKDIR /src
 # Dependencies first, in a layer of their own: a change to KubeTEE's code reuses it.
-COPY pyproject.toml README.md ./
-RUN set -eu; \
-    if [ -n "${PIP_CA_BUNDLE:-}" ]; then \
-        printf '%s\n' "$PIP_CA_BUNDLE" >/tmp/pip-ca.pem; export PIP_CERT=/tmp/pip-ca.pem; \
-    fi; \
-    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt; \
-    /opt/kubetee/bin/pip install --quiet --compile -r /tmp/requirements.txt; \
-    rm -f /tmp/pip-ca.pem
+# (pip-ca.pe[m] matches the optional file; the other two always exist.)
+COPY pyproject.toml README.md pip-ca.pe[m] ./
+RUN if [ -f pip-ca.pem ]; then export PIP_CERT=/src/pip-ca.pem; fi \
+    && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt \
+    && /opt/kubetee/bin/pip install --quiet --compile -r /tmp/requirements.txt
 COPY operator/kubetee operator/kubetee
 COPY enclave_runtime enclave_runtime
-RUN set -eu; \
-    if [ -n "${PIP_CA_BUNDLE:-}" ]; then \
-        printf '%s\n' "$PIP_CA_BUNDLE" >/tmp/pip-ca.pem; export PIP_CERT=/tmp/pip-ca.pem; \
-    fi; \
-    /opt/kubetee/bin/pip install --quiet --compile --no-deps /src; \
-    rm -f /tmp/pip-ca.pem
+# pip itself is not needed at run time.
+RUN if [ -f pip-ca.pem ]; then export PIP_CERT=/src/pip-ca.pem; fi \
+    && /opt/kubetee/bin/pip install --quiet --compile --no-deps /src \
+    && /opt/kubetee/bin/pip uninstall --quiet --yes pip setuptools
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/kubetee/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from kubetee.cluster.layout import repo_root
@@ -65,7 +64,7 @@ def _build(args: argparse.Namespace) -> int:
     try:
         base = ensure_base(cache_dir(), sys.stderr) if args.base == LOCAL_BASE else args.base
         build_image(
-            Path(repo_root()),
+            repo_root(),
             args.tag,
             base,
             host_pip_settings(),

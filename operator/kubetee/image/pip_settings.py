@@ -4,7 +4,8 @@ A build on this machine must fetch packages the way its pip does: the same index
 extra indexes, trusted hosts and CA certificates (a proxy that re-signs TLS is trusted
 only through them). They are read when the image is built, from ``pip config list``
 (which includes ``PIP_*`` environment variables as ``:env:``), never written into the
-repository. The CA file's content is passed, as the build cannot read the host's files.
+repository. The CA file's content goes into the build context (kubetee.image.build), as
+the build cannot read the host's files.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ FORWARDED = {
     "extra-index-url": "PIP_EXTRA_INDEX_URL",
     "trusted-host": "PIP_TRUSTED_HOST",
 }
-CA_ARG = "PIP_CA_BUNDLE"
 # Later sections win: pip reads an option's install-command section over [global], and
 # the environment over every file.
 _SECTION_RANK = {"global": 0, "install": 1, ":env:": 2}
@@ -42,18 +42,22 @@ class PipSettings:
     def build_args(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
         """Build arguments for ``docker build``; only options that are set."""
         args = {FORWARDED[name]: value for name, value in self.options.items() if name in FORWARDED}
-        cert = self.options.get("cert")
-        if cert:
-            try:
-                args[CA_ARG] = Path(cert).read_text()
-            except OSError as error:
-                raise ImageError(
-                    f"pip's cert setting names {cert}, which cannot be read ({error.strerror}):"
-                    " fix the setting (pip config list) or the file"
-                ) from None
         env = os.environ if environ is None else environ
         args.update({name: env[name] for name in PROXY_VARIABLES if env.get(name)})
         return args
+
+    def ca_bundle(self) -> str | None:
+        """The PEM text of pip's ``cert`` setting, if it has one."""
+        cert = self.options.get("cert")
+        if not cert:
+            return None
+        try:
+            return Path(cert).read_text()
+        except OSError as error:
+            raise ImageError(
+                f"pip's cert setting names {cert}, which cannot be read ({error.strerror}):"
+                " fix the setting (pip config list) or the file"
+            ) from None
 
 
 def parse_config_list(text: str) -> PipSettings:
