@@ -24,12 +24,13 @@ ARG PIP_TRUSTED_HOST
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 RUN python3 -m venv /opt/kubetee
 WORKDIR /src
-# Dependencies first, in a layer of their own: a change to KubeTEE's code reuses it.
-# (pip-ca.pe[m] matches the optional file; the other two always exist.)
-COPY pyproject.toml README.md pip-ca.pe[m] ./
+# Dependencies first, in a layer of their own: a change to KubeTEE's code or README
+# reuses it. (pip-ca.pe[m] matches the optional file; pyproject.toml always exists.)
+COPY pyproject.toml pip-ca.pe[m] ./
 RUN if [ -f pip-ca.pem ]; then export PIP_CERT=/src/pip-ca.pem; fi \
     && python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' >/tmp/requirements.txt \
     && /opt/kubetee/bin/pip install --quiet --compile -r /tmp/requirements.txt
+COPY README.md ./
 COPY operator/kubetee operator/kubetee
 COPY enclave_runtime enclave_runtime
 # pip itself is not needed at run time.
