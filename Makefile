@@ -10,12 +10,14 @@ IMAGE ?= kubetee/kubetee:0.1.0
 # IMAGE_BASE=python:3.11-slim where Docker Hub is reachable.
 IMAGE_BASE ?= local
 
-.PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down image clean
+.PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down clean \
+	docker-engine kind-build kind-up kind-down test-kind image demo-kind
 
 help:
 	@echo "make demo   - bring up the local cluster and run the KubeTEE demo"
 	@echo "make test   - install, build or reuse the cluster binaries, lint, run all tests"
 	@echo "make image  - build the KubeTEE image with Docker (IMAGE, IMAGE_BASE)"
+	@echo "make demo-kind - the whole story on a kind cluster, every component a pod"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,10 +42,10 @@ test-unit: venv
 	$(BIN)/pytest -m "not e2e"
 
 test-e2e: venv binaries
-	$(BIN)/pytest -m e2e
+	$(BIN)/pytest -m "e2e and not kind"
 
 test: venv binaries lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not kind"  # the kind suite: make test-kind
 
 demo: venv binaries
 	$(BIN)/kubetee demo --cluster $(CLUSTER) --nodes $(NODES)
@@ -56,8 +58,29 @@ cluster-down: venv
 
 # The container image, with this machine's pip settings; the base is made once per machine
 # (debootstrap, about five minutes) and cached by version.
-image: venv
+image: venv docker-engine
 	$(BIN)/kubetee image build --tag $(IMAGE) --base $(IMAGE_BASE)
+
+# A kind cluster (real kubelets and containers) built offline: docs/kind-cluster.md.
+# The Docker engine setup installs Debian packages and starts dockerd: it needs root.
+docker-engine:
+	sh deploy/kind/setup-docker-engine.sh
+
+kind-build: venv binaries docker-engine
+	$(BIN)/kubetee kind build
+
+kind-up: venv binaries docker-engine
+	$(BIN)/kubetee kind up
+
+kind-down: venv
+	$(BIN)/kubetee kind down
+
+test-kind: kind-up
+	$(BIN)/pytest -m kind
+
+# The whole story on kind: image built and loaded, chart installed, every component a pod.
+demo-kind: kind-up
+	$(BIN)/kubetee demo --kind --image $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, str] = {
     "attestation-service": "kubetee.attestation_service.cli",
     "cluster": "kubetee.cluster.cli",
+    "kind": "kubetee.kindcluster.cli",
     "demo": "kubetee.demo.cli",
     "crds": "kubetee.api.cli",
     "operator": "kubetee.run",

@@ -56,6 +56,8 @@ class Component:
     sibling_version: Callable[[str], str] = field(default=lambda v: v)
     # Bumped when the build recipe changes, so binaries cached by an older recipe are rebuilt.
     revision: int = 1
+    # Needs cgo (C parts in the program itself); everything else is built static without it.
+    cgo: bool = False
 
     @property
     def bin_dir(self) -> Path:
@@ -199,7 +201,7 @@ def local_replaces(go_mod: str, sibling_version: str) -> list[str]:
     return pins
 
 
-class _Progress:
+class Progress:
     """Prints what is being built and the elapsed time while a step runs."""
 
     def __init__(self, label: str, out: TextIO, interval: float = 15.0) -> None:
@@ -210,7 +212,7 @@ class _Progress:
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         self._out.write(f"  {self._label} ...\n")
         self._out.flush()
         self._thread.start()
@@ -226,11 +228,13 @@ class _Progress:
 
     def _run(self) -> None:
         while not self._done.wait(self._interval):
-            self._out.write(f"  {self._label}: still building, {_fmt(self.elapsed)} elapsed\n")
+            self._out.write(
+                f"  {self._label}: still building, {format_duration(self.elapsed)} elapsed\n"
+            )
             self._out.flush()
 
 
-def _fmt(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
@@ -269,22 +273,45 @@ class Builder:
                 self._build(
                     component, workdir, go_mod, binary, package, counter=f"[{step}/{total}]"
                 )
-        self._out.write(f"All binaries built in {_fmt(time.monotonic() - started)}.\n")
+        self._out.write(f"All binaries built in {format_duration(time.monotonic() - started)}.\n")
+
+    @property
+    def log_dir(self) -> Path:
+        return cache_dir() / "build" / "logs"
 
     def _log_path(self, step: str) -> Path:
-        logs = cache_dir() / "build" / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        return logs / f"{step}.log"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return self.log_dir / f"{step}.log"
 
     def _run(self, step: str, args: list[str], cwd: Path) -> str:
+        return self.run_step(
+            step,
+            args,
+            cwd,
+            hint="Check that the Go module proxy is reachable (GOPROXY) and run the command again.",
+        )
+
+    def run_step(
+        self,
+        step: str,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        hint: str,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        """Run one build step with its output in ``build/logs/<step>.log``; its stdout back.
+
+        On failure the error names the log, quotes its last lines and ends with ``hint``.
+        """
         log = self._log_path(step)
         with log.open("w") as fh:
             fh.write(f"$ {' '.join(args)}  (in {cwd})\n")
             fh.flush()
             proc = subprocess.run(
-                args,
+                list(args),
                 cwd=cwd,
-                env=self._env,
+                env={**self._env, **(env or {})},
                 stdout=subprocess.PIPE,
                 stderr=fh,
                 text=True,
@@ -295,8 +322,7 @@ class Builder:
             tail = "\n".join(log.read_text().splitlines()[-15:])
             raise ClusterError(
                 f"Build step '{step}' failed (exit {proc.returncode}). The full log is kept at "
-                f"{log}; its last lines:\n{tail}\n"
-                "Check that the Go module proxy is reachable (GOPROXY) and run the command again."
+                f"{log}; its last lines:\n{tail}\n{hint}"
             )
         return proc.stdout
 
@@ -307,7 +333,7 @@ class Builder:
         (workdir / "go.mod").write_text(f"module kubetee.local/build/{component.name}\n")
         (workdir / "go.sum").unlink(missing_ok=True)
         step = f"{component.name}-{component.version}-download"
-        with _Progress(f"fetching {component.module}@{component.version}", self._out):
+        with Progress(f"fetching {component.module}@{component.version}", self._out):
             info = json.loads(
                 self._run(
                     step,
@@ -350,12 +376,16 @@ class Builder:
         partial = target.with_suffix(".partial")
         ldflags = " ".join(["-s", "-w", *component.ldflags(component.version, go_mod)])
         label = f"{counter} {binary} {component.version}"
-        with _Progress(label, self._out) as progress:
-            self._run(
+        with Progress(label, self._out) as progress:
+            self.run_step(
                 f"{binary}-{component.version}",
                 [self._go, "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package],
                 workdir,
+                hint="Check that the Go module proxy is reachable (GOPROXY)"
+                + (" and that gcc is installed (cgo)" if component.cgo else "")
+                + " and run the command again.",
+                env={"CGO_ENABLED": "1"} if component.cgo else None,
             )
         partial.rename(target)
-        self._out.write(f"  {label}: built in {_fmt(progress.elapsed)}\n")
+        self._out.write(f"  {label}: built in {format_duration(progress.elapsed)}\n")
         self._out.flush()
