@@ -58,7 +58,7 @@ cluster-down: venv
 
 # The container image, with this machine's pip settings; the base is made once per machine
 # (debootstrap, about five minutes) and cached by version.
-image: venv docker-engine
+image: venv
 	$(BIN)/kubetee image build --tag $(IMAGE) --base $(IMAGE_BASE)
 
 # A kind cluster (real kubelets and containers) built offline: docs/kind-cluster.md.
