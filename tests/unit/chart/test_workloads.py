@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubetee.cli import build_parser
 from tests.unit.chart.conftest import (
@@ -262,3 +263,17 @@ def test_a_quoting_socket_dir_over_the_replicas_secrets_is_refused(
     # cover the secrets volume and runc would refuse to start the replica.
     with pytest.raises(AssertionError, match=r"would be mounted over /run/kubetee"):
         template(set_values=(f"devicePlugin.quotingSocketDir={directory}",))
+
+
+def test_the_charts_lease_is_the_one_the_scheduler_elects_its_leader_with(
+    defaults: list[Manifest],
+) -> None:
+    # Made by the chart so that `helm uninstall` removes it with the release.
+    (config_map,) = [
+        cm for cm in find(defaults, "ConfigMap") if "config.yaml" in (cm.get("data") or {})
+    ]
+    election = yaml.safe_load(config_map["data"]["config.yaml"])["leaderElection"]
+    (lease,) = find(defaults, "Lease")
+    assert lease["metadata"]["name"] == election["resourceName"]
+    assert lease["metadata"]["namespace"] == election["resourceNamespace"]
+    assert lease["spec"] == {}
