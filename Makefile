@@ -5,14 +5,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CLUSTER ?= default
 NODES ?= 3
+IMAGE ?= kubetee/kubetee:0.1.0
+# local: a Python base made from Debian packages (no image registry needed); or e.g.
+# IMAGE_BASE=python:3.11-slim where Docker Hub is reachable.
+IMAGE_BASE ?= local
 
 .PHONY: help venv binaries lint test test-unit test-e2e demo cluster-up cluster-down clean \
-	docker-engine kind-build kind-up kind-down test-kind \
+	docker-engine kind-build kind-up kind-down test-kind image demo-kind \
 	example-enclave
 
 help:
 	@echo "make demo   - bring up the local cluster and run the KubeTEE demo"
 	@echo "make test   - install, build or reuse the cluster binaries, lint, run all tests"
+	@echo "make image  - build the KubeTEE image with Docker (IMAGE, IMAGE_BASE)"
+	@echo "make demo-kind - the whole story on a kind cluster, every component a pod"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +67,11 @@ cluster-up: venv binaries
 cluster-down: venv
 	$(BIN)/kubetee cluster --name $(CLUSTER) down
 
+# The container image, with this machine's pip settings; the base is made once per machine
+# (debootstrap, about five minutes) and cached by version.
+image: venv
+	$(BIN)/kubetee image build --tag $(IMAGE) --base $(IMAGE_BASE)
+
 # A kind cluster (real kubelets and containers) built offline: docs/kind-cluster.md.
 # The Docker engine setup installs Debian packages and starts dockerd: it needs root.
 docker-engine:
@@ -77,6 +88,10 @@ kind-down: venv
 
 test-kind: kind-up
 	$(BIN)/pytest -m kind
+
+# The whole story on kind: image built and loaded, chart installed, every component a pod.
+demo-kind: kind-up
+	$(BIN)/kubetee demo --kind --image $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from enclave_runtime.runtime.errors import RuntimeConfigError
 
 DEFAULT_SECRETS_DIR = Path("/run/kubetee/secrets")
-DEFAULT_QUOTING_SOCKET = Path("/var/run/kubetee/quoting.sock")
+DEFAULT_QUOTING_SOCKET = Path("/var/run/kubetee-quoting/quoting.sock")
 
 
 class _Spec(BaseModel):

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "runtime": "enclave_runtime.runtime.cli",
     "enclave": "enclave_runtime.enclave.cli",
     "quote": "kubetee.attestation.cli",
+    "image": "kubetee.image.cli",
 }
 
 

@@ -8,6 +8,7 @@ the first time much longer (docs/kind-cluster.md).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kubetee.kindcluster.cluster import KindCluster, default_config
+from kubetee.kindcluster.cluster import DEFAULT_NAME, KindCluster, default_config
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ class Kind:
 
 @pytest.fixture(scope="session")
 def kind() -> Kind:
-    cluster = KindCluster(out=sys.stderr)
+    # KUBETEE_KIND_CLUSTER: another cluster than the default 'kubetee' (e.g. beside one
+    # that someone else is using on the same Docker engine).
+    cluster = KindCluster(os.environ.get("KUBETEE_KIND_CLUSTER", DEFAULT_NAME), out=sys.stderr)
     cluster.up(default_config())
     return Kind(cluster)
 

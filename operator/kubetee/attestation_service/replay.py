@@ -9,6 +9,9 @@ and the apiserver's ``AlreadyExists`` is the replay verdict, atomically, whichev
 replica sees the second attempt. The token kept there lets a client present its
 ``/auth`` cookie for resources. Leases are collected once both the nonce and the token
 have expired.
+Given an owner (the chart's ConfigMap ``<release>-attestation-nonces``), every Lease
+names it in its ownerReferences, so the garbage collector removes the Leases with the
+release.
 """
 
 from __future__ import annotations
@@ -78,11 +81,25 @@ class MemoryNonceLedger:
 class LeaseNonceLedger:
     """A ledger shared through Leases, for several replicas behind one Service."""
 
-    def __init__(self, coordination_api: Any, namespace: str, holder: str) -> None:
-        # coordination_api: kubernetes.client.CoordinationV1Api (untyped library)
+    def __init__(
+        self,
+        coordination_api: Any,
+        namespace: str,
+        holder: str,
+        *,
+        core_api: Any = None,
+        owner: str | None = None,
+    ) -> None:
+        # coordination_api: kubernetes.client.CoordinationV1Api, core_api: CoreV1Api
+        # (untyped library); core_api reads the owner ConfigMap when one is named.
+        if owner is not None and core_api is None:
+            raise ValueError("a nonce Lease owner needs the core API to look it up")
         self._api = coordination_api
+        self._core = core_api
         self._namespace = namespace
         self._holder = holder
+        self._owner = owner
+        self._owner_reference: dict[str, Any] | None = None
 
     async def record(self, nonce: str, expires_at: int, token: str | None) -> None:
         await asyncio.to_thread(self._create, nonce_id(nonce), expires_at, token)
@@ -102,22 +119,49 @@ class LeaseNonceLedger:
         token = (lease.metadata.annotations or {}).get(TOKEN_ANNOTATION)
         return str(token) if token else None
 
+    def _owner_references(self) -> list[dict[str, Any]]:
+        """The owner ConfigMap's reference, looked up once (its uid never changes)."""
+        if self._owner is None:
+            return []
+        if self._owner_reference is None:
+            try:
+                owner = self._core.read_namespaced_config_map(self._owner, self._namespace)
+            except ApiException as exc:
+                # A Lease owned by a missing object is collected at once, which would
+                # reopen the replay window: refuse rather than record it unowned.
+                raise BackendUnavailableError(
+                    f"cannot read ConfigMap {self._namespace}/{self._owner}, the owner of "
+                    f"nonce Leases (Kubernetes API {exc.status} {exc.reason}); reinstall "
+                    "the chart or start the service without --nonce-owner"
+                ) from None
+            self._owner_reference = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": self._owner,
+                "uid": owner.metadata.uid,
+            }
+        return [self._owner_reference]
+
     def _create(self, key: str, expires_at: int, token: str | None) -> None:
         now = datetime.now(UTC)
         annotations = {EXPIRES_ANNOTATION: str(expires_at)}
         if token is not None:
             annotations[TOKEN_ANNOTATION] = token
+        metadata: dict[str, Any] = {
+            "name": LEASE_PREFIX + key,
+            "labels": {
+                NONCE_LABEL: "true",
+                "app.kubernetes.io/managed-by": "kubetee-attestation-service",
+            },
+            "annotations": annotations,
+        }
+        owners = self._owner_references()
+        if owners:
+            metadata["ownerReferences"] = owners
         body = {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
-            "metadata": {
-                "name": LEASE_PREFIX + key,
-                "labels": {
-                    NONCE_LABEL: "true",
-                    "app.kubernetes.io/managed-by": "kubetee-attestation-service",
-                },
-                "annotations": annotations,
-            },
+            "metadata": metadata,
             "spec": {
                 "holderIdentity": self._holder,
                 "leaseDurationSeconds": max(1, expires_at - int(now.timestamp())),

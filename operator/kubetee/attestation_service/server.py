@@ -68,7 +68,11 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
     ledger: NonceLedger
     if settings.replay_ledger == "lease":
         ledger = LeaseNonceLedger(
-            client.CoordinationV1Api(api), settings.namespace, settings.instance
+            client.CoordinationV1Api(api),
+            settings.namespace,
+            settings.instance,
+            core_api=client.CoreV1Api(api),
+            owner=settings.nonce_owner,
         )
     else:
         ledger = MemoryNonceLedger()

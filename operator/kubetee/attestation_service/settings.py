@@ -86,6 +86,14 @@ class ServiceSettings(BaseSettings):
         default="lease",
         description="lease: shared by all replicas (Leases); memory: one replica only.",
     )
+    nonce_owner: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="ConfigMap in --namespace that owns the nonce Leases, so they are "
+        "deleted with it (the chart's, removed by helm uninstall).",
+    )
 
     @model_validator(mode="after")
     def _one_collateral_source(self) -> Self:

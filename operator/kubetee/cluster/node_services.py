@@ -34,7 +34,9 @@ def plugin_dir(layout: ClusterLayout, node: str) -> Path:
 
 
 def quoting_socket(layout: ClusterLayout, node: str) -> Path:
-    return layout.node_socket_dir(node) / "quoting.sock"
+    # In a directory of its own: Allocate hands the socket's directory to every replica,
+    # which must not see the device-plugin sockets beside it.
+    return layout.node_socket_dir(node) / "quoting" / "quoting.sock"
 
 
 def node_processes(

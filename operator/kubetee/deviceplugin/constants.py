@@ -22,7 +22,11 @@ ENDPOINTS: Final = {
 # Device ID prefixes; IDs are "<prefix>-<index>", index from 0.
 DEVICE_PREFIXES: Final = {EPC_RESOURCE: "epc", ENCLAVE_RESOURCE: "enclave"}
 
-DEFAULT_QUOTING_SOCKET: Final = Path("/var/run/kubetee/quoting.sock")
+# Allocate mounts the socket's directory into every enclave replica, so it must not be
+# /run/kubetee or hold it: that is where the operator's pod template mounts the secrets,
+# the enclave files and the pod info (and /var/run is /run in Debian-based images).
+DEFAULT_QUOTING_SOCKET: Final = Path("/var/run/kubetee-quoting/quoting.sock")
+POD_RESERVED_DIR: Final = Path("/run/kubetee")
 FAULT_FILE_NAME: Final = "kubetee-faults.json"
 
 # Simulated SGX device nodes, named as the in-kernel SGX driver (Linux >= 5.11) names them.

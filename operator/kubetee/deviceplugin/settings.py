@@ -8,10 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from kubetee.deviceplugin.constants import DEFAULT_PLUGIN_DIR, DEFAULT_QUOTING_SOCKET
+from kubetee.deviceplugin.constants import (
+    DEFAULT_PLUGIN_DIR,
+    DEFAULT_QUOTING_SOCKET,
+    POD_RESERVED_DIR,
+)
 from kubetee.deviceplugin.errors import ConfigurationError
 
 # One device per MiB: 64 GiB of EPC makes a ListAndWatch message of about 1.5 MB,
@@ -41,6 +45,27 @@ class DevicePluginSettings(BaseSettings):
     poll_interval: float = Field(
         default=0.2, gt=0, le=10, description="Seconds between checks of the plugin dir."
     )
+
+    @field_validator("quoting_socket")
+    @classmethod
+    def _socket_dir_leaves_the_pod_paths_alone(cls, socket: Path) -> Path:
+        directory = container_view(socket.parent)
+        if directory in {POD_RESERVED_DIR, *POD_RESERVED_DIR.parents} or directory.is_relative_to(
+            POD_RESERVED_DIR
+        ):
+            message = (
+                f"the socket's directory {socket.parent} would be mounted over {POD_RESERVED_DIR},"
+                " where replicas get their secrets; use e.g. /var/run/kubetee-quoting/quoting.sock"
+            )
+            raise ValueError(message)
+        return socket
+
+
+def container_view(path: Path) -> Path:
+    """``path`` as a Debian-based container resolves it: /var/run is a link to /run."""
+    if path == Path("/var/run") or path.is_relative_to("/var/run"):
+        return Path("/run") / path.relative_to("/var/run")
+    return path
 
 
 def describe_validation_error(error: ValidationError, prefix: str = "KUBETEE_") -> str:

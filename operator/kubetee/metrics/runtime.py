@@ -7,6 +7,10 @@ environment the runtime reads (``KUBETEE_*``):
   ``KUBETEE_METRICS_ADDRESS`` (default ``0.0.0.0``);
 * the enclave size: ``KUBETEE_EPC_MIB`` (the device plugin's Allocate), else
   ``epcMiB`` of ``KUBETEE_ENCLAVE_CONFIG`` (the operator's pod template);
+* where the EPC in use comes from, ``KUBETEE_EPC_USAGE_SOURCE``: ``auto`` (default)
+  measures it from the container's cgroup (:mod:`kubetee.metrics.cgroup`) when this
+  process runs in a container whose cgroup it can read, else takes the reporters;
+  ``cgroup`` or ``reported`` force one;
 * the usage reporters (:mod:`kubetee.metrics.usage`): ``KUBETEE_PODINFO_DIR`` and
   ``KUBETEE_EPC_USAGE_FILE`` (default ``/run/kubetee/usage/epc``).
 
@@ -22,9 +26,9 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,6 +37,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kubetee.metrics import names
+from kubetee.metrics.cgroup import CGROUP_ROOT, CgroupMemory
 from kubetee.metrics.serve import MetricsServer, start_metrics_server
 from kubetee.metrics.usage import EnclaveUsage
 
@@ -55,6 +60,8 @@ class RuntimeMetricsSettings(BaseSettings):
     enclave_config: dict[str, Any] | None = None
     podinfo_dir: Path | None = None
     epc_usage_file: Path = DEFAULT_USAGE_FILE
+    epc_usage_source: Literal["auto", "cgroup", "reported"] = "auto"
+    cgroup_root: Path = CGROUP_ROOT
     root: Path | None = None
 
     def inside(self, path: Path) -> Path:
@@ -135,6 +142,7 @@ def start_runtime_metrics(
         size_bytes=settings.size_bytes,
         podinfo_dir=settings.podinfo_dir and settings.inside(settings.podinfo_dir),
         usage_file=settings.inside(settings.epc_usage_file),
+        measure=measured_usage(settings),
     )
     collector = EnclaveUsageCollector((namespace, pod, enclave_container), usage)
     server = start_metrics_server(
@@ -151,6 +159,31 @@ def start_runtime_metrics(
             {"namespace": namespace, "pod": pod, "enclavecontainer": enclave_container},
         )
     return server
+
+
+def measured_usage(settings: RuntimeMetricsSettings) -> Callable[[], int] | None:
+    """The cgroup measurement to use, or None for the reporters (logged either way)."""
+    if settings.epc_usage_source == "reported":
+        log.info("EPC in use: reported (annotation or usage file), as configured")
+        return None
+    # Outside a container (KUBETEE_ROOT: the local cluster) this process's cgroup is the
+    # user's session, not an enclave's: measure only what a container holds.
+    in_container = settings.root is None
+    memory = CgroupMemory.discover(settings.cgroup_root) if in_container else None
+    if memory is None:
+        if settings.epc_usage_source == "cgroup":
+            return _unmeasurable(settings.cgroup_root)
+        log.info("EPC in use: reported (no container cgroup to measure)")
+        return None
+    log.info("EPC in use: measured from %s", memory.stat_file)
+    return memory.used_bytes
+
+
+def _unmeasurable(root: Path) -> Callable[[], int]:
+    def measure() -> int:
+        raise OSError(f"no readable memory cgroup of this container under {root}")
+
+    return measure
 
 
 def announce(path: Path, target: str, labels: dict[str, str]) -> None:

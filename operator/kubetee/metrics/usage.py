@@ -1,8 +1,10 @@
 """How much of its EPC a simulated enclave uses, and where that figure comes from.
 
 A real SGX2 enclave commits EPC pages as its code allocates (EDMM); a simulated one
-has no pages, so its use is reported to the runtime, which keeps it within the
-enclave's size. Two reporters, the first one present wins:
+has no pages. In a container (a real node) its use is *measured*: the workload's memory
+in the runtime's container cgroup (:mod:`kubetee.metrics.cgroup`), capped at the
+enclave's size. Where no container runs (KWOK nodes of the local cluster) it is
+*reported* to the runtime instead, by two reporters, the first one present wins:
 
 1. the pod annotation ``kubetee.io/simulated-epc-usage``, read from the pod's downward
    API annotations file (``KUBETEE_PODINFO_DIR/annotations``, which the kubelet, or the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -53,11 +56,16 @@ def parse_usage(value: str, size_bytes: int) -> int:
 
 @dataclass
 class EnclaveUsage:
-    """The EPC use of one enclave, read from its reporters each time it is asked."""
+    """The EPC use of one enclave, measured or read from its reporters when asked.
+
+    ``measure`` (bytes in use now, OSError/ValueError when unreadable) replaces the
+    reporters when given.
+    """
 
     size_bytes: int
     podinfo_dir: Path | None = None
     usage_file: Path | None = None
+    measure: Callable[[], int] | None = None
     read_errors: int = 0
     _last: int = 0
     _bad: str | None = field(default=None, repr=False)
@@ -79,6 +87,8 @@ class EnclaveUsage:
 
     def used_bytes(self) -> int:
         """Bytes in use now; a malformed report keeps the last good figure (and counts)."""
+        if self.measure is not None:
+            return self._measured(self.measure)
         reported = self.reported()
         if reported is None:
             self._last = 0
@@ -91,6 +101,18 @@ class EnclaveUsage:
             if raw != self._bad:  # once per bad value, not once per scrape
                 log.warning("ignoring the EPC usage from %s: %s", source, error)
             self._bad = raw
+            return self._last
+        self._bad = None
+        return self._last
+
+    def _measured(self, measure: Callable[[], int]) -> int:
+        try:
+            self._last = min(max(0, measure()), self.size_bytes)
+        except (OSError, ValueError) as error:
+            self.read_errors += 1
+            if self._bad != str(error):
+                log.warning("cannot measure the EPC in use: %s", error)
+            self._bad = str(error)
             return self._last
         self._bad = None
         return self._last

@@ -232,3 +232,25 @@ def test_kind_values_advertise_the_example_pools_epc() -> None:
         + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
         == _chart_image()
     )
+
+
+def test_the_readmes_short_version_runs_the_walkthroughs_own_commands() -> None:
+    # The README repeats commands of docs/kind.md; a flag added or dropped in one of them
+    # alone (as --set operator.verbose=true once was) would make the two disagree.
+    walkthrough, readme = ({tuple(c) for c in _commands_of(text)} for text in walkthrough_texts())
+    differing = sorted(" ".join(c) for c in readme - walkthrough)
+    assert not differing, f"README.md runs commands docs/kind.md does not: {differing}"
+
+
+def test_the_authority_is_provisioned_outside_the_working_tree() -> None:
+    # Its private keys must not land where git or a docker build context would take them.
+    for words in commands():
+        paths = _option(words, "--authority-dir") + _option(words, "--from-file")
+        if words[:3] == [".venv/bin/kubetee", "pcs", "init"]:
+            paths += _option(words, "--dir")
+        for path in paths:
+            # --from-file=KEY=PATH names its file after the key
+            path = path.split("=", 1)[1] if "=" in path else path
+            assert path.startswith(("$HOME/", "/", "~/")), path
+    for ignore in (".gitignore", ".dockerignore"):
+        assert "sgx-authority" in (REPO_ROOT / ignore).read_text(), ignore

@@ -38,7 +38,7 @@ def test_leader_election_uses_its_own_lease(defaults: list[Manifest]) -> None:
     election = _scheduler_config(defaults)["leaderElection"]
     assert election == {
         "leaderElect": True,
-        "resourceName": "kt-kubetee-scheduler",
+        "resourceName": "kt-kubetee-scheduler-leader",
         "resourceNamespace": NAMESPACE,
     }
 

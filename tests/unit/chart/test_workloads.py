@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kubetee.cli import build_parser
 from tests.unit.chart.conftest import (
@@ -18,6 +19,7 @@ from tests.unit.chart.conftest import (
     one,
     pod_specs,
     scenario_files,
+    template,
 )
 
 KUBETEE_IMAGE = "kubetee/kubetee:0.1.0"
@@ -66,7 +68,7 @@ def test_node_daemonset_is_root_without_capabilities_or_host_namespaces(
         assert security["readOnlyRootFilesystem"] is True
         assert not security.get("privileged")
     host_paths = {v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    assert host_paths == {"/var/lib/kubelet/device-plugins", "/var/run/kubetee"}
+    assert host_paths == {"/var/lib/kubelet/device-plugins", "/var/run/kubetee-quoting"}
     assert spec["nodeSelector"] == {"kubetee.io/sgx": "true"}
 
 
@@ -253,3 +255,27 @@ def test_service_monitor_scrapes_every_metrics_port(render: Render) -> None:
         assert (service in scraped) == has_metrics, service["metadata"]["name"]
         if has_metrics:
             assert endpoint_ports == {"metrics"}
+
+
+@pytest.mark.parametrize("directory", ["/var/run/kubetee", "/run/kubetee/", "/run", "/"])
+def test_a_quoting_socket_dir_over_the_replicas_secrets_is_refused(
+    binaries: None, directory: str
+) -> None:
+    # Allocate mounts this directory into every replica; over /run/kubetee it would
+    # cover the secrets volume and runc would refuse to start the replica.
+    with pytest.raises(AssertionError, match=r"would be mounted over /run/kubetee"):
+        template(set_values=(f"devicePlugin.quotingSocketDir={directory}",))
+
+
+def test_the_charts_lease_is_the_one_the_scheduler_elects_its_leader_with(
+    defaults: list[Manifest],
+) -> None:
+    # Made by the chart so that `helm uninstall` removes it with the release.
+    (config_map,) = [
+        cm for cm in find(defaults, "ConfigMap") if "config.yaml" in (cm.get("data") or {})
+    ]
+    election = yaml.safe_load(config_map["data"]["config.yaml"])["leaderElection"]
+    (lease,) = find(defaults, "Lease")
+    assert lease["metadata"]["name"] == election["resourceName"]
+    assert lease["metadata"]["namespace"] == election["resourceNamespace"]
+    assert lease["spec"] == {}

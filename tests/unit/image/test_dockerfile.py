@@ -1,19 +1,23 @@
 """The Dockerfile's structure, and its build stage reproduced without Docker.
 
-No container engine exists where the tests run, so the image itself is not built here.
-What can be checked is: multi-stage, a slim Python 3.11 base, a numeric non-root USER
-equal to the chart's runAsUser, the ``kubetee`` entry point, and that the files its build
-stage copies are enough to build a complete wheel (done here with pip, on a directory
-holding exactly those files).
+The image itself is built by the kind suite (tests/kind); here, without a container
+engine: multi-stage on one BASE_IMAGE argument (default python:3.11-slim), nothing a
+classic builder lacks (no ``# syntax=`` line, which would make BuildKit contact Docker
+Hub, no ``RUN --mount``), a numeric non-root USER equal to the chart's runAsUser, the
+``kubetee`` entry point, that the files its build stage copies are enough to build a
+complete wheel (done here with pip, on a directory holding exactly those files), and
+that ``kubetee image build`` streams exactly those files as the build context.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from kubetee.image.build import CA_FILE, CONTEXT, write_context
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -65,23 +71,25 @@ def parsed() -> list[Instruction]:
     return instructions(DOCKERFILE.read_text())
 
 
-def test_is_multi_stage_on_slim_python(parsed: list[Instruction]) -> None:
+def test_is_multi_stage_on_one_base_defaulting_to_slim_python(parsed: list[Instruction]) -> None:
     all_stages = stages(parsed)
     assert len(all_stages) >= 2
     build, final = all_stages[0][0].arguments.split(), all_stages[-1][0].arguments.split()
-    assert build[-2:] == ["AS", "build"]
-    assert final[0] == "python:${PYTHON_VERSION}-slim"
-    args = {
-        i.arguments.partition("=")[0]: i.arguments.partition("=")[2]
-        for i in parsed
-        if i.keyword == "ARG"
-    }
-    assert args["PYTHON_VERSION"] == "3.11"
-    # The final stage takes only wheels from the build stage, never the source tree.
-    assert not [i for i in all_stages[-1] if i.keyword in {"COPY", "ADD"}]
-    run = " ".join(i.arguments for i in all_stages[-1] if i.keyword == "RUN")
-    assert "--mount=type=bind,from=build,source=/wheels" in run
-    assert "--no-index" in run
+    assert build == ["${BASE_IMAGE}", "AS", "build"]
+    assert final == ["${BASE_IMAGE}"]
+    global_args = [i.arguments for i in parsed[: parsed.index(all_stages[0][0])]]
+    assert global_args == ["BASE_IMAGE=python:3.11-slim"]
+    # The final stage takes only the built environment from the build stage, never the
+    # source tree (nor the CA bundle the build stage may get).
+    copies = [i.arguments.split() for i in all_stages[-1] if i.keyword in {"COPY", "ADD"}]
+    assert copies == [["--from=build", "/opt/kubetee", "/opt/kubetee"]]
+
+
+def test_builds_with_the_classic_builder_and_pulls_nothing_else() -> None:
+    text = DOCKERFILE.read_text()
+    assert not text.startswith("# syntax"), "a syntax line makes BuildKit pull a frontend"
+    assert "--mount" not in text
+    assert "# syntax=" not in text.splitlines()[0]
 
 
 def test_runs_as_the_non_root_uid_the_chart_expects(parsed: list[Instruction]) -> None:
@@ -117,12 +125,31 @@ def test_chart_app_version_is_the_package_version() -> None:
 
 
 def _copied(parsed: list[Instruction]) -> list[tuple[list[str], str]]:
+    """Sources (optional ones, written as a glob such as ``pip-ca.pe[m]``, left out)."""
     copies = []
     for instruction in stages(parsed)[0]:
         if instruction.keyword == "COPY":
             words = [w for w in shlex.split(instruction.arguments) if not w.startswith("--")]
-            copies.append((words[:-1], words[-1]))
+            copies.append(([w for w in words[:-1] if "[" not in w], words[-1]))
     return copies
+
+
+def test_the_image_build_streams_exactly_what_the_dockerfile_copies(
+    parsed: list[Instruction], tmp_path: Path
+) -> None:
+    copied = {source for sources, _ in _copied(parsed) for source in sources}
+    assert set(CONTEXT) == {"Dockerfile", *copied}
+    archive = tmp_path / "context.tar"
+    write_context(REPO_ROOT, archive, "-----BEGIN CERTIFICATE-----\nMIIB\n")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        assert tar.extractfile(CA_FILE).read().startswith(b"-----BEGIN CERTIFICATE-----")  # type: ignore[union-attr]
+    assert "Dockerfile" in names
+    assert "operator/kubetee/cli.py" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert not [n for n in names if n.startswith(("tests", "charts", "deploy", ".git", "docs"))]
+    # The optional CA bundle is what the Dockerfile's glob picks up.
+    assert any(fnmatch.fnmatch(CA_FILE, w) for w in DOCKERFILE.read_text().split())
 
 
 def test_build_stage_copies_what_the_wheel_needs(parsed: list[Instruction], tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def test_volumes_are_laid_out_at_their_mount_paths(workdir: Path) -> None:
     host_quoting.mkdir()
     filesystem = PodFilesystem(workdir / "pod", workdir / "memory")
 
-    filesystem.lay_out(body, container, read, {"/var/run/kubetee": str(host_quoting)})
+    filesystem.lay_out(body, container, read, {"/var/run/kubetee-quoting": str(host_quoting)})
 
     root = filesystem.root
     assert (root / "run/kubetee/enclave-files/app.py").read_text() == "print(1)\n"
@@ -112,7 +112,7 @@ def test_volumes_are_laid_out_at_their_mount_paths(workdir: Path) -> None:
     assert ca.read_text() == "PEM"
     assert stat.S_IMODE(ca.stat().st_mode) == 0o400
     assert (root / "run/kubetee/podinfo/annotations").read_text() == 'a="1"\nb="2"\n'
-    assert (root / "var/run/kubetee").resolve() == host_quoting.resolve()
+    assert (root / "var/run/kubetee-quoting").resolve() == host_quoting.resolve()
     assert (root / "run/kubetee/secrets").resolve().is_dir()
 
     filesystem.refresh_downward_api(pod({"kubetee.io/reattest-requested": "p2@1"}))

@@ -1,0 +1,445 @@
+"""The demo on kind: the same story as ``kubetee demo``, every component a real pod.
+
+The image is built here and loaded into the nodes; ``helm install`` runs the operator,
+the attestation service, the node DaemonSet (device plugin registered with the real
+kubelet, quoting service), the second scheduler and the metrics API server as pods. The
+example EnclaveContainer's replicas run in containerd containers; ``kubectl exec`` reads
+the secret where the workload reads it; a tampered workload is refused; ``helm test``
+passes; and the HPA scales on the EPC the replicas' containers really use (memory
+allocated inside a replica's enclave container, measured from its cgroup).
+
+The cluster itself comes from a :class:`KindAccess` (``kubetee kind``), so this story
+needs nothing but a kubeconfig, a way to load an image and the image's name.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TextIO
+
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from enclave_runtime.quoting.provision import provision
+from kubetee.cluster.layout import repo_root
+from kubetee.cluster.toolchain import binary_path
+from kubetee.demo.errors import DemoError
+from kubetee.demo.kube import Kube, wait_for
+
+RELEASE = "kubetee"
+RELEASE_NAMESPACE = "kubetee-system"
+NAMESPACE = "kubetee-demo"
+EC_NAME = "demo"
+TAMPERED = "demo-tampered"
+EC_LABEL = "kubetee.io/enclave-container"
+CLAIMS_ANNOTATION = "kubetee.io/attested-claims"
+AUTHORITY_SECRET = "kubetee-sgx-authority"  # noqa: S105 - a Secret's name
+SECRET_DIR = "/run/kubetee/secrets"  # noqa: S105 - a path
+SECRET_PATH = f"{SECRET_DIR}/db/password"  # as deploy/examples says
+APP_CONTAINER = "app"
+# The container the enclave runtime runs in, whose cgroup its EPC use is measured from.
+ENCLAVE_CONTAINER = "kubetee-runtime"
+# Memory a replica's workload takes to look busy: 56 of its 64 MiB of EPC (87%).
+HOG_MIB = 56
+STEPS = 8
+
+
+class KindAccess(Protocol):
+    """What the story needs of a kind cluster."""
+
+    def up(self) -> Path:
+        """Create or reuse the cluster; its kubeconfig."""
+        ...
+
+    def load_image(self, image: str) -> None:
+        """Make a locally built image available on every node."""
+        ...
+
+
+@dataclass
+class Findings:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def example_manifests(image: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The example Secret and EnclaveContainer, with the workload on ``image``.
+
+    The example's workload image (busybox) would be pulled from a registry; here the
+    KubeTEE image, already on the nodes, runs the same shell command.
+    """
+    documents = [
+        d
+        for d in yaml.safe_load_all(
+            (repo_root() / "deploy" / "examples" / "enclavecontainer.yaml").read_text()
+        )
+        if d
+    ]
+    secret = next(d for d in documents if d["kind"] == "Secret")
+    ec = copy.deepcopy(next(d for d in documents if d["kind"] == "EnclaveContainer"))
+    for container in ec["spec"]["template"]["spec"]["containers"]:
+        container["image"] = image
+        container["imagePullPolicy"] = "Never"
+        command = container.pop("command", None) or container.pop("args", None)
+        container["command"] = command or ["sleep", "infinity"]
+    return secret, ec
+
+
+class KindDemo:
+    def __init__(
+        self,
+        kind: KindAccess,
+        image: str,
+        build_image: Callable[[str], None],
+        out: TextIO = sys.stdout,
+    ) -> None:
+        self.kind = kind
+        self.image = image
+        self.build_image = build_image
+        self.out = out
+        self.findings = Findings()
+        self.started = time.monotonic()
+        self._step = 0
+        self.kube: Kube
+
+    # -- output --------------------------------------------------------------------------
+
+    def step(self, title: str) -> None:
+        self._step += 1
+        elapsed = time.monotonic() - self.started
+        self.out.write(f"\n[{self._step}/{STEPS}] {title}  ({elapsed:.0f}s)\n")
+        self.out.flush()
+
+    def say(self, text: str) -> None:
+        self.out.write(f"    {text}\n")
+        self.out.flush()
+
+    # -- the story -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        self.cluster_up()
+        self.image_loaded()
+        self.install_chart()
+        self.helm_test()
+        self.deploy_workload()
+        self.tampered_workload()
+        self.autoscale()
+        self.summary()
+
+    def cluster_up(self) -> None:
+        self.step("kind cluster: real kubelets, containerd, runc")
+        self.kube = Kube(self.kind.up())
+        for node in self._items("nodes"):
+            info = node["status"]["nodeInfo"]
+            labels = node["metadata"].get("labels") or {}
+            role = "SGX worker" if labels.get("kubetee.io/sgx") == "true" else "control plane"
+            self.say(
+                f"{node['metadata']['name']}: {role}, kubelet {info['kubeletVersion']}, "
+                f"{info['containerRuntimeVersion']}"
+            )
+
+    def image_loaded(self) -> None:
+        self.step(f"Image {self.image}: built locally, loaded into every node")
+        self.build_image(self.image)
+        self.kind.load_image(self.image)
+        self.say("no image registry involved: the nodes run what was built here")
+
+    def install_chart(self) -> None:
+        self.step("helm install charts/kubetee: every component a pod")
+        self._authority_secret()
+        repository, _, tag = self.image.rpartition(":")
+        self.kube.helm(
+            "upgrade", "--install", RELEASE, str(repo_root() / "charts" / "kubetee"),
+            f"--namespace={RELEASE_NAMESPACE}",
+            f"--values={repo_root() / 'deploy' / 'kind' / 'values.yaml'}",
+            f"--set=image.repository={repository}", f"--set=image.tag={tag}",
+            "--wait", "--timeout=5m",
+        )  # fmt: skip
+        for pod in self._items("pods", f"--namespace={RELEASE_NAMESPACE}"):
+            if pod["status"].get("phase") != "Running":
+                continue
+            statuses = pod["status"].get("containerStatuses") or []
+            ids = {s["containerID"].split("://")[0] for s in statuses if s.get("containerID")}
+            self.say(
+                f"{pod['metadata']['name']} on {pod['spec'].get('nodeName')}: "
+                f"{len(statuses)} container(s), {'/'.join(sorted(ids))}://"
+            )
+        capacity = wait_for(self._sgx_capacity, 120, "the kubelets to report kubetee.io/epc")
+        for line in capacity:
+            self.say(line)
+        self.findings.add(
+            "helm install: operator, attestation service, node DaemonSet, scheduler, "
+            "metrics API server running as pods in containerd containers"
+        )
+        self.findings.add(f"EPC capacity from the real kubelets: {'; '.join(capacity)}")
+
+    def helm_test(self) -> None:
+        self.step("helm test")
+        output = self.kube.helm("test", RELEASE, f"--namespace={RELEASE_NAMESPACE}")
+        phases = [ln.split()[-1] for ln in output.splitlines() if ln.strip().startswith("Phase:")]
+        if not phases or set(phases) != {"Succeeded"}:
+            raise DemoError(f"helm test did not succeed: {output.strip()[-400:]}")
+        self.say(f"{len(phases)} test(s) succeeded")
+        self.findings.add("helm test passed (the kubetee.io API served, KBS over TLS answers)")
+
+    def deploy_workload(self) -> None:
+        self.step("EnclaveContainer: 3 replicas x 64Mi of EPC, attested before the secret")
+        self._reset_namespace()
+        secret, ec = example_manifests(self.image)
+        self.kube.kubectl(
+            "apply",
+            "--server-side",
+            "-f",
+            str(repo_root() / "deploy" / "examples" / "epcpool.yaml"),
+        )
+        self._apply(secret, ec)
+        status = wait_for(lambda: self._attested(EC_NAME, 3), 300, "3 attested replicas")
+        self.say(
+            f"status: replicas={status.get('replicas')} ready={status.get('readyReplicas')} "
+            f"attested={status.get('attestedReplicas')}"
+        )
+        expected = self._secret_hash()
+        matched = 0
+        for pod in self._pods(EC_NAME):
+            name = pod.metadata.name
+            seen = self._exec(name, APP_CONTAINER, "sha256sum", SECRET_PATH).split()[0]
+            container_id = _container_id(pod, APP_CONTAINER)
+            self.say(f"{name} on {pod.spec.node_name} ({container_id[:24]}...): sha256 {seen[:16]}")
+            matched += seen == expected
+        if matched != 3:
+            raise DemoError(f"the secret's hash matched in {matched} of 3 replicas")
+        self.say(f"the Secret's sha256 {expected[:16]}... (its value is never printed)")
+        self.findings.add(
+            "3/3 replicas attested in real containers; kubectl exec: the secret's sha256 "
+            "where the workload reads it equals the Secret's"
+        )
+
+    def tampered_workload(self) -> None:
+        self.step("A tampered workload is refused")
+        genuine = self._genuine_mrenclave()
+        _, ec = example_manifests(self.image)
+        tampered = copy.deepcopy(ec)
+        tampered["metadata"] = {"name": TAMPERED}
+        tampered["spec"]["replicas"] = 1
+        tampered["spec"]["attestation"]["policy"]["mrenclave"] = [genuine]
+        tampered["spec"]["enclave"]["files"][0]["content"] += "debug_backdoor = true\n"
+        self._apply(tampered)
+        self.say(f"policy pinned to the genuine MRENCLAVE {genuine[:16]}..., one line added")
+        event = wait_for(
+            lambda: self._event(TAMPERED, "MeasurementMismatch"),
+            240,
+            "the attestation service to refuse the tampered enclave",
+        )
+        self.say(f"Event {event}")
+        for pod in self._pods(TAMPERED):
+            listing = self._exec(pod.metadata.name, ENCLAVE_CONTAINER, "ls", "-A", SECRET_DIR)
+            if listing.strip():
+                raise DemoError(f"the tampered replica has secrets: {listing.split()}")
+        self.say("its secrets directory is empty; its workload container never started")
+        self.kube.kubectl("delete", "ec", TAMPERED, f"--namespace={NAMESPACE}", "--wait=true")
+        self.say("deleted, to give its EPC back to the pool")
+        self.findings.add("the tampered workload was refused (MeasurementMismatch), no secret")
+
+    def autoscale(self) -> None:
+        self.step("HPA on EPC utilization, measured from the replicas' containers")
+        self.kube.kubectl(
+            "apply", "--server-side", f"--namespace={NAMESPACE}",
+            "-f", str(repo_root() / "deploy" / "examples" / "hpa.yaml"),
+        )  # fmt: skip
+        hogs = [self._hog(pod.metadata.name) for pod in self._pods(EC_NAME)]
+        try:
+            self.say(f"each replica's enclave container allocates {HOG_MIB} of its 64 MiB")
+            scaled_up = wait_for(lambda: self._replicas_at_least(5), 240, "the HPA to scale up")
+            self.say(f"HPA scaled demo to {scaled_up} replicas; {self._hpa_line()}")
+        finally:
+            for hog in hogs:
+                _stop(hog)
+        self.say("the allocations are freed")
+        scaled_down = wait_for(
+            lambda: self._replicas_at_most(2), 240, "the HPA to scale down (30 s stabilization)"
+        )
+        self.say(f"HPA scaled demo down to {scaled_down} replicas; {self._hpa_line()}")
+        self.findings.add(f"HPA scaled 3 -> {scaled_up} -> {scaled_down} replicas on EPC in use")
+
+    def summary(self) -> None:
+        elapsed = time.monotonic() - self.started
+        self.out.write(f"\nKubeTEE on kind finished in {elapsed:.0f}s. What happened:\n")
+        for line in self.findings.lines:
+            self.out.write(f"  - {line}\n")
+        self.out.write(
+            "\nWhere to look:\n"
+            f"  export KUBECONFIG={self.kube.kubeconfig}\n"
+            f"  kubectl get pods -A -o wide\n"
+            f"  kubectl get ec,epcp,pods,hpa -n {NAMESPACE}\n"
+            f"  kubectl exec -n {NAMESPACE} deploy/{EC_NAME} -c {APP_CONTAINER} -- "
+            f"sha256sum {SECRET_PATH}\n"
+            "  kubetee kind down                     # delete the cluster\n"
+        )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _authority_secret(self) -> None:
+        """A simulated SGX authority, made outside the working tree, as the chart's Secret."""
+        with tempfile.TemporaryDirectory(prefix="kubetee-authority-") as work:
+            authority = Path(work) / "sgx-authority"
+            provision(authority, Path(work) / "platform", "setup")
+            manifest = self.kube.kubectl(
+                "create", "secret", "generic", AUTHORITY_SECRET,
+                f"--namespace={RELEASE_NAMESPACE}", f"--from-file={authority}",
+                "--dry-run=client", "-o=yaml",
+            )  # fmt: skip
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": RELEASE_NAMESPACE},
+        }
+        try:
+            self.kube.core.read_namespaced_secret(AUTHORITY_SECRET, RELEASE_NAMESPACE)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self.kube.kubectl(
+                "apply", "--server-side", "-f=-",
+                input_text=yaml.safe_dump(namespace) + "---\n" + manifest,
+            )  # fmt: skip
+            self.say(f"simulated SGX authority created as Secret {AUTHORITY_SECRET}")
+            return
+        self.say(f"Secret {AUTHORITY_SECRET} exists: the nodes keep their platforms")
+
+    def _sgx_capacity(self) -> list[str] | None:
+        lines = []
+        for node in self._items("nodes", "--selector=kubetee.io/sgx=true"):
+            capacity = node["status"].get("capacity") or {}
+            epc = capacity.get("kubetee.io/epc")
+            if not epc or epc == "0":
+                return None
+            lines.append(
+                f"{node['metadata']['name']}: kubetee.io/epc={epc} MiB, "
+                f"kubetee.io/enclave={capacity.get('kubetee.io/enclave')}"
+            )
+        return lines or None
+
+    def _items(self, *args: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.kube.kubectl("get", *args, "-o=json"))[
+            "items"
+        ]
+        return items
+
+    def _reset_namespace(self) -> None:
+        try:
+            self.kube.core.delete_namespace(NAMESPACE)
+            self.say(f"removing the previous run's namespace {NAMESPACE}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        wait_for(lambda: not self._namespace_exists(), 180, f"namespace {NAMESPACE} to go")
+        self.kube.core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]
+
+    def _namespace_exists(self) -> bool:
+        try:
+            self.kube.core.read_namespace(NAMESPACE)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def _apply(self, *manifests: dict[str, Any]) -> None:
+        self.kube.kubectl(
+            "apply", "--server-side", f"--namespace={NAMESPACE}", "-f=-",
+            input_text=yaml.safe_dump_all(manifests),
+        )  # fmt: skip
+
+    def _pods(self, ec: str) -> list[Any]:
+        return [
+            p
+            for p in self.kube.pods(NAMESPACE, f"{EC_LABEL}={ec}")
+            if p.status is not None and p.status.phase == "Running"
+        ]
+
+    def _attested(self, name: str, count: int) -> dict[str, Any] | None:
+        status: dict[str, Any] = self.kube.enclave_container(NAMESPACE, name).get("status") or {}
+        ready = status.get("attestedReplicas", 0) >= count and len(self._pods(name)) >= count
+        return status if ready else None
+
+    def _secret_hash(self) -> str:
+        secret = self.kube.core.read_namespaced_secret("demo-db", NAMESPACE)
+        return hashlib.sha256(base64.b64decode((secret.data or {})["password"])).hexdigest()
+
+    def _exec(self, pod: str, container: str, *command: str) -> str:
+        return self.kube.kubectl(
+            "exec", f"--namespace={NAMESPACE}", pod, "-c", container, "--", *command
+        )
+
+    def _genuine_mrenclave(self) -> str:
+        for pod in self._pods(EC_NAME):
+            claims = (pod.metadata.annotations or {}).get(CLAIMS_ANNOTATION)
+            if claims:
+                return str(json.loads(claims)["mrenclave"])
+        raise DemoError("no attested replica carries its attested claims")
+
+    def _event(self, involved: str, reason: str) -> str | None:
+        events = self.kube.core.list_namespaced_event(
+            NAMESPACE, field_selector=f"involvedObject.name={involved},reason={reason}"
+        ).items
+        if not events:
+            return None
+        return f"{events[0].reason}: {(events[0].message or '')[:160]}"
+
+    def _hog(self, pod: str) -> subprocess.Popen[bytes]:
+        """Memory held in the pod's enclave container until this process's stdin closes."""
+        program = f"import sys; b = b'1' * ({HOG_MIB} << 20); sys.stdin.read()"
+        return subprocess.Popen(
+            [
+                str(binary_path("kubectl")), f"--kubeconfig={self.kube.kubeconfig}",
+                "exec", "-i", f"--namespace={NAMESPACE}", pod, "-c", ENCLAVE_CONTAINER,
+                "--", "python3", "-c", program,
+            ],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def _replicas(self) -> int:
+        return int(self.kube.enclave_container(NAMESPACE, EC_NAME)["spec"]["replicas"])
+
+    def _replicas_at_least(self, count: int) -> int | None:
+        replicas = self._replicas()
+        return replicas if replicas >= count else None
+
+    def _replicas_at_most(self, count: int) -> int | None:
+        replicas = self._replicas()
+        return replicas if replicas <= count else None
+
+    def _hpa_line(self) -> str:
+        return self.kube.kubectl(
+            "get", "hpa", EC_NAME, f"--namespace={NAMESPACE}", "--no-headers"
+        ).strip()
+
+
+def _container_id(pod: Any, container: str) -> str:
+    for status in pod.status.container_statuses or []:
+        if status.name == container and status.container_id:
+            return str(status.container_id)
+    return "?"
+
+
+def _stop(hog: subprocess.Popen[bytes]) -> None:
+    """Close the hog's stdin: the remote process reads EOF, exits, and frees its memory."""
+    if hog.stdin is not None:
+        hog.stdin.close()
+    try:
+        hog.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        hog.kill()
+        hog.wait()

@@ -1,0 +1,251 @@
+"""KubeTEE on a real kind cluster: the image, the chart, the story, an upgrade.
+
+The steps are the kind demo's own (``kubetee demo --kind``), run once in order by a
+module fixture; each test then checks the cluster's state itself, through kubectl, so
+the demo's printing is not what is tested. Order matters (the workload is deployed once,
+the HPA scales it, the upgrade rolls it), so the tests run in file order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from kubetee.cluster.toolchain import binary_path
+from kubetee.demo import kind_story
+from kubetee.demo.kind_access import KindClusterAccess, build_local_image
+from kubetee.demo.kind_story import (
+    APP_CONTAINER,
+    EC_LABEL,
+    EC_NAME,
+    NAMESPACE,
+    RELEASE,
+    RELEASE_NAMESPACE,
+    SECRET_DIR,
+    SECRET_PATH,
+    TAMPERED,
+    KindDemo,
+)
+from tests.kind.conftest import Kind, repo_path
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kind]
+
+IMAGE = "kubetee/kubetee:0.1.0"
+UPGRADE_TAG = "0.1.0-kind-upgrade"
+T = TypeVar("T")
+
+
+def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(2)
+    pytest.fail(f"timed out after {timeout:.0f}s: {what}")
+
+
+@pytest.fixture(scope="module")
+def demo(kind: Kind) -> KindDemo:
+    story = KindDemo(KindClusterAccess(kind.cluster), IMAGE, build_local_image, sys.stderr)
+    story.cluster_up()
+    story.image_loaded()
+    story.install_chart()
+    return story
+
+
+def _pods(kind: Kind, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    args = ["get", "pods", "-n", namespace]
+    if selector:
+        args += ["-l", selector]
+    items: list[dict[str, Any]] = kind.json(*args)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod["status"].get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _ec(kind: Kind, name: str) -> dict[str, Any]:
+    body: dict[str, Any] = kind.json("get", "ec", name, "-n", NAMESPACE)
+    return body
+
+
+def test_every_component_runs_as_a_pod_in_containerd(demo: KindDemo, kind: Kind) -> None:
+    pods = _pods(kind, RELEASE_NAMESPACE)
+    components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
+    assert {"operator", "attestation", "node", "scheduler", "metrics-apiserver"} <= components
+    for pod in pods:
+        if pod["metadata"].get("annotations", {}).get("helm.sh/hook"):
+            continue
+        assert pod["status"]["phase"] == "Running", pod["metadata"]["name"]
+        for status in pod["status"]["containerStatuses"]:
+            assert status["ready"], (pod["metadata"]["name"], status["name"])
+            assert status["containerID"].startswith("containerd://")
+    values = yaml.safe_load(repo_path("deploy", "kind", "values.yaml").read_text())
+    workers = kind.json("get", "nodes", "-l", "kubetee.io/sgx=true")["items"]
+    assert len(workers) == 2
+    for node in workers:
+        # Advertised by the device plugin pod to this node's real kubelet.
+        assert node["status"]["capacity"]["kubetee.io/epc"] == str(values["devicePlugin"]["epcMiB"])
+        assert node["status"]["allocatable"]["kubetee.io/enclave"] == str(
+            values["devicePlugin"]["enclaves"]
+        )
+
+
+def test_helm_test_passes(demo: KindDemo, kind: Kind) -> None:
+    result = subprocess.run(
+        [str(binary_path("helm")), f"--kubeconfig={kind.cluster.paths.kubeconfig}",
+         "test", RELEASE, "-n", RELEASE_NAMESPACE, "--timeout=5m"],
+        capture_output=True, text=True, check=False, timeout=360,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    phases = [line.split()[-1] for line in result.stdout.splitlines() if "Phase:" in line]
+    assert phases
+    assert set(phases) == {"Succeeded"}
+
+
+def test_replicas_attest_and_the_workload_reads_the_secret(demo: KindDemo, kind: Kind) -> None:
+    demo.deploy_workload()
+    secret = kind.json("get", "secret", "demo-db", "-n", NAMESPACE)
+    expected = hashlib.sha256(base64.b64decode(secret["data"]["password"])).hexdigest()
+    replicas = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+    assert len(replicas) == 3
+    for pod in replicas:
+        name = pod["metadata"]["name"]
+        conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+        assert conditions["kubetee.io/attested"] == "True"
+        assert conditions["Ready"] == "True"
+        seen = kind.kubectl(
+            "exec", "-n", NAMESPACE, name, "-c", APP_CONTAINER, "--", "sha256sum", SECRET_PATH
+        ).split()[0]
+        assert seen == expected
+        # The secret never shows in the pod spec, its annotations or the replica's status.
+        plain = base64.b64decode(secret["data"]["password"]).decode()
+        assert plain not in json.dumps(pod)
+
+
+def test_invalid_objects_are_refused_by_the_apiserver(demo: KindDemo, kind: Kind) -> None:
+    _, ec = kind_story.example_manifests(IMAGE)
+    ec["metadata"] = {"name": "never"}
+    ec["spec"]["attestation"]["policy"]["minIsvSvn"] = ec["spec"]["enclave"]["isvSvn"] + 1
+    result = subprocess.run(
+        [str(kind.cluster.kubectl), "--kubeconfig", str(kind.cluster.paths.kubeconfig),
+         "apply", "-n", NAMESPACE, "-f", "-"],
+        input=yaml.safe_dump(ec), capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "no replica could pass attestation" in result.stderr
+    assert not kind.json("get", "ec", "-n", NAMESPACE, "--field-selector=metadata.name=never")[
+        "items"
+    ]
+
+
+def test_a_tampered_workload_gets_no_secret(demo: KindDemo, kind: Kind) -> None:
+    demo.tampered_workload()  # checks the refusal Event and an empty secrets directory
+    events = kind.json(
+        "get", "events", "-n", NAMESPACE,
+        f"--field-selector=involvedObject.name={TAMPERED},reason=MeasurementMismatch",
+    )["items"]  # fmt: skip
+    assert events
+    assert not _pods(kind, NAMESPACE, f"{EC_LABEL}={TAMPERED}")
+
+
+def test_the_hpa_scales_on_memory_the_replicas_really_use(demo: KindDemo, kind: Kind) -> None:
+    before = _ec(kind, EC_NAME)["spec"]["replicas"]
+    demo.autoscale()  # waits for >= 5 replicas under load, then <= 2 once freed
+    hpa = kind.json("get", "hpa", EC_NAME, "-n", NAMESPACE)
+    assert before == 3
+    # The HPA's own decision (its currentReplicas trails by a sync period).
+    assert hpa["status"]["desiredReplicas"] <= 2
+    assert _ec(kind, EC_NAME)["spec"]["replicas"] <= 2
+    events = kind.json(
+        "get", "events", "-n", NAMESPACE, "--field-selector=reason=SuccessfulRescale"
+    )["items"]
+    reasons = {e["message"].split("reason: ")[-1] for e in events}
+    assert "pods metric epc_utilization above target" in reasons
+
+
+def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
+    demo: KindDemo, kind: Kind
+) -> None:
+    repository = IMAGE.rpartition(":")[0]
+    upgraded = f"{repository}:{UPGRADE_TAG}"
+    subprocess.run(["docker", "tag", IMAGE, upgraded], check=True, timeout=60)
+    KindClusterAccess(kind.cluster).load_image(upgraded)
+    kind.kubectl("delete", "hpa", EC_NAME, "-n", NAMESPACE, "--ignore-not-found")
+    kind.kubectl("scale", "ec", EC_NAME, "-n", NAMESPACE, "--replicas=2")
+    subprocess.run(
+        [str(binary_path("helm")), f"--kubeconfig={kind.cluster.paths.kubeconfig}",
+         "upgrade", RELEASE, str(repo_path("charts", "kubetee")), "-n", RELEASE_NAMESPACE,
+         "--reuse-values", f"--set=image.tag={UPGRADE_TAG}", "--wait", "--timeout=5m"],
+        check=True, capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+
+    def rolled() -> bool:
+        for pod in _pods(kind, RELEASE_NAMESPACE):
+            if pod["metadata"].get("annotations", {}).get("helm.sh/hook"):
+                continue
+            images = [c["image"] for c in pod["spec"]["containers"]]
+            if any(i.startswith(repository) and i != upgraded for i in images):
+                return False
+        return True
+
+    eventually(rolled, 300, "every release pod to run the upgraded image")
+
+    def attested_on_the_new_image() -> bool:
+        status = _ec(kind, EC_NAME).get("status") or {}
+        replicas = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+        runtimes = [c["image"] for p in replicas for c in p["spec"].get("initContainers", [])]
+        ready = [p for p in replicas if _ready(p)]
+        return (
+            status.get("attestedReplicas") == 2
+            and len(replicas) == len(ready) == 2
+            and bool(runtimes)
+            and all(image == upgraded for image in runtimes)
+        )
+
+    eventually(attested_on_the_new_image, 300, "the replicas to re-attest on the new runtime")
+    for pod in _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}"):
+        listing = kind.kubectl(
+            "exec", "-n", NAMESPACE, pod["metadata"]["name"], "-c", APP_CONTAINER, "--",
+            "ls", f"{SECRET_DIR}/db",
+        )  # fmt: skip
+        assert listing.split() == ["password"]
+
+
+def test_helm_uninstall_leaves_no_nonce_lease(demo: KindDemo, kind: Kind) -> None:
+    nonce_leases = ("get", "leases", "-n", RELEASE_NAMESPACE, "-l", "kubetee.io/kbs-nonce=true")
+    leases = kind.json(*nonce_leases)["items"]
+    assert leases, "the attestations above recorded no nonce Lease"
+    for lease in leases:
+        (owner,) = lease["metadata"]["ownerReferences"]
+        assert owner["kind"] == "ConfigMap"
+    kind.kubectl("delete", "namespace", NAMESPACE, "--wait=true", "--timeout=180s")
+    subprocess.run(
+        [str(binary_path("helm")), f"--kubeconfig={kind.cluster.paths.kubeconfig}",
+         "uninstall", RELEASE, "-n", RELEASE_NAMESPACE, "--wait", "--timeout=3m"],
+        check=True, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    eventually(
+        lambda: not kind.json(*nonce_leases)["items"], 120, "the garbage collector to take them"
+    )
+    eventually(
+        lambda: not kind.json("get", "pods", "-n", RELEASE_NAMESPACE)["items"],
+        180,
+        "the release's pods to go",
+    )
+    left = kind.json("get", "all,configmaps,leases,secrets", "-n", RELEASE_NAMESPACE)["items"]
+    names = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in left)
+    # What helm did not make stays: the authority Secret and kube-root-ca.crt.
+    assert names == ["ConfigMap/kube-root-ca.crt", "Secret/kubetee-sgx-authority"], names
