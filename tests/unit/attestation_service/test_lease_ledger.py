@@ -52,10 +52,10 @@ async def test_leases_are_owned_by_the_charts_config_map_looked_up_once() -> Non
     ledger = LeaseNonceLedger(leases, NAMESPACE, "replica-1", core_api=core, owner=OWNER)
     expires = int(time.time()) + 60
 
-    await ledger.claim("nonce-a", expires)
-    await ledger.claim("nonce-b", expires)
+    await ledger.record("nonce-a", expires, None)
+    await ledger.record("nonce-b", expires, None)
     with pytest.raises(NonceReplayedError):
-        await ledger.claim("nonce-a", expires)
+        await ledger.record("nonce-a", expires, None)
 
     assert len(leases.leases) == 2
     for lease in leases.leases.values():
@@ -70,13 +70,13 @@ async def test_a_missing_owner_refuses_the_claim_and_records_nothing() -> None:
     leases = FakeCoordination()
     ledger = LeaseNonceLedger(leases, NAMESPACE, "replica-1", core_api=FakeCore({}), owner=OWNER)
     with pytest.raises(BackendUnavailableError, match=rf"{NAMESPACE}/{OWNER}.*404"):
-        await ledger.claim("nonce-a", int(time.time()) + 60)
+        await ledger.record("nonce-a", int(time.time()) + 60, None)
     assert leases.leases == {}
 
 
 async def test_without_an_owner_leases_are_unowned() -> None:
     leases = FakeCoordination()
-    await LeaseNonceLedger(leases, NAMESPACE, "replica-1").claim("n", int(time.time()) + 60)
+    await LeaseNonceLedger(leases, NAMESPACE, "replica-1").record("n", int(time.time()) + 60, None)
     (lease,) = leases.leases.values()
     assert "ownerReferences" not in lease["metadata"]
 

@@ -248,9 +248,8 @@ def test_the_authority_is_provisioned_outside_the_working_tree() -> None:
         paths = _option(words, "--authority-dir") + _option(words, "--from-file")
         if words[:3] == [".venv/bin/kubetee", "pcs", "init"]:
             paths += _option(words, "--dir")
-        for path in paths:
-            # --from-file=KEY=PATH names its file after the key
-            path = path.split("=", 1)[1] if "=" in path else path
-            assert path.startswith(("$HOME/", "/", "~/")), path
+        for value in paths:
+            path = value.split("=", 1)[-1]  # --from-file=KEY=PATH names its file after the key
+            assert path.startswith(("$HOME/", "/", "~/")), value
     for ignore in (".gitignore", ".dockerignore"):
         assert "sgx-authority" in (REPO_ROOT / ignore).read_text(), ignore

@@ -85,7 +85,8 @@ def _overlaps(a: PurePosixPath, b: PurePosixPath) -> bool:
 
 def test_no_allocate_mount_covers_or_sits_under_a_pod_template_mount(tmp_path: Path) -> None:
     pod_paths = _pod_mount_paths()
-    assert PurePosixPath("/run/kubetee/secrets") in pod_paths
+    # The enclave container's private directory is among them (what the old default hid).
+    assert PurePosixPath("/run/kubetee/enclave") in pod_paths
     sockets = _sockets(tmp_path)
     assert "chart default" in sockets
     for source, socket in sockets.items():
