@@ -119,6 +119,20 @@ class KindCluster:
         )
         return sorted(proc.stdout.split()) if proc.returncode == 0 else []
 
+    def stopped_nodes(self) -> list[str]:
+        """The cluster's node containers that are not running."""
+        nodes = self.nodes()
+        if not nodes:
+            return []
+        proc = subprocess.run(
+            ["docker", "inspect", "--format", "{{.Name}} {{.State.Running}}", *nodes],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        states = dict(line.lstrip("/").split() for line in proc.stdout.splitlines() if line)
+        return [node for node in nodes if states.get(node) != "true"]
+
     def up(self, config: Path, *, allow_pull: bool = True) -> float:
         """Create the cluster (or reuse it) and wait until it serves pods; seconds taken."""
         text = config.read_text() if config.is_file() else None
@@ -128,6 +142,15 @@ class KindCluster:
         image = self.build(allow_pull=allow_pull)
         started = time.monotonic()
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)
+        stopped = self.stopped_nodes() if self.exists() else []
+        if stopped:
+            # Node containers do not survive their Docker engine's restart (or a machine's):
+            # a fresh cluster is quicker and surer than reviving kubeadm's state.
+            self._out.write(
+                f"Cluster '{self.name}' exists but node(s) {', '.join(stopped)} are not "
+                "running (Docker engine restarted?): recreating it.\n"
+            )
+            self.delete()
         if self.exists():
             self._out.write(f"Cluster '{self.name}' exists; reusing it.\n")
             self._step(
