@@ -325,8 +325,9 @@ class KindDemo:
                 f"--namespace={RELEASE_NAMESPACE}", f"--from-file={AUTHORITY_DIR}",
                 "--dry-run=client", "-o=yaml",
             )  # fmt: skip
-            self.kube.kubectl("apply", "--server-side", "--force-conflicts", "-f=-",
-                              input_text=manifest)  # fmt: skip
+            self.kube.kubectl(
+                "apply", "--server-side", "--force-conflicts", "-f=-", input_text=manifest
+            )
             root_ca = base64.b64encode((AUTHORITY_DIR / "root_ca.pem").read_bytes()).decode()
             self.say(f"simulated SGX authority (kubetee pcs init --dir {AUTHORITY_DIR})")
             self.say(f"its keys: Secret {AUTHORITY_SECRET}, mounted by the PCS alone")
