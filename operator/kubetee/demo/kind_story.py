@@ -255,6 +255,12 @@ class KindDemo:
                 raise DemoError("the tampered workload serves")
         self.say("the tampered workload never started: no secret reached it")
         self.kube.kubectl("delete", "ec", TAMPERED, f"--namespace={NAMESPACE}", "--wait=true")
+        # Its Deployment's pods go after it (garbage collection, in the background).
+        wait_for(
+            lambda: not self.kube.pods(NAMESPACE, f"{EC_LABEL}={TAMPERED}"),
+            120,
+            f"the pods of {TAMPERED} to be deleted",
+        )
         self.say("deleted, to give its EPC back to the pool")
         self.findings.add("the tampered workload was refused (MeasurementMismatch), no secret")
 
