@@ -356,13 +356,17 @@ class KindDemo:
     def _sgx_capacity(self) -> list[str] | None:
         lines = []
         for node in self._items("nodes", "--selector=kubetee.io/sgx=true"):
-            capacity = node["status"].get("capacity") or {}
-            epc = capacity.get("kubetee.io/epc")
-            if not epc or epc == "0":
+            # Allocatable, not capacity: a kubelet keeps the capacity a device plugin of an
+            # uninstalled release advertised, and zeroes what is allocatable until the new
+            # plugin registers.
+            allocatable = node["status"].get("allocatable") or {}
+            epc = allocatable.get("kubetee.io/epc")
+            enclaves = allocatable.get("kubetee.io/enclave")
+            if not epc or epc == "0" or not enclaves or enclaves == "0":
                 return None
             lines.append(
                 f"{node['metadata']['name']}: kubetee.io/epc={epc} MiB, "
-                f"kubetee.io/enclave={capacity.get('kubetee.io/enclave')}"
+                f"kubetee.io/enclave={enclaves}"
             )
         return lines or None
 
