@@ -21,17 +21,15 @@ import pytest
 import yaml
 
 from kubetee.cluster.toolchain import binary_path
+from kubetee.controller.enclave_container import ENCLAVE_CONTAINER, PRIVATE_VOLUME
 from kubetee.demo import kind_story
 from kubetee.demo.kind_access import KindClusterAccess, build_local_image
 from kubetee.demo.kind_story import (
-    APP_CONTAINER,
     EC_LABEL,
     EC_NAME,
     NAMESPACE,
     RELEASE,
     RELEASE_NAMESPACE,
-    SECRET_DIR,
-    SECRET_PATH,
     TAMPERED,
     KindDemo,
 )
@@ -84,7 +82,9 @@ def _ec(kind: Kind, name: str) -> dict[str, Any]:
 def test_every_component_runs_as_a_pod_in_containerd(demo: KindDemo, kind: Kind) -> None:
     pods = _pods(kind, RELEASE_NAMESPACE)
     components = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in pods}
-    assert {"operator", "attestation", "node", "scheduler", "metrics-apiserver"} <= components
+    assert {"operator", "attestation", "pcs", "node", "scheduler", "metrics-apiserver"} <= (
+        components
+    )
     for pod in pods:
         if pod["metadata"].get("annotations", {}).get("helm.sh/hook"):
             continue
@@ -126,33 +126,42 @@ def test_replicas_attest_and_the_workload_reads_the_secret(demo: KindDemo, kind:
         conditions = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
         assert conditions["kubetee.io/attested"] == "True"
         assert conditions["Ready"] == "True"
-        seen = kind.kubectl(
-            "exec", "-n", NAMESPACE, name, "-c", APP_CONTAINER, "--", "sha256sum", SECRET_PATH
-        ).split()[0]
-        assert seen == expected
+        # The workload inside the enclave serves the hash of the secret it received.
+        assert demo.served_hash(name) == expected
+        # No other container mounts the enclave's private volume or shares its processes.
+        mounting = [
+            c["name"]
+            for c in pod["spec"]["containers"] + pod["spec"].get("initContainers", [])
+            for m in c.get("volumeMounts", [])
+            if m["name"] == PRIVATE_VOLUME
+        ]
+        assert mounting == [ENCLAVE_CONTAINER]
+        assert not pod["spec"].get("shareProcessNamespace")
         # The secret never shows in the pod spec, its annotations or the replica's status.
         plain = base64.b64decode(secret["data"]["password"]).decode()
         assert plain not in json.dumps(pod)
 
 
 def test_invalid_objects_are_refused_by_the_apiserver(demo: KindDemo, kind: Kind) -> None:
-    _, ec = kind_story.example_manifests(IMAGE)
+    _, ec = kind_story.example_manifests()
     ec["metadata"] = {"name": "never"}
-    ec["spec"]["attestation"]["policy"]["minIsvSvn"] = ec["spec"]["enclave"]["isvSvn"] + 1
+    # A policy that pins no enclave identity would hand the secret to any enclave.
+    del ec["spec"]["attestation"]["policy"]["mrenclave"]
+    del ec["spec"]["attestation"]["policy"]["mrsigner"]
     result = subprocess.run(
         [str(kind.cluster.kubectl), "--kubeconfig", str(kind.cluster.paths.kubeconfig),
          "apply", "-n", NAMESPACE, "-f", "-"],
         input=yaml.safe_dump(ec), capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "no replica could pass attestation" in result.stderr
+    assert "attestation.policy pins no enclave identity" in result.stderr
     assert not kind.json("get", "ec", "-n", NAMESPACE, "--field-selector=metadata.name=never")[
         "items"
     ]
 
 
 def test_a_tampered_workload_gets_no_secret(demo: KindDemo, kind: Kind) -> None:
-    demo.tampered_workload()  # checks the refusal Event and an empty secrets directory
+    demo.tampered_workload()  # checks the refusal Event and that the workload never served
     events = kind.json(
         "get", "events", "-n", NAMESPACE,
         f"--field-selector=involvedObject.name={TAMPERED},reason=MeasurementMismatch",
@@ -206,7 +215,12 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
     def attested_on_the_new_image() -> bool:
         status = _ec(kind, EC_NAME).get("status") or {}
         replicas = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
-        runtimes = [c["image"] for p in replicas for c in p["spec"].get("initContainers", [])]
+        runtimes = [
+            c["image"]
+            for p in replicas
+            for c in p["spec"]["containers"]
+            if c["name"] == ENCLAVE_CONTAINER
+        ]
         ready = [p for p in replicas if _ready(p)]
         return (
             status.get("attestedReplicas") == 2
@@ -216,12 +230,10 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
         )
 
     eventually(attested_on_the_new_image, 300, "the replicas to re-attest on the new runtime")
+    secret = kind.json("get", "secret", "demo-db", "-n", NAMESPACE)
+    expected = hashlib.sha256(base64.b64decode(secret["data"]["password"])).hexdigest()
     for pod in _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}"):
-        listing = kind.kubectl(
-            "exec", "-n", NAMESPACE, pod["metadata"]["name"], "-c", APP_CONTAINER, "--",
-            "ls", f"{SECRET_DIR}/db",
-        )  # fmt: skip
-        assert listing.split() == ["password"]
+        assert demo.served_hash(pod["metadata"]["name"]) == expected
 
 
 def test_helm_uninstall_leaves_no_nonce_lease(demo: KindDemo, kind: Kind) -> None:
@@ -247,5 +259,12 @@ def test_helm_uninstall_leaves_no_nonce_lease(demo: KindDemo, kind: Kind) -> Non
     )
     left = kind.json("get", "all,configmaps,leases,secrets", "-n", RELEASE_NAMESPACE)["items"]
     names = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in left)
-    # What helm did not make stays: the authority Secret and kube-root-ca.crt.
-    assert names == ["ConfigMap/kube-root-ca.crt", "Secret/kubetee-sgx-authority"], names
+    # What helm did not make stays: the authority Secret and its root certificate (step 3
+    # of docs/kind.md), the PCS's platform registry (the nodes keep their platforms) and
+    # kube-root-ca.crt.
+    assert names == [
+        "ConfigMap/kube-root-ca.crt",
+        "ConfigMap/kubetee-sgx-platforms",
+        "ConfigMap/kubetee-sgx-root-ca",
+        "Secret/kubetee-sgx-authority",
+    ], names

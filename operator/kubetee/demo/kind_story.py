@@ -2,11 +2,15 @@
 
 The image is built here and loaded into the nodes; ``helm install`` runs the operator,
 the attestation service, the node DaemonSet (device plugin registered with the real
-kubelet, quoting service), the second scheduler and the metrics API server as pods. The
-example EnclaveContainer's replicas run in containerd containers; ``kubectl exec`` reads
-the secret where the workload reads it; a tampered workload is refused; ``helm test``
-passes; and the HPA scales on the EPC the replicas' containers really use (memory
-allocated inside a replica's enclave container, measured from its cgroup).
+kubelet, quoting service), the simulated PCS, the second scheduler and the metrics API
+server as pods. The PCS holds the SGX authority made here (``kubetee pcs init``); the
+nodes register their own platforms with it. The example EnclaveContainer's replicas run
+the example enclave bundle in their ``kubetee-enclave`` containers (containerd);
+``kubectl exec`` into that container fetches the hash of the secret the workload
+received, which no other container gets; a tampered workload (one byte changed,
+re-signed by an attacker) is refused; ``helm test`` passes; and the HPA scales on the EPC
+the replicas' enclave containers really use (memory allocated there, measured from their
+cgroups).
 
 The cluster itself comes from a :class:`KindAccess` (``kubetee kind``), so this story
 needs nothing but a kubeconfig, a way to load an image and the image's name.
@@ -20,21 +24,23 @@ import hashlib
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from enclave_runtime.quoting.provision import provision
+from enclave_runtime.quoting.provision import ensure_authority
 from kubetee.cluster.layout import repo_root
 from kubetee.cluster.toolchain import binary_path
+from kubetee.controller.enclave_container import ENCLAVE_CONTAINER, PRIVATE_VOLUME
 from kubetee.demo.errors import DemoError
 from kubetee.demo.kube import Kube, wait_for
+from kubetee.demo.tampered import tampered_bundle
 
 RELEASE = "kubetee"
 RELEASE_NAMESPACE = "kubetee-system"
@@ -44,11 +50,12 @@ TAMPERED = "demo-tampered"
 EC_LABEL = "kubetee.io/enclave-container"
 CLAIMS_ANNOTATION = "kubetee.io/attested-claims"
 AUTHORITY_SECRET = "kubetee-sgx-authority"  # noqa: S105 - a Secret's name
-SECRET_DIR = "/run/kubetee/secrets"  # noqa: S105 - a path
-SECRET_PATH = f"{SECRET_DIR}/db/password"  # as deploy/examples says
-APP_CONTAINER = "app"
-# The container the enclave runtime runs in, whose cgroup its EPC use is measured from.
-ENCLAVE_CONTAINER = "kubetee-runtime"
+ROOT_CA_CONFIGMAP = "kubetee-sgx-root-ca"
+# Where docs/kind.md step 3 keeps the authority's keys: outside the working tree.
+AUTHORITY_DIR = Path.home() / ".local" / "state" / "kubetee" / "sgx-authority"
+# The example workload's answer, fetched inside its enclave container (where it serves).
+WORKLOAD_URL = "http://127.0.0.1:8080/"
+FETCH = f"import urllib.request as u; print(u.urlopen('{WORKLOAD_URL}', timeout=5).read().decode())"
 # Memory a replica's workload takes to look busy: 56 of its 64 MiB of EPC (87%).
 HOG_MIB = 56
 STEPS = 8
@@ -74,12 +81,9 @@ class Findings:
         self.lines.append(line)
 
 
-def example_manifests(image: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The example Secret and EnclaveContainer, with the workload on ``image``.
-
-    The example's workload image (busybox) would be pulled from a registry; here the
-    KubeTEE image, already on the nodes, runs the same shell command.
-    """
+def example_manifests() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The example Secret and EnclaveContainer (deploy/examples), as they are: the
+    workload runs in the enclave bundle, on the KubeTEE image the nodes already have."""
     documents = [
         d
         for d in yaml.safe_load_all(
@@ -89,11 +93,6 @@ def example_manifests(image: str) -> tuple[dict[str, Any], dict[str, Any]]:
     ]
     secret = next(d for d in documents if d["kind"] == "Secret")
     ec = copy.deepcopy(next(d for d in documents if d["kind"] == "EnclaveContainer"))
-    for container in ec["spec"]["template"]["spec"]["containers"]:
-        container["image"] = image
-        container["imagePullPolicy"] = "Never"
-        command = container.pop("command", None) or container.pop("args", None)
-        container["command"] = command or ["sleep", "infinity"]
     return secret, ec
 
 
@@ -158,7 +157,7 @@ class KindDemo:
 
     def install_chart(self) -> None:
         self.step("helm install charts/kubetee: every component a pod")
-        self._authority_secret()
+        self._authority()
         repository, _, tag = self.image.rpartition(":")
         self.kube.helm(
             "upgrade", "--install", RELEASE, str(repo_root() / "charts" / "kubetee"),
@@ -180,8 +179,8 @@ class KindDemo:
         for line in capacity:
             self.say(line)
         self.findings.add(
-            "helm install: operator, attestation service, node DaemonSet, scheduler, "
-            "metrics API server running as pods in containerd containers"
+            "helm install: operator, attestation service, simulated PCS, node DaemonSet, "
+            "scheduler, metrics API server running as pods in containerd containers"
         )
         self.findings.add(f"EPC capacity from the real kubelets: {'; '.join(capacity)}")
 
@@ -197,15 +196,15 @@ class KindDemo:
     def deploy_workload(self) -> None:
         self.step("EnclaveContainer: 3 replicas x 64Mi of EPC, attested before the secret")
         self._reset_namespace()
-        secret, ec = example_manifests(self.image)
+        examples = repo_root() / "deploy" / "examples"
+        self.kube.kubectl("apply", "--server-side", f"-f={examples / 'epcpool.yaml'}")
         self.kube.kubectl(
-            "apply",
-            "--server-side",
-            "-f",
-            str(repo_root() / "deploy" / "examples" / "epcpool.yaml"),
-        )
-        self._apply(secret, ec)
-        status = wait_for(lambda: self._attested(EC_NAME, 3), 300, "3 attested replicas")
+            "apply", "--server-side", f"--namespace={NAMESPACE}",
+            f"-f={examples / 'enclave-bundle.yaml'}", f"-f={examples / 'enclavecontainer.yaml'}",
+        )  # fmt: skip
+        self.say("the workload: deploy/examples/enclave-app, signed into an enclave and shipped")
+        self.say(f"as the ConfigMap demo-enclave; it runs in each replica's {ENCLAVE_CONTAINER}")
+        status = wait_for(lambda: self._attested(EC_NAME, 3), 300, "3 attested, Ready replicas")
         self.say(
             f"status: replicas={status.get('replicas')} ready={status.get('readyReplicas')} "
             f"attested={status.get('attestedReplicas')}"
@@ -214,29 +213,35 @@ class KindDemo:
         matched = 0
         for pod in self._pods(EC_NAME):
             name = pod.metadata.name
-            seen = self._exec(name, APP_CONTAINER, "sha256sum", SECRET_PATH).split()[0]
-            container_id = _container_id(pod, APP_CONTAINER)
+            seen = wait_for(partial(self.served_hash, name), 60, f"{name}'s workload to serve")
+            container_id = _container_id(pod, ENCLAVE_CONTAINER)
             self.say(f"{name} on {pod.spec.node_name} ({container_id[:24]}...): sha256 {seen[:16]}")
             matched += seen == expected
+            others = private_volume_holders(pod) - {ENCLAVE_CONTAINER}
+            if others or pod.spec.share_process_namespace:
+                raise DemoError(f"{name}: other containers reach the enclave's secrets: {others}")
         if matched != 3:
             raise DemoError(f"the secret's hash matched in {matched} of 3 replicas")
         self.say(f"the Secret's sha256 {expected[:16]}... (its value is never printed)")
+        self.say(f"only {ENCLAVE_CONTAINER} mounts the enclave's private volume; no shared PIDs")
         self.findings.add(
-            "3/3 replicas attested in real containers; kubectl exec: the secret's sha256 "
-            "where the workload reads it equals the Secret's"
+            "3/3 replicas attested in containerd containers; kubectl exec: the workload inside "
+            "each enclave serves the sha256 of the secret it received, equal to the Secret's"
         )
 
     def tampered_workload(self) -> None:
         self.step("A tampered workload is refused")
         genuine = self._genuine_mrenclave()
-        _, ec = example_manifests(self.image)
-        tampered = copy.deepcopy(ec)
+        self.say(f"the policy pins the genuine MRENCLAVE {genuine[:16]}...")
+        configmap, tampered_mrenclave = tampered_bundle(f"{TAMPERED}-enclave")
+        self.say("an attacker changes one byte of the program and signs it with their own key:")
+        self.say(f"MRENCLAVE {tampered_mrenclave[:16]}...")
+        _, tampered = example_manifests()
         tampered["metadata"] = {"name": TAMPERED}
         tampered["spec"]["replicas"] = 1
-        tampered["spec"]["attestation"]["policy"]["mrenclave"] = [genuine]
-        tampered["spec"]["enclave"]["files"][0]["content"] += "debug_backdoor = true\n"
-        self._apply(tampered)
-        self.say(f"policy pinned to the genuine MRENCLAVE {genuine[:16]}..., one line added")
+        tampered["spec"]["enclave"]["bundle"]["name"] = configmap["metadata"]["name"]
+        self._apply(configmap, tampered)
+        self.say(f"applied {TAMPERED}: the same policy, the attacker's enclave")
         event = wait_for(
             lambda: self._event(TAMPERED, "MeasurementMismatch"),
             240,
@@ -244,11 +249,18 @@ class KindDemo:
         )
         self.say(f"Event {event}")
         for pod in self._pods(TAMPERED):
-            listing = self._exec(pod.metadata.name, ENCLAVE_CONTAINER, "ls", "-A", SECRET_DIR)
-            if listing.strip():
-                raise DemoError(f"the tampered replica has secrets: {listing.split()}")
-        self.say("its secrets directory is empty; its workload container never started")
+            if "starting the workload" in self._enclave_log(pod.metadata.name):
+                raise DemoError("the tampered workload was started")
+            if self.served_hash(pod.metadata.name) is not None:
+                raise DemoError("the tampered workload serves")
+        self.say("the tampered workload never started: no secret reached it")
         self.kube.kubectl("delete", "ec", TAMPERED, f"--namespace={NAMESPACE}", "--wait=true")
+        # Its Deployment's pods go after it (garbage collection, in the background).
+        wait_for(
+            lambda: not self.kube.pods(NAMESPACE, f"{EC_LABEL}={TAMPERED}"),
+            120,
+            f"the pods of {TAMPERED} to be deleted",
+        )
         self.say("deleted, to give its EPC back to the pool")
         self.findings.add("the tampered workload was refused (MeasurementMismatch), no secret")
 
@@ -283,51 +295,78 @@ class KindDemo:
             f"  export KUBECONFIG={self.kube.kubeconfig}\n"
             f"  kubectl get pods -A -o wide\n"
             f"  kubectl get ec,epcp,pods,hpa -n {NAMESPACE}\n"
-            f"  kubectl exec -n {NAMESPACE} deploy/{EC_NAME} -c {APP_CONTAINER} -- "
-            f"sha256sum {SECRET_PATH}\n"
+            f"  kubectl exec -n {NAMESPACE} deploy/{EC_NAME} -c {ENCLAVE_CONTAINER} -- "
+            f'python3 -c "{FETCH}"\n'
+            f"  kubectl get events -n {NAMESPACE} --field-selector reason=MeasurementMismatch\n"
             "  kubetee kind down                     # delete the cluster\n"
         )
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _authority_secret(self) -> None:
-        """A simulated SGX authority, made outside the working tree, as the chart's Secret."""
-        with tempfile.TemporaryDirectory(prefix="kubetee-authority-") as work:
-            authority = Path(work) / "sgx-authority"
-            provision(authority, Path(work) / "platform", "setup")
-            manifest = self.kube.kubectl(
-                "create", "secret", "generic", AUTHORITY_SECRET,
-                f"--namespace={RELEASE_NAMESPACE}", f"--from-file={authority}",
-                "--dry-run=client", "-o=yaml",
-            )  # fmt: skip
+    def _authority(self) -> None:
+        """The simulated SGX authority as docs/kind.md step 3 makes it: its keys (made here
+        by ``kubetee pcs init``, outside the working tree) as the Secret the chart's PCS
+        mounts, its root certificate as the ConfigMap the attestation service trusts.
+
+        A Secret already in the cluster is kept (the nodes' platforms are registered with
+        that PCS); the root certificate always comes from it.
+        """
         namespace = {
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {"name": RELEASE_NAMESPACE},
         }
+        self.kube.kubectl("apply", "--server-side", "-f=-", input_text=yaml.safe_dump(namespace))
         try:
-            self.kube.core.read_namespaced_secret(AUTHORITY_SECRET, RELEASE_NAMESPACE)
+            secret = self.kube.core.read_namespaced_secret(AUTHORITY_SECRET, RELEASE_NAMESPACE)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            self.kube.kubectl(
-                "apply", "--server-side", "-f=-",
-                input_text=yaml.safe_dump(namespace) + "---\n" + manifest,
+            secret = None
+        root_ca = (secret.data or {}).get("root_ca.pem") if secret is not None else None
+        if root_ca is None:
+            ensure_authority(AUTHORITY_DIR)
+            manifest = self.kube.kubectl(
+                "create", "secret", "generic", AUTHORITY_SECRET,
+                f"--namespace={RELEASE_NAMESPACE}", f"--from-file={AUTHORITY_DIR}",
+                "--dry-run=client", "-o=yaml",
             )  # fmt: skip
-            self.say(f"simulated SGX authority created as Secret {AUTHORITY_SECRET}")
-            return
-        self.say(f"Secret {AUTHORITY_SECRET} exists: the nodes keep their platforms")
+            self.kube.kubectl(
+                "apply", "--server-side", "--force-conflicts", "-f=-", input_text=manifest
+            )
+            root_ca = base64.b64encode((AUTHORITY_DIR / "root_ca.pem").read_bytes()).decode()
+            self.say(f"simulated SGX authority (kubetee pcs init --dir {AUTHORITY_DIR})")
+            self.say(f"its keys: Secret {AUTHORITY_SECRET}, mounted by the PCS alone")
+        else:
+            self.say(f"Secret {AUTHORITY_SECRET} exists: the PCS keeps its authority")
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": ROOT_CA_CONFIGMAP, "namespace": RELEASE_NAMESPACE},
+            "data": {"root-ca.pem": base64.b64decode(root_ca).decode()},
+        }
+        self.kube.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f=-",
+            input_text=yaml.safe_dump(configmap),
+        )  # fmt: skip
+        self.say(
+            f"its root certificate: ConfigMap {ROOT_CA_CONFIGMAP}, for the attestation service"
+        )
 
     def _sgx_capacity(self) -> list[str] | None:
         lines = []
         for node in self._items("nodes", "--selector=kubetee.io/sgx=true"):
-            capacity = node["status"].get("capacity") or {}
-            epc = capacity.get("kubetee.io/epc")
-            if not epc or epc == "0":
+            # Allocatable, not capacity: a kubelet keeps the capacity a device plugin of an
+            # uninstalled release advertised, and zeroes what is allocatable until the new
+            # plugin registers.
+            allocatable = node["status"].get("allocatable") or {}
+            epc = allocatable.get("kubetee.io/epc")
+            enclaves = allocatable.get("kubetee.io/enclave")
+            if not epc or epc == "0" or not enclaves or enclaves == "0":
                 return None
             lines.append(
                 f"{node['metadata']['name']}: kubetee.io/epc={epc} MiB, "
-                f"kubetee.io/enclave={capacity.get('kubetee.io/enclave')}"
+                f"kubetee.io/enclave={enclaves}"
             )
         return lines or None
 
@@ -371,17 +410,35 @@ class KindDemo:
 
     def _attested(self, name: str, count: int) -> dict[str, Any] | None:
         status: dict[str, Any] = self.kube.enclave_container(NAMESPACE, name).get("status") or {}
-        ready = status.get("attestedReplicas", 0) >= count and len(self._pods(name)) >= count
-        return status if ready else None
+        ready = [p for p in self._pods(name) if _ready(p)]
+        done = status.get("attestedReplicas", 0) >= count and len(ready) >= count
+        return status if done else None
 
     def _secret_hash(self) -> str:
         secret = self.kube.core.read_namespaced_secret("demo-db", NAMESPACE)
         return hashlib.sha256(base64.b64decode((secret.data or {})["password"])).hexdigest()
 
-    def _exec(self, pod: str, container: str, *command: str) -> str:
-        return self.kube.kubectl(
-            "exec", f"--namespace={NAMESPACE}", pod, "-c", container, "--", *command
-        )
+    def _enclave_log(self, pod: str) -> str:
+        """What the pod's enclave container printed (empty if it has not run yet)."""
+        try:
+            return self.kube.kubectl(
+                "logs", f"--namespace={NAMESPACE}", pod, "-c", ENCLAVE_CONTAINER
+            )
+        except DemoError:
+            return ""
+
+    def served_hash(self, pod: str) -> str | None:
+        """The secret's sha256 as the pod's workload serves it, asked inside its enclave
+        container; None while (or if ever) it does not serve."""
+        try:
+            answer = self.kube.kubectl(
+                "exec", f"--namespace={NAMESPACE}", pod, "-c", ENCLAVE_CONTAINER,
+                "--", "python3", "-c", FETCH,
+            )  # fmt: skip
+        except DemoError:
+            return None
+        digest = json.loads(answer).get("secretSha256")
+        return str(digest) if digest else None
 
     def _genuine_mrenclave(self) -> str:
         for pod in self._pods(EC_NAME):
@@ -425,6 +482,21 @@ class KindDemo:
         return self.kube.kubectl(
             "get", "hpa", EC_NAME, f"--namespace={NAMESPACE}", "--no-headers"
         ).strip()
+
+
+def private_volume_holders(pod: Any) -> set[str]:
+    """The containers of ``pod`` that mount the enclave's private volume."""
+    return {
+        c.name
+        for c in [*(pod.spec.containers or []), *(pod.spec.init_containers or [])]
+        for m in c.volume_mounts or []
+        if m.name == PRIVATE_VOLUME
+    }
+
+
+def _ready(pod: Any) -> bool:
+    """Attested (its readiness gate) and its enclave container ready: the pod serves."""
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
 
 
 def _container_id(pod: Any, container: str) -> str:

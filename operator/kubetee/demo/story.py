@@ -12,25 +12,17 @@ import copy
 import hashlib
 import json
 import re
-import shutil
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from enclave_runtime.enclave.build import build_directory
-from enclave_runtime.enclave.bundle import bundle_configmap
-from enclave_runtime.enclave.errors import EnclaveError
-from enclave_runtime.enclave.manifest import MANIFEST_FILE, SIGSTRUCT_FILE, load_manifest
-from enclave_runtime.sgx.enclave import EnclaveSigner
 from kubetee.cluster import pcs
 from kubetee.cluster.cluster import LocalCluster
 from kubetee.cluster.layout import ClusterLayout, repo_root
@@ -38,6 +30,7 @@ from kubetee.cluster.node_services import plugin_dir
 from kubetee.demo import services
 from kubetee.demo.errors import DemoError
 from kubetee.demo.kube import Kube, wait_for
+from kubetee.demo.tampered import tampered_bundle
 from kubetee.metrics import local as local_metrics
 from kubetee.nodeagent.pod_runtimes import pod_directory
 
@@ -189,7 +182,7 @@ class Demo:
         self.step("A tampered workload is refused")
         genuine = self._genuine_mrenclave()
         self.say(f"the policy pins the genuine MRENCLAVE {genuine[:16]}...")
-        configmap, tampered_mrenclave = self._tampered_bundle()
+        configmap, tampered_mrenclave = tampered_bundle(f"{TAMPERED}-enclave")
         self.say("an attacker changes one byte of the program and signs it with their own key:")
         self.say(f"MRENCLAVE {tampered_mrenclave[:16]}...")
         ec = yaml.safe_load_all(
@@ -339,25 +332,6 @@ class Demo:
         """Where the pod's workload serves (it logs its address once it has its secret)."""
         found = SERVING.search(self._enclave_log(pod))
         return found.group(1).replace("0.0.0.0", "127.0.0.1") if found else None  # noqa: S104
-
-    def _tampered_bundle(self) -> tuple[dict[str, Any], str]:
-        """The example workload with one byte changed, signed with an attacker's key."""
-        with tempfile.TemporaryDirectory(prefix="kubetee-demo-") as scratch:
-            directory = Path(scratch) / "enclave-app"
-            shutil.copytree(repo_root() / "deploy" / "examples" / "enclave-app", directory)
-            program = directory / "app" / "server.py"
-            program.write_bytes(program.read_bytes().replace(b"PORT = 8080", b"PORT = 8081"))
-            try:
-                built = build_directory(directory, EnclaveSigner.generate())
-                configmap = bundle_configmap(
-                    load_manifest(directory / MANIFEST_FILE),
-                    (directory / SIGSTRUCT_FILE).read_bytes(),
-                    directory,
-                    f"{TAMPERED}-enclave",
-                )
-            except EnclaveError as error:
-                raise DemoError(f"cannot build the tampered enclave: {error}") from None
-        return configmap, built.mrenclave.hex()
 
     def _genuine_mrenclave(self) -> str:
         for pod in self._bound_pods(EC_NAME, 1) or []:
