@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from kubetee.cluster.toolchain import binary_path
 from kubetee.demo.errors import DemoError
@@ -50,6 +51,29 @@ class Kube:
     def epc_pool(self, name: str) -> dict[str, Any]:
         body = self.custom.get_cluster_custom_object("kubetee.io", "v1alpha1", "epcpools", name)
         return cast(dict[str, Any], body)
+
+    def recreate_namespace(self, name: str, timeout: float) -> bool:
+        """Delete namespace ``name`` if it exists, wait until it is gone, create it anew;
+        whether an earlier one was removed."""
+        try:
+            self.core.delete_namespace(name)
+            existed = True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            existed = False
+        wait_for(lambda: not self._namespace_exists(name), timeout, f"namespace {name} to go")
+        self.core.create_namespace({"metadata": {"name": name}})  # type: ignore[arg-type]
+        return existed
+
+    def _namespace_exists(self, name: str) -> bool:
+        try:
+            self.core.read_namespace(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def pods(self, namespace: str, selector: str) -> list[client.V1Pod]:
         return [

@@ -280,23 +280,8 @@ class Demo:
         )
 
     def _reset_namespace(self) -> None:
-        try:
-            self.kube.core.delete_namespace(NAMESPACE)
-            self.say(f"removing the previous run's namespace {NAMESPACE}")
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        wait_for(lambda: not self._namespace_exists(), 120, f"namespace {NAMESPACE} to go")
-        self.kube.core.create_namespace({"metadata": {"name": NAMESPACE}})  # type: ignore[arg-type]
-
-    def _namespace_exists(self) -> bool:
-        try:
-            self.kube.core.read_namespace(NAMESPACE)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        return True
+        if self.kube.recreate_namespace(NAMESPACE, 120):
+            self.say(f"removed the previous run's namespace {NAMESPACE}")
 
     def _bound_pods(self, ec: str, count: int) -> list[Any] | None:
         pods = [
