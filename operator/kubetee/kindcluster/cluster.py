@@ -21,6 +21,7 @@ from kubetee.kindcluster.nodeimage import NodeImageBuilder
 DEFAULT_NAME = "kubetee"
 SGX_LABEL = "kubetee.io/sgx"
 SGX_DEVICES = ("/dev/sgx_enclave", "/dev/sgx_provision")
+API_READY_TIMEOUT = 300.0
 
 
 def default_config() -> Path:
@@ -208,8 +209,49 @@ class KindCluster:
                 "'kubetee kind up' again."
             ) from None
 
+    def _wait_api(self, kubectl: list[str], timeout: float = API_READY_TIMEOUT) -> None:
+        """Wait until the apiserver is ready, authorizer included.
+
+        A reused cluster whose node containers just restarted (with their Docker engine)
+        answers before its RBAC caches are filled, and refuses even the admin ('Forbidden');
+        'kubectl wait' gives up at the first refusal, so readiness is polled first.
+        """
+        log = self.paths.log_dir / "wait-apiserver.log"
+        log.write_text("")
+        deadline = time.monotonic() + timeout
+        with Progress("waiting for the apiserver", self._out, activity="still waiting"):
+            while True:
+                proc = subprocess.run(
+                    [*kubectl, "get", "--raw", "/readyz"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                with log.open("a") as fh:
+                    fh.write(f"{proc.stdout}{proc.stderr}")
+                if proc.returncode == 0 and self._admin_allowed(kubectl):
+                    return
+                if time.monotonic() > deadline:
+                    raise ClusterError(
+                        f"The apiserver of cluster '{self.name}' was not ready within "
+                        f"{timeout:.0f} s; its answers are in {log}. Look at the control-plane "
+                        f"node ('docker logs {self.name}-control-plane'), or recreate the "
+                        "cluster: 'kubetee kind down' then 'kubetee kind up'."
+                    )
+                time.sleep(2)
+
+    def _admin_allowed(self, kubectl: list[str]) -> bool:
+        proc = subprocess.run(
+            [*kubectl, "auth", "can-i", "list", "nodes"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return proc.stdout.strip() == "yes"
+
     def _wait_ready(self) -> None:
         kubectl = [str(self.kubectl), "--kubeconfig", str(self.paths.kubeconfig)]
+        self._wait_api(kubectl)
         with Progress("waiting for every node to be Ready", self._out, activity="still waiting"):
             self._step(
                 "wait-nodes",
