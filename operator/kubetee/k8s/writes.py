@@ -72,7 +72,16 @@ class KubeWriter:
 
     @mapped("applying the Deployment")
     async def apply_deployment(self, manifest: dict[str, Any]) -> None:
-        await _server_side_apply(self._apps.patch_namespaced_deployment, "deployments", manifest)
+        REQUESTS.labels("apply", "deployments").inc()
+        metadata = manifest["metadata"]
+        await self._apps.patch_namespaced_deployment(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            body=manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=_APPLY_PATCH,
+        )
 
     @mapped("writing the status")
     async def patch_status(
@@ -120,8 +129,15 @@ class KubeWriter:
 
     @mapped("applying the PodDisruptionBudget")
     async def apply_disruption_budget(self, manifest: dict[str, Any]) -> None:
-        await _server_side_apply(
-            self._policy.patch_namespaced_pod_disruption_budget, "poddisruptionbudgets", manifest
+        REQUESTS.labels("apply", "poddisruptionbudgets").inc()
+        metadata = manifest["metadata"]
+        await self._policy.patch_namespaced_pod_disruption_budget(
+            name=metadata["name"],
+            namespace=metadata["namespace"],
+            body=manifest,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=_APPLY_PATCH,
         )
 
     @mapped("deleting the PodDisruptionBudget")
@@ -170,17 +186,3 @@ class KubeWriter:
                 continue
             deleted.append(namespace)
         return deleted
-
-
-async def _server_side_apply(patch: Any, resource: str, manifest: dict[str, Any]) -> None:
-    """Apply ``manifest`` server-side as KubeTEE's field manager, taking over conflicts."""
-    REQUESTS.labels("apply", resource).inc()
-    metadata = manifest["metadata"]
-    await patch(
-        name=metadata["name"],
-        namespace=metadata["namespace"],
-        body=manifest,
-        field_manager=FIELD_MANAGER,
-        force=True,
-        _content_type=_APPLY_PATCH,
-    )
