@@ -1,4 +1,4 @@
-"""The sidecar's startup probe: passes once the runtime has attested and delivered.
+"""The sidecar's probes: pass while the runtime has attested and delivered.
 
 It runs as a separate process in the sidecar container (an exec probe), with the same
 environment, so it finds the marker where the runtime writes it.
@@ -10,8 +10,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from enclave_runtime.runtime.settings import DEFAULT_SECRETS_DIR
-from enclave_runtime.runtime.supervisor import started_marker
+from enclave_runtime.runtime.marker import DEFAULT_SECRETS_DIR, started_marker
 
 
 def marker_dir_from_env(environ: Mapping[str, str]) -> Path:

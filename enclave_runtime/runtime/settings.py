@@ -33,8 +33,8 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from enclave_runtime.runtime.errors import RuntimeConfigError
+from enclave_runtime.runtime.marker import DEFAULT_SECRETS_DIR
 
-DEFAULT_SECRETS_DIR = Path("/run/kubetee/secrets")
 DEFAULT_QUOTING_SOCKET = Path("/var/run/kubetee-quoting/quoting.sock")
 
 

@@ -23,7 +23,6 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from enclave_runtime.kbs_protocol import KbsClientError, KbsProtocolError, KbsRefusedError
 from enclave_runtime.quoting import QuotingClient, QuotingError
@@ -35,12 +34,12 @@ from enclave_runtime.runtime.errors import (
     AttestationUnavailableError,
     RuntimeFailure,
 )
+from enclave_runtime.runtime.marker import started_marker
 from enclave_runtime.runtime.requests import watch_requests
 from enclave_runtime.runtime.settings import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
-STARTED_MARKER = ".kubetee-attested"
 # Refusals that only mean "this session is stale": a fresh round may well succeed.
 _STALE_SESSION_REASONS = frozenset({"PolicyChanged", "AttestationExpired", "NonceExpired"})
 _MAX_BACKOFF_SECONDS = 15.0
@@ -172,8 +171,3 @@ class Supervisor:
     def _withdraw(self) -> None:
         started_marker(self.settings.marker_dir).unlink(missing_ok=True)
         delivery.wipe(self.settings.delivery_dir, self.settings.secrets)
-
-
-def started_marker(state_dir: Path) -> Path:
-    """The file whose presence the startup probe checks."""
-    return state_dir / STARTED_MARKER

@@ -33,20 +33,25 @@ SUBCOMMANDS: dict[str, str] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command, or (``only``) just one subcommand's parser under it."""
     parser = argparse.ArgumentParser(
         prog="kubetee",
         description="KubeTEE: Intel SGX enclaves on Kubernetes, scheduled by EPC and attested "
         "before they get secrets.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in SUBCOMMANDS.values():
-        importlib.import_module(module_name).register(subparsers)
+    for command, module_name in SUBCOMMANDS.items():
+        if only is None or command == only:
+            importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # A named subcommand imports only its own module: probes run `kubetee runtime probe`
+    # every few seconds, and the other components' imports would be most of its time.
+    parser = build_parser(argv[0] if argv and argv[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -185,6 +185,94 @@ def test_the_hpa_scales_on_memory_the_replicas_really_use(demo: KindDemo, kind: 
     assert "pods metric epc_utilization above target" in reasons
 
 
+def _replicas_ready(kind: Kind, count: int) -> list[dict[str, Any]] | None:
+    status = _ec(kind, EC_NAME).get("status") or {}
+    replicas = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+    ready = [p for p in replicas if _ready(p)]
+    if status.get("attestedReplicas") == count and len(replicas) == len(ready) == count:
+        return replicas
+    return None
+
+
+def _node_pods(kind: Kind) -> dict[str, str]:
+    """Node name -> UID of the node DaemonSet's pod there."""
+    pods = _pods(kind, RELEASE_NAMESPACE, "app.kubernetes.io/component=node")
+    return {p["spec"]["nodeName"]: p["metadata"]["uid"] for p in pods}
+
+
+def _epc(kind: Kind) -> dict[str, tuple[str, str]]:
+    nodes = kind.json("get", "nodes", "-l", "kubetee.io/sgx=true")["items"]
+    return {
+        n["metadata"]["name"]: (
+            n["status"]["capacity"].get("kubetee.io/epc", "0"),
+            n["status"]["allocatable"].get("kubetee.io/epc", "0"),
+        )
+        for n in nodes
+    }
+
+
+def test_node_daemonset_rollout_leaves_running_replicas_untouched(
+    demo: KindDemo, kind: Kind
+) -> None:
+    """A platform software upgrade (helm upgrade rolling the node DaemonSet: a new device
+    plugin registering with the kubelet, a new quoting service on the socket) while
+    replicas run: none of them restarts or loses readiness or its attestation, the nodes
+    advertise their EPC again, and a replica started after the rollout attests through
+    the new quoting service."""
+    kind.kubectl("delete", "hpa", EC_NAME, "-n", NAMESPACE, "--ignore-not-found")
+    kind.kubectl("scale", "ec", EC_NAME, "-n", NAMESPACE, "--replicas=2")
+    before = eventually(lambda: _replicas_ready(kind, 2), 300, "2 attested, Ready replicas")
+    uids = {p["metadata"]["uid"]: p["metadata"]["name"] for p in before}
+    restarts = {
+        p["metadata"]["uid"]: [c["restartCount"] for c in p["status"]["containerStatuses"]]
+        for p in before
+    }
+    node_pods = _node_pods(kind)
+    epc = _epc(kind)
+    upgrade = subprocess.Popen(
+        [str(binary_path("helm")), f"--kubeconfig={kind.cluster.paths.kubeconfig}",
+         "upgrade", RELEASE, str(repo_path("charts", "kubetee")), "-n", RELEASE_NAMESPACE,
+         "--reuse-values", f"--set-string=devicePlugin.podAnnotations.rollout={time.time()}",
+         "--wait", "--timeout=5m"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lapses: list[str] = []
+    samples = 0
+    deadline = time.monotonic() + 400
+    # Sample the replicas for the whole rollout: every one must stay Running, Ready and
+    # attested at every look.
+    while upgrade.poll() is None or set(_node_pods(kind).values()) & set(node_pods.values()):
+        assert time.monotonic() < deadline, "the node DaemonSet did not roll within 400 s"
+        replicas = {
+            p["metadata"]["uid"]: p for p in _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+        }
+        samples += 1
+        for uid, name in uids.items():
+            pod = replicas.get(uid)
+            if pod is None:
+                lapses.append(f"{name} gone")
+                continue
+            conditions = {c["type"]: c["status"] for c in pod["status"].get("conditions") or []}
+            for condition in ("Ready", "kubetee.io/attested"):
+                if conditions.get(condition) != "True":
+                    lapses.append(f"{name} {condition}={conditions.get(condition)}")
+        time.sleep(1)
+    _, errors = upgrade.communicate()
+    assert upgrade.returncode == 0, errors
+    assert samples >= 3, "the rollout was not observed"
+    assert lapses == []
+    assert set(_node_pods(kind)) == set(node_pods)  # a new node pod on every SGX node
+    after = {p["metadata"]["uid"]: p for p in _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")}
+    assert set(after) == set(uids)
+    for uid, pod in after.items():
+        assert [c["restartCount"] for c in pod["status"]["containerStatuses"]] == restarts[uid]
+    # The new device plugins registered with the kubelets: the same EPC is advertised.
+    eventually(lambda: _epc(kind) == epc, 120, f"the nodes to advertise {epc} again")
+    # Quotes come from the new quoting services (new platforms, registered with the PCS).
+    kind.kubectl("scale", "ec", EC_NAME, "-n", NAMESPACE, "--replicas=3")
+    eventually(lambda: _replicas_ready(kind, 3), 300, "a third replica attested after the rollout")
+
+
 def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
     demo: KindDemo, kind: Kind
 ) -> None:

@@ -49,11 +49,15 @@ def run_command(spec: EnclaveContainerSpec) -> list[str]:
 
 
 def readiness_probe() -> dict[str, Any]:
-    """Ready while attested: a refused re-attestation withdraws the marker."""
+    """Ready while attested: a refused re-attestation withdraws the marker.
+
+    Two failures in a row, not one: a probe that only timed out on a busy node must not
+    take an attested replica out of its Service (the marker is gone within 20 s anyway).
+    """
     return {
         "exec": {"command": ["kubetee", "runtime", "probe", "--attested"]},
         "periodSeconds": 10,
-        "failureThreshold": 1,
+        "failureThreshold": 2,
         "timeoutSeconds": 5,
     }
 

@@ -12,10 +12,10 @@ import pytest
 from enclave_runtime.runtime import delivery
 from enclave_runtime.runtime.enclave import identity_of, load_signer
 from enclave_runtime.runtime.errors import RuntimeConfigError
+from enclave_runtime.runtime.marker import started_marker
 from enclave_runtime.runtime.probe import marker_dir_from_env, probe
 from enclave_runtime.runtime.requests import REATTEST_ANNOTATION, read_annotation
 from enclave_runtime.runtime.settings import EnclaveConfig, SecretSpec, load_settings
-from enclave_runtime.runtime.supervisor import started_marker
 
 CONFIG = {
     "enclaveContainer": {"namespace": "shop", "name": "payments"},
