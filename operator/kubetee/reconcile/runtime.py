@@ -53,7 +53,6 @@ class OperatorRuntime:
                 ),
                 settings.default_scheduler,
             ),
-            pool_free=self.pools.free,
             requeue=self._queue_enclave_container,
             attestation=lambda: self.attestation.health,
         )
