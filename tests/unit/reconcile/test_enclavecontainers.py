@@ -156,7 +156,8 @@ async def test_pending_for_epc_names_the_free_epc_of_now_and_the_event_no_figure
     assert "pool sgx has 192Mi free" in scheduled["message"]
     warnings = [e for e in writer.events if e[1] == "Warning"]
     assert [e[2] for e in warnings] == ["InsufficientEPC"]
-    assert "free" in warnings[0][3] and "Mi free" not in warnings[0][3]
+    assert "free" in warnings[0][3]
+    assert "Mi free" not in warnings[0][3]
     assert "each needs 64Mi EPC" in warnings[0][3]
 
 
