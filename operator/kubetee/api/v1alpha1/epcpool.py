@@ -116,7 +116,15 @@ class NodeEPC(ApiModel):
 class PoolTotals(ApiModel):
     """Sums over the pool's nodes."""
 
-    nodes: int = Field(default=0, ge=0, description="Nodes in the pool.")
+    nodes: int = Field(
+        default=0, ge=0, description="Nodes counted by this pool (not counted by an older one)."
+    )
+    shared_nodes: int = Field(
+        default=0,
+        ge=0,
+        description="Nodes of the pool that an older EPCPool also selects and counts: "
+        "listed in nodes, not in these totals, so totals over all pools count each node once.",
+    )
     ready_nodes: int = Field(default=0, ge=0, description="Nodes that are Ready.")
     capacity: str = Field(default="0Mi", description="Sum of the nodes' EPC capacity.")
     allocatable: str = Field(default="0Mi", description="Sum of the nodes' allocatable EPC.")
