@@ -169,7 +169,7 @@ def test_quantities_as_kubernetes_users_write_them_and_each_mistake_once(
     zero["spec"]["epc"] = 0
     stderr = _refusal(cluster, namespace, zero)
     assert stderr.count("spec.epc") == 1, stderr
-    assert "not a positive quantity" in stderr
+    assert "0: must be a positive quantity such as 64Mi" in stderr
     assert "must be of type string" not in stderr
     assert "validation rules were not checked" not in stderr
 

@@ -99,7 +99,7 @@ def _quantity_rules(value: str) -> list[dict[str, str]]:
     return [
         {
             "rule": valid,
-            "messageExpression": f"{value} + ' is not a positive quantity: write one such as 64Mi'",
+            "messageExpression": f"{value} + ': must be a positive quantity such as 64Mi'",
             "message": "must be a positive quantity such as 64Mi",
         },
         {
@@ -109,8 +109,8 @@ def _quantity_rules(value: str) -> list[dict[str, str]]:
         {
             "rule": f"!({valid}) || {quantity}.compareTo(quantity('1Ti')) > 0 "
             f"|| ({quantity}.isInteger() && {quantity}.asInteger() % 1048576 == 0)",
-            "messageExpression": f"{value} + ' is not a whole number of MiB (EPC is counted "
-            "in MiB; a bare number counts bytes): write one such as 64Mi or 1Gi'",
+            "messageExpression": f"{value} + ': must be a whole number of MiB (EPC is counted "
+            "in MiB; a bare number counts bytes), such as 64Mi or 1Gi'",
             "message": "must be a whole number of MiB (EPC is counted in MiB; a bare number "
             "counts bytes), such as 64Mi or 1Gi",
         },

@@ -25,7 +25,7 @@ from kubetee.api.v1alpha1.enclavecontainer import status_from_body
 from kubetee.api.validation import describe
 from kubetee.controller import accounting
 from kubetee.controller.conditions import transitions
-from kubetee.controller.deployment import Owner, Placement, build_deployment
+from kubetee.controller.deployment import Owner, Placement, build_deployment, spec_hash
 from kubetee.controller.disruption import build_disruption_budget
 from kubetee.controller.ecevents import new_causes, warning_message
 from kubetee.controller.ecstatus import (
@@ -172,7 +172,17 @@ class EnclaveContainerReconciler:
             return False, Blocker("InvalidSpec", message)
         self._refused.pop(key, None)
         self._applied[key] = (view.uid, digest)
-        if deployment is not None:
+        if deployment is not None and deployment.spec_hash == spec_hash(
+            {**manifest["spec"], "replicas": deployment.spec_replicas}
+        ):
+            # Only the replica count changed: no rollout.
+            await self._event(
+                view,
+                "Normal",
+                "DeploymentScaled",
+                f"Scaled Deployment {view.name} to {spec.replicas} replicas",
+            )
+        elif deployment is not None:
             # A creation needs no Event of ours: the Deployment's own say as much.
             await self._event(
                 view,

@@ -77,7 +77,27 @@ async def test_quick_second_event_does_not_apply_again_before_the_watch_catches_
     await reconciler.reconcile(KEY)
     await reconciler.reconcile(KEY)  # the watch still shows the old Deployment
     assert [d["spec"]["replicas"] for d in writer.deployments] == [3, 5]
-    assert writer.reasons()[-1] == "DeploymentUpdated"
+    assert writer.reasons()[-1] == "DeploymentScaled"  # only the replica count changed
+
+
+async def test_a_pure_scale_is_a_scale_event_not_a_rollout() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    assert writer.events == []  # a creation: the Deployment's own Events say so
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    cluster.add_ec("demo", ec_spec(replicas=5), generation=2)
+    await reconciler.reconcile(KEY)
+    assert writer.events[-1][2:] == ("DeploymentScaled", "Scaled Deployment demo to 5 replicas")
+
+
+async def test_an_integer_epc_counts_bytes_like_a_resource_quantity() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_ec("demo", ec_spec(epc=64 * 1024 * 1024))
+    await _reconciler(cluster, writer).reconcile(KEY)
+    (deployment,) = writer.deployments
+    sidecar = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert sidecar["resources"]["limits"]["kubetee.io/epc"] == "64"
 
 
 async def test_deleted_deployment_is_created_again() -> None:
