@@ -20,6 +20,7 @@ from kubetee.api.validation import describe
 from kubetee.controller import accounting
 from kubetee.controller.conditions import Observed, merge_conditions, transitions
 from kubetee.controller.names import EPC_RESOURCE, MANAGED_BY_LABEL, POOL_LABEL, POOL_PLURAL
+from kubetee.controller.poolevents import pool_event_message
 from kubetee.controller.poolfacts import (
     PoolFacts,
     PoolSelection,
@@ -159,7 +160,12 @@ class EPCPoolReconciler:
         )
         status = compute_pool_status(accounts, view.generation, previous, self._clock(), facts)
         operator_metrics().record_pool(name, status)
-        await self._write(view, previous, status)
+        await self._write(
+            view,
+            previous,
+            status,
+            lambda reason, message: pool_event_message(reason, message, status, facts, spec),
+        )
 
     def _selections(self) -> list[PoolSelection]:
         selections = []
@@ -208,7 +214,11 @@ class EPCPoolReconciler:
         await self._write(view, previous, status)
 
     async def _write(
-        self, view: ResourceView, previous: EPCPoolStatus, status: EPCPoolStatus
+        self,
+        view: ResourceView,
+        previous: EPCPoolStatus,
+        status: EPCPoolStatus,
+        event_message: Callable[[str, str], str] = lambda reason, message: message,
     ) -> None:
         if status == previous:
             return
@@ -227,7 +237,11 @@ class EPCPoolReconciler:
             if warning or condition.status == "True":
                 # One Event per cause, even when several conditions share it (Ready).
                 events.setdefault(
-                    condition.reason, ("Warning" if warning else "Normal", condition.message)
+                    condition.reason,
+                    (
+                        "Warning" if warning else "Normal",
+                        event_message(condition.reason, condition.message),
+                    ),
                 )
         for reason, (type_, message) in events.items():
             try:

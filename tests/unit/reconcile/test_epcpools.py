@@ -143,6 +143,10 @@ async def test_nodes_advertising_other_than_the_spec_make_the_pool_not_ready() -
     assert "64Mi" in message
     assert _condition(writer, "Ready")[:2] == ("False", "EPCPerNodeMismatch")
     assert writer.reasons().count("EPCPerNodeMismatch") == 1  # not again for Ready
+    (event,) = [e for e in writer.events if e[2] == "EPCPerNodeMismatch"]
+    assert event[3] == "node n1, n2 advertises another kubetee.io/epc capacity than " + (
+        "spec.epcPerNode 64Mi"
+    )
 
     cluster.add_pool("sgx", pool_spec(epcPerNode="128Mi", maxEnclavesPerNode=8), generation=2)
     await reconciler.reconcile("sgx")
@@ -197,8 +201,20 @@ async def test_a_deleted_node_is_an_event_and_a_condition_while_replicas_are_bou
     assert _condition(writer, "Ready")[:2] == ("False", "NodeLost")
     assert writer.reasons().count("NodeLost") == 1
     assert [n["name"] for n in writer.statuses[-1][3]["nodes"]] == ["n1"]
+    (event,) = [e for e in writer.events if e[2] == "NodeLost"]
+    assert event[3] == "node n2 was deleted: it left the pool"  # no count to go stale
 
     del cluster.pods_by_node["n2"]  # the pod garbage collector removed the replica
     await reconciler.reconcile("sgx")
     assert _condition(writer, "NodesReady")[:2] == ("True", "AllNodesReady")
     assert writer.reasons().count("NodeLost") == 1
+
+
+async def test_pool_events_name_nodes_not_counts() -> None:
+    cluster, writer, _, reconciler = _setup()
+    await reconciler.reconcile("sgx")
+    cluster.add_nodes([node("n1", ready=False)])
+    await reconciler.reconcile("sgx")
+    (event,) = [e for e in writer.events if e[2] == "NodeNotReady"]
+    assert event[1:] == ("Warning", "NodeNotReady", "node n1 not ready")
+    assert "1 of 2" in _condition(writer, "NodesReady")[2]  # the count is in the status
