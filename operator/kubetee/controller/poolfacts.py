@@ -44,6 +44,8 @@ class PoolSelection:
 class PoolFacts:
     """Facts about a pool's nodes that the EPC sums alone do not say."""
 
+    pool: str = ""
+
     # Node -> the other pools that select it.
     shared_with: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Nodes an older pool counts in its totals.
@@ -54,6 +56,17 @@ class PoolFacts:
     quotas: Observed | None = None
 
 
+def _age(pool: PoolSelection) -> tuple[str, str]:
+    return pool.created, pool.name
+
+
+def counted_in(facts: PoolFacts, node: str) -> str:
+    """The pool whose totals count ``node``: the oldest of those selecting it."""
+    if node in facts.counted_elsewhere:
+        return next((p for p in facts.shared_with.get(node, ()) if p != facts.pool), facts.pool)
+    return facts.pool
+
+
 def sharing(
     pool: PoolSelection, others: Iterable[PoolSelection], nodes: Iterable[NodeView]
 ) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
@@ -62,11 +75,11 @@ def sharing(
     shared: dict[str, tuple[str, ...]] = {}
     elsewhere = set()
     for node in nodes:
-        also = sorted((o for o in others if o.selects(node)), key=lambda o: (o.created, o.name))
+        also = sorted((o for o in others if o.selects(node)), key=_age)
         if not also:
             continue
         shared[node.name] = tuple(o.name for o in also)
-        if (also[0].created, also[0].name) < (pool.created, pool.name):
+        if _age(also[0]) < _age(pool):
             elsewhere.add(node.name)
     return shared, frozenset(elsewhere)
 

@@ -9,7 +9,13 @@ from kubetee.api.quantity import format_mebibytes
 from kubetee.api.v1alpha1 import EPCPoolStatus, NodeEPC, PoolTotals
 from kubetee.controller.accounting import NodeAccount
 from kubetee.controller.conditions import Observed, merge_conditions
-from kubetee.controller.poolfacts import NODES_SHARED, PoolFacts, listed, shared_condition
+from kubetee.controller.poolfacts import (
+    NODES_SHARED,
+    PoolFacts,
+    counted_in,
+    listed,
+    shared_condition,
+)
 
 READY = "Ready"
 NODES_READY = "NodesReady"
@@ -116,6 +122,7 @@ def compute_pool_status(
             allocated=format_mebibytes(a.allocated_mib),
             enclaves=a.enclaves,
             shared_with=list(facts.shared_with.get(a.node.name, ())),
+            counted_in=counted_in(facts, a.node.name),
         )
         for a in accounts
     ]

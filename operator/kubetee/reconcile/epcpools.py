@@ -148,6 +148,7 @@ class EPCPoolReconciler:
             PoolSelection(name, view.created, spec.node_selector), self._selections(), nodes
         )
         facts = PoolFacts(
+            pool=name,
             shared_with=shared,
             counted_elsewhere=elsewhere,
             lost=self._lost_nodes(name),

@@ -184,6 +184,7 @@ async def test_overlapping_pools_count_a_shared_node_once() -> None:
     # Both list the nodes, with the pools they share them with.
     assert [n["sharedWith"] for n in by_pool["spread"]["nodes"]] == [["sgx"], ["sgx"]]
     assert [n["sharedWith"] for n in by_pool["sgx"]["nodes"]] == [["spread"], ["spread"]]
+    assert {n["countedIn"] for p in by_pool.values() for n in p["nodes"]} == {"sgx"}
     shared = next(c for c in by_pool["spread"]["conditions"] if c["type"] == "NodesShared")
     assert (shared["status"], shared["reason"]) == ("True", "SharedWithPools")
 

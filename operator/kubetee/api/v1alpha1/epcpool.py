@@ -111,6 +111,11 @@ class NodeEPC(ApiModel):
         "split: each pool shows the node's capacity and allocation, and counts the node "
         "in its totals only if it is the oldest of them (see totals.sharedNodes).",
     )
+    counted_in: str = Field(
+        default="",
+        description="The EPCPool whose totals (and metrics) count this node: this pool, "
+        "or the oldest other pool that also selects it.",
+    )
 
 
 class PoolTotals(ApiModel):
