@@ -191,6 +191,24 @@ async def test_one_warning_per_cause_even_when_three_conditions_share_it() -> No
     assert writer.reasons() == ["PoolNotFound"]
 
 
+async def test_replicas_on_a_node_that_is_not_ready_say_so() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_pods(
+        [pod(f"p{i}", node_name=f"n{i + 1}", namespace="ns", ready=True, attested=True)
+         for i in range(2)]
+        + [pod("p2", node_name="n3", namespace="ns", attested=True)]
+    )  # fmt: skip
+    cluster.add_nodes([node("n3", ready=False)])
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    assert _conditions(writer)["Ready"] == ("False", "NodeNotReady")
+    ready = next(c for c in writer.statuses[-1][3]["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == "2 of 3 replicas ready: nodes not ready: n3"
+    assert writer.reasons() == ["NodeNotReady"]
+
+
 async def test_a_deleted_node_unschedules_its_replicas_at_once() -> None:
     cluster, writer = _cluster(), RecordingWriter()
     cluster.add_pods([pod(f"p{i}", node_name=f"n{i + 1}", namespace="ns") for i in range(3)])
