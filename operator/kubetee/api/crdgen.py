@@ -31,6 +31,8 @@ Schema = dict[str, Any]
 
 # JSON Schema keywords the apiserver's structural schema does not take.
 _DROPPED_KEYWORDS = frozenset({"title", "additionalProperties", "$defs"})
+# A field that takes an integer or a string, as resource quantities do.
+_INT_OR_STRING = "x-kubernetes-int-or-string"
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,14 @@ ENCLAVE_CONTAINER = CustomResource(
         {"name": "Attested", "type": "integer", "jsonPath": ".status.attestedReplicas"},
         {"name": "EPC", "type": "string", "jsonPath": ".spec.epc"},
         {"name": "Pool", "type": "string", "jsonPath": ".spec.poolRef.name"},
-        _ready_column("Scheduled", "Scheduled"),
+        # "8/9", and why not all are ready: Ready's reason names the blocking cause
+        # (InsufficientEPC, PoolNotFound, EPCQuotaExceeded, ...).
+        {"name": "Scheduled", "type": "string", "jsonPath": ".status.scheduled"},
+        {
+            "name": "Reason",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         {
             "name": "Pinned",
@@ -163,7 +172,7 @@ def _resolve(node: Schema, definitions: dict[str, Schema]) -> Schema:
 def _without_null(node: Schema) -> Schema:
     """``X | None`` is a JSON ``anyOf``; in a CRD it is an optional ``X``."""
     options = node.get("anyOf")
-    if options is None:
+    if options is None or node.get(_INT_OR_STRING):
         return node
     kept = [option for option in options if option.get("type") != "null"]
     if len(kept) != 1:
@@ -182,6 +191,12 @@ def _keywords(node: Schema) -> Schema:
     """The node's own keywords (not its children), type and description first."""
     if "const" in node:
         node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}
+    if node.get(_INT_OR_STRING):
+        # No type: the apiserver takes an integer or a string (its anyOf says which).
+        kept = _without_keys(node, {"description"})
+        if kept.get("default", "") is None:
+            del kept["default"]
+        return {"description": node["description"], **kept}
     out: Schema = {"type": node["type"], "description": node["description"]}
     for key, value in node.items():
         if key in _DROPPED_KEYWORDS or key in {"properties", "items", "required", *out}:
@@ -193,8 +208,16 @@ def _keywords(node: Schema) -> Schema:
     return out
 
 
+def _without_keys(node: Schema, keys: set[str]) -> Schema:
+    return {k: v for k, v in node.items() if k not in keys and k not in _DROPPED_KEYWORDS}
+
+
 def _convert(node: Schema, definitions: dict[str, Schema], path: str) -> Schema:
     node = _resolve(_without_null(_resolve(node, definitions)), definitions)
+    if node.get(_INT_OR_STRING):
+        if "description" not in node:
+            raise SchemaError(f"{path}: no description (kubectl explain would show nothing)")
+        return _keywords(node)
     if "type" not in node and "const" not in node:
         raise SchemaError(f"{path}: no type in {node}")
     if "description" not in node:

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 MIB = 1024 * 1024
 
@@ -77,35 +77,68 @@ def format_mebibytes(mebibytes: int) -> str:
     return f"{mebibytes}Mi"
 
 
+def _as_text(value: object) -> object:
+    """An integer quantity as Kubernetes reads one: a count of bytes, like ``"67108864"``."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def _check_mebibytes(value: str) -> str:
     parse_mebibytes(value)
     return value
 
 
-# A quantity string in the API that must be a positive whole number of MiB.
+def _quantity_rules(value: str) -> list[dict[str, str]]:
+    """Rules the apiserver checks on the quantity ``value`` (a CEL string expression).
+
+    A value that is no quantity, or not positive, fails the first rule only: the others
+    skip it, so each mistake is reported once. The messages name the value (the
+    apiserver shows an integer-or-string field's value as "").
+    """
+    quantity = f"quantity({value})"
+    valid = f"isQuantity({value}) && {quantity}.isGreaterThan(quantity('0'))"
+    return [
+        {
+            "rule": valid,
+            "messageExpression": f"{value} + ': must be a positive quantity such as 64Mi'",
+            "message": "must be a positive quantity such as 64Mi",
+        },
+        {
+            "rule": f"!({valid}) || {quantity}.compareTo(quantity('1Ti')) <= 0",
+            "message": "must be at most 1Ti",
+        },
+        {
+            "rule": f"!({valid}) || {quantity}.compareTo(quantity('1Ti')) > 0 "
+            f"|| ({quantity}.isInteger() && {quantity}.asInteger() % 1048576 == 0)",
+            "messageExpression": f"{value} + ': must be a whole number of MiB (EPC is counted "
+            "in MiB; a bare number counts bytes), such as 64Mi or 1Gi'",
+            "message": "must be a whole number of MiB (EPC is counted in MiB; a bare number "
+            "counts bytes), such as 64Mi or 1Gi",
+        },
+    ]
+
+
+# A quantity in the API that must be a positive whole number of MiB: ``64Mi``, ``1Gi``,
+# or, as in a resource request (``x-kubernetes-int-or-string``), an integer number of
+# bytes (``67108864``), which the operator reads as its string.
 EPCQuantity = Annotated[
     str,
+    BeforeValidator(_as_text),
     AfterValidator(_check_mebibytes),
-    Field(
-        max_length=32,
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
-                    "message": "must be a positive quantity such as 64Mi",
-                },
-                {
-                    "rule": "!isQuantity(self) || quantity(self).isLessThan(quantity('1Ti')) "
-                    "|| quantity(self).compareTo(quantity('1Ti')) == 0",
-                    "message": "must be at most 1Ti",
-                },
-                {
-                    "rule": "!isQuantity(self) || (quantity(self).isInteger() "
-                    "&& quantity(self).asInteger() % 1048576 == 0)",
-                    "message": "must be a whole number of MiB (EPC is counted in MiB), "
-                    "such as 64Mi or 1Gi",
-                },
-            ],
-        },
+    WithJsonSchema(
+        {
+            "description": "A quantity such as 64Mi (an integer counts bytes).",
+            "x-kubernetes-int-or-string": True,
+            # Exactly this anyOf, or the schema is not structural.
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-validations": _quantity_rules("string(self)"),
+        }
     ),
+]
+
+# The same as a string only, for fields in long lists: the apiserver bounds the cost of
+# CEL rules, and an integer-or-string value has no maxLength to bound it by.
+EPCQuantityString = Annotated[
+    str,
+    AfterValidator(_check_mebibytes),
+    Field(max_length=32, json_schema_extra={"x-kubernetes-validations": _quantity_rules("self")}),
 ]

@@ -46,6 +46,8 @@ WARNING_REASONS = frozenset(
         "Unschedulable",
         "EPCQuotaExceeded",
         "ReplicaFailure",
+        "NodeLost",
+        "NodeNotReady",
         ATTESTATION_UNAVAILABLE,
     }
 )
@@ -74,6 +76,14 @@ class Observation:
     deployment: DeploymentView | None
     free: FreeEPC
     attestation: ServiceHealth = field(default=REACHABLE)
+    # Nodes replicas are bound to that no longer exist, or are not Ready.
+    lost_nodes: frozenset[str] = frozenset()
+    unready_nodes: frozenset[str] = frozenset()
+
+
+def _placed(obs: Observation, pod: PodView) -> bool:
+    """Bound to a node that still exists (one deleted takes its replicas with it)."""
+    return pod.scheduled and pod.node not in obs.lost_nodes
 
 
 def _ready(pod: PodView) -> bool:
@@ -82,8 +92,34 @@ def _ready(pod: PodView) -> bool:
     return pod.ready and pod.attested
 
 
+def _names(nodes: Sequence[str]) -> str:
+    return ", ".join(sorted(nodes))
+
+
+def _lost(obs: Observation, desired: int, live: list[PodView]) -> Observed | None:
+    lost = {pod.node for pod in live if pod.scheduled and pod.node in obs.lost_nodes}
+    if not lost:
+        return None
+    count = sum(1 for pod in live if pod.scheduled and pod.node in lost)
+    return Observed(
+        SCHEDULED,
+        "False",
+        "NodeLost",
+        f"{count} of {desired} replicas are bound to nodes that no longer exist "
+        f"({_names(list(lost))}): Kubernetes replaces them",
+    )
+
+
+def _replica_failure(obs: Observation) -> Observed | None:
+    failure = obs.deployment.replica_failure if obs.deployment else ""
+    if not failure:
+        return None
+    reason = "EPCQuotaExceeded" if "exceeded quota" in failure else "ReplicaFailure"
+    return Observed(SCHEDULED, "False", reason, failure)
+
+
 def _scheduling(obs: Observation, desired: int, live: list[PodView]) -> Observed:
-    scheduled = sum(1 for pod in live if pod.scheduled)
+    scheduled = sum(1 for pod in live if _placed(obs, pod))
     stuck = [pod for pod in live if pod.unschedulable_message]
     if stuck:
         messages = [pod.unschedulable_message for pod in stuck]
@@ -108,10 +144,9 @@ def _scheduling(obs: Observation, desired: int, live: list[PodView]) -> Observed
                 f"{head}: the nodes run as many enclaves as they can; {messages[0]}",
             )
         return Observed(SCHEDULED, "False", "Unschedulable", f"{head}: {messages[0]}")
-    failure = obs.deployment.replica_failure if obs.deployment else ""
-    if failure:
-        reason = "EPCQuotaExceeded" if "exceeded quota" in failure else "ReplicaFailure"
-        return Observed(SCHEDULED, "False", reason, failure)
+    blocked = _lost(obs, desired, live) or _replica_failure(obs)
+    if blocked is not None:
+        return blocked
     counted = f"{scheduled} of {desired} replicas scheduled"
     if scheduled >= desired:
         return Observed(SCHEDULED, "True", "ReplicasScheduled", counted)
@@ -149,6 +184,10 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
         ready_condition = Observed(READY, "True", "ReplicasReady", ready_message)
     elif scheduled.status == "False":
         ready_condition = Observed(READY, "False", scheduled.reason, ready_message)
+    elif unready := sorted({p.node for p in live if not _ready(p) and p.node in obs.unready_nodes}):
+        ready_condition = Observed(
+            READY, "False", "NodeNotReady", f"{ready_message}: nodes not ready: {_names(unready)}"
+        )
     elif attested < desired:
         ready_condition = Observed(READY, "False", attested_condition.reason, ready_message)
     else:
@@ -202,7 +241,8 @@ def compute_status(
     return EnclaveContainerStatus(
         observed_generation=obs.generation,
         replicas=len(live),
-        scheduled_replicas=sum(1 for pod in live if pod.scheduled),
+        scheduled_replicas=sum(1 for pod in live if _placed(obs, pod)),
+        scheduled=f"{sum(1 for pod in live if _placed(obs, pod))}/{wanted}",
         ready_replicas=sum(1 for pod in live if _ready(pod)),
         attested_replicas=sum(1 for pod in live if pod.attested),
         selector=serialized_selector(obs.name),

@@ -2,43 +2,75 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from kubetee.api.quantity import format_mebibytes
 from kubetee.api.v1alpha1 import EPCPoolStatus, NodeEPC, PoolTotals
 from kubetee.controller.accounting import NodeAccount
 from kubetee.controller.conditions import Observed, merge_conditions
+from kubetee.controller.poolfacts import (
+    NODES_SHARED,
+    PoolFacts,
+    counted_in,
+    listed,
+    shared_condition,
+)
 
 READY = "Ready"
 NODES_READY = "NodesReady"
 EPC_AVAILABLE = "EPCAvailable"
 
-WARNING_REASONS = frozenset({"NoNodes", "NodeNotReady", "NodeLostEPC"})
-
-# Node names listed in a condition message before "and N more".
-_LISTED = 5
+WARNING_REASONS = frozenset(
+    {
+        "NoNodes",
+        "NodeNotReady",
+        "NodeLost",
+        "NodeLostEPC",
+        "EPCPerNodeMismatch",
+        "EnclaveSlotsMismatch",
+        "NamespaceNotFound",
+        "QuotaRefused",
+    }
+)
 
 
 def _names(accounts: Sequence[NodeAccount]) -> str:
-    names = [a.node.name for a in accounts]
-    listed = ", ".join(names[:_LISTED])
-    return listed if len(names) <= _LISTED else f"{listed} and {len(names) - _LISTED} more"
+    return listed([a.node.name for a in accounts])
 
 
-def _conditions(accounts: Sequence[NodeAccount]) -> list[Observed]:
+def _lost(lost: Mapping[str, int]) -> Observed:
+    names = sorted(lost)
+    return Observed(
+        NODES_READY,
+        "False",
+        "NodeLost",
+        f"node {listed(names)} no longer exists; {sum(lost.values())} replicas of this pool "
+        "bound there are being replaced",
+    )
+
+
+def _conditions(accounts: Sequence[NodeAccount], facts: PoolFacts) -> list[Observed]:
+    extra = [c for c in (facts.spec_match, facts.quotas) if c is not None]
+    extra.append(shared_condition(facts.shared_with))
     if not accounts:
         message = "no node matches spec.nodeSelector"
+        nodes_ready = (
+            _lost(facts.lost) if facts.lost else Observed(NODES_READY, "False", "NoNodes", message)
+        )
         return [
-            Observed(NODES_READY, "False", "NoNodes", message),
+            nodes_ready,
             Observed(EPC_AVAILABLE, "False", "NoNodes", message),
-            Observed(READY, "False", "NoNodes", message),
+            *extra,
+            Observed(READY, "False", nodes_ready.reason, nodes_ready.message),
         ]
     not_ready = [a for a in accounts if not a.node.ready]
     without_epc = [a for a in accounts if a.node.ready and a.node.allocatable_mib == 0]
     total = len(accounts)
     nodes_ready = (
-        Observed(
+        _lost(facts.lost)
+        if facts.lost
+        else Observed(
             NODES_READY,
             "False",
             "NodeNotReady",
@@ -58,13 +90,17 @@ def _conditions(accounts: Sequence[NodeAccount]) -> list[Observed]:
         if without_epc
         else Observed(EPC_AVAILABLE, "True", "EPCAdvertised", "every ready node advertises EPC")
     )
-    failing = next((c for c in (nodes_ready, epc) if c.status != "True"), None)
+    # A missing namespace is no failure: its quota is applied when it is created.
+    blocking = [c for c in (nodes_ready, epc, *extra) if c.type != NODES_SHARED]
+    failing = next(
+        (c for c in blocking if c.status != "True" and c.reason != "NamespaceNotFound"), None
+    )
     ready = (
         Observed(READY, "False", failing.reason, failing.message)
         if failing is not None
         else Observed(READY, "True", "PoolReady", f"{total} nodes serve EPC")
     )
-    return [nodes_ready, epc, ready]
+    return [nodes_ready, epc, *extra, ready]
 
 
 def compute_pool_status(
@@ -72,8 +108,11 @@ def compute_pool_status(
     generation: int,
     previous: EPCPoolStatus,
     now: datetime,
+    facts: PoolFacts | None = None,
 ) -> EPCPoolStatus:
-    """The status to store for a pool whose nodes are ``accounts``."""
+    """The status to store for a pool whose nodes are ``accounts``; totals count only the
+    nodes no older pool counts (``facts.counted_elsewhere``)."""
+    facts = facts or PoolFacts()
     nodes = [
         NodeEPC(
             name=a.node.name,
@@ -82,21 +121,27 @@ def compute_pool_status(
             allocatable=format_mebibytes(a.node.allocatable_mib),
             allocated=format_mebibytes(a.allocated_mib),
             enclaves=a.enclaves,
+            shared_with=list(facts.shared_with.get(a.node.name, ())),
+            counted_in=counted_in(facts, a.node.name),
         )
         for a in accounts
     ]
+    mine = [a for a in accounts if a.node.name not in facts.counted_elsewhere]
     totals = PoolTotals(
-        nodes=len(accounts),
-        ready_nodes=sum(1 for a in accounts if a.node.ready),
-        capacity=format_mebibytes(sum(a.node.capacity_mib for a in accounts)),
-        allocatable=format_mebibytes(sum(a.node.allocatable_mib for a in accounts)),
-        allocated=format_mebibytes(sum(a.allocated_mib for a in accounts)),
-        free=format_mebibytes(sum(a.free_mib for a in accounts)),
-        enclaves=sum(a.enclaves for a in accounts),
+        nodes=len(mine),
+        ready_nodes=sum(1 for a in mine if a.node.ready),
+        capacity=format_mebibytes(sum(a.node.capacity_mib for a in mine)),
+        allocatable=format_mebibytes(sum(a.node.allocatable_mib for a in mine)),
+        allocated=format_mebibytes(sum(a.allocated_mib for a in mine)),
+        free=format_mebibytes(sum(a.free_mib for a in mine)),
+        enclaves=sum(a.enclaves for a in mine),
+        shared_nodes=len(accounts) - len(mine),
     )
     return EPCPoolStatus(
         observed_generation=generation,
         nodes=nodes,
         totals=totals,
-        conditions=merge_conditions(previous.conditions, _conditions(accounts), generation, now),
+        conditions=merge_conditions(
+            previous.conditions, _conditions(accounts, facts), generation, now
+        ),
     )

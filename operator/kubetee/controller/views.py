@@ -52,6 +52,8 @@ class NodeView:
     capacity_mib: int
     allocatable_mib: int
     enclave_slots: int
+    # kubetee.io/enclave capacity (all slots the device plugin advertises, healthy or not).
+    enclave_capacity: int = 0
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         """Whether the node carries every label of ``selector``."""
@@ -71,6 +73,7 @@ def node_view(body: Body) -> NodeView:
         capacity_mib=_int_quantity(capacity.get(EPC_RESOURCE, 0)),
         allocatable_mib=_int_quantity(allocatable.get(EPC_RESOURCE, 0)),
         enclave_slots=_int_quantity(allocatable.get(ENCLAVE_RESOURCE, 0)),
+        enclave_capacity=_int_quantity(capacity.get(ENCLAVE_RESOURCE, 0)),
     )
 
 
@@ -262,6 +265,8 @@ class ResourceView:
     spec: Mapping[str, Any]
     status: Mapping[str, Any] = field(default_factory=dict)
     deleting: bool = False
+    # metadata.creationTimestamp (RFC 3339 in UTC: its text sorts by time).
+    created: str = ""
 
 
 def resource_view(body: Body) -> ResourceView:
@@ -276,4 +281,5 @@ def resource_view(body: Body) -> ResourceView:
         spec=dict(body.get("spec") or {}),
         status=dict(body.get("status") or {}),
         deleting=metadata.get("deletionTimestamp") is not None,
+        created=str(metadata.get("creationTimestamp") or ""),
     )

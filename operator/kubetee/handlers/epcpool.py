@@ -36,8 +36,19 @@ async def node_index(body: kopf.Body, name: str, **_: Any) -> dict[str, NodeView
 
 
 @kopf.on.event("", "v1", "nodes")
-async def node_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).node_changed(node_view(body))
+async def node_event(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) -> None:
+    runtime_of(memo).node_changed(node_view(body), deleted=type == "DELETED")
+
+
+@kopf.index("", "v1", "namespaces", id="namespace_index")
+async def namespace_index(body: kopf.Body, name: str, **_: Any) -> dict[str, str]:
+    return {name: str((body.get("status") or {}).get("phase") or "Active")}
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(name: str, memo: kopf.Memo, **_: Any) -> None:
+    # A namespace named in a pool's spec.quotas may have just been created (or deleted).
+    runtime_of(memo).namespace_changed(name)
 
 
 @kopf.index("", "v1", "pods", id="pod_node_index")

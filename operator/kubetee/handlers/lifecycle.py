@@ -87,6 +87,7 @@ async def start(
         nodes=kwargs["node_index"],
         pods_by_node=kwargs["pod_node_index"],
         disruption_budgets=kwargs["budget_index"],
+        namespaces=kwargs["namespace_index"],
     )
     runtime = OperatorRuntime(caches, KubeWriter(api_client), operator_settings)
     runtime.start()

@@ -111,11 +111,16 @@ class OperatorMetrics:
     # -- EPCPool ---------------------------------------------------------------------
 
     def record_pool(self, pool: str, status: EPCPoolStatus) -> None:
-        """Set the per-node gauges of ``pool`` from its status; drop nodes that left it."""
-        current = {node.name for node in status.nodes}
+        """Set the per-node gauges of ``pool`` from its status; drop nodes that left it.
+
+        A node shared by overlapping pools has gauges under the pool that counts it only,
+        so sums over pools count it once (docs/operator.md, "Overlapping pools").
+        """
+        counted = [n for n in status.nodes if n.counted_in in {"", pool}]
+        current = {node.name for node in counted}
         for gone in self._pool_nodes.get(pool, set()) - current:
             self._remove_node(pool, gone)
-        for node in status.nodes:
+        for node in counted:
             self.capacity.labels(pool, node.name).set(quantity_bytes(node.capacity))
             self.allocatable.labels(pool, node.name).set(quantity_bytes(node.allocatable))
             self.allocated.labels(pool, node.name).set(quantity_bytes(node.allocated))

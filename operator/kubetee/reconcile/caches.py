@@ -47,6 +47,8 @@ class Caches:
     disruption_budgets: Mapping[ObjectKey, Collection[DisruptionBudgetView]] = field(
         default_factory=dict
     )
+    # Namespace name -> its phase (Active, Terminating): where quotas can be applied.
+    namespaces: Mapping[str, Collection[str]] = field(default_factory=dict)
 
     def all_nodes(self) -> Iterable[NodeView]:
         for values in self.nodes.values():

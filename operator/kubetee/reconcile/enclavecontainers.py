@@ -25,8 +25,9 @@ from kubetee.api.v1alpha1.enclavecontainer import status_from_body
 from kubetee.api.validation import describe
 from kubetee.controller import accounting
 from kubetee.controller.conditions import transitions
-from kubetee.controller.deployment import Owner, Placement, build_deployment
+from kubetee.controller.deployment import Owner, Placement, build_deployment, spec_hash
 from kubetee.controller.disruption import build_disruption_budget
+from kubetee.controller.ecevents import new_causes, warning_message
 from kubetee.controller.ecstatus import (
     READY,
     WARNING_REASONS,
@@ -69,7 +70,6 @@ class EnclaveContainerReconciler:
         writer: Writer,
         defaults: Defaults,
         *,
-        pool_free: Callable[[str], accounting.FreeEPC | None],
         requeue: Callable[[ObjectKey], None],
         attestation: Callable[[], ServiceHealth] = lambda: REACHABLE,
         clock: Clock = utcnow,
@@ -77,7 +77,6 @@ class EnclaveContainerReconciler:
         self._caches = caches
         self._writer = writer
         self._defaults = defaults
-        self._pool_free = pool_free
         self._requeue = requeue
         self._attestation = attestation
         self._clock = clock
@@ -173,7 +172,17 @@ class EnclaveContainerReconciler:
             return False, Blocker("InvalidSpec", message)
         self._refused.pop(key, None)
         self._applied[key] = (view.uid, digest)
-        if deployment is not None:
+        if deployment is not None and deployment.spec_hash == spec_hash(
+            {**manifest["spec"], "replicas": deployment.spec_replicas}
+        ):
+            # Only the replica count changed: no rollout.
+            await self._event(
+                view,
+                "Normal",
+                "DeploymentScaled",
+                f"Scaled Deployment {view.name} to {spec.replicas} replicas",
+            )
+        elif deployment is not None:
             # A creation needs no Event of ours: the Deployment's own say as much.
             await self._event(
                 view,
@@ -211,10 +220,8 @@ class EnclaveContainerReconciler:
         self._budgets.pop(key, None)
 
     def _free(self, placement: Placement | None) -> accounting.FreeEPC:
-        if placement is not None and placement.pool:
-            cached = self._pool_free(placement.pool)
-            if cached is not None:
-                return cached
+        # From the nodes and pods as they are now, not the pool's last status: a figure
+        # computed before the latest bindings would be stale as soon as it is written.
         selector = placement.node_selector if placement and placement.pool else None
         nodes = accounting.select_nodes(self._caches.all_nodes(), selector)
         return accounting.free_epc(accounting.account(nodes, self._caches.pods_on))
@@ -229,6 +236,7 @@ class EnclaveContainerReconciler:
     ) -> None:
         pods = list(self._caches.replicas.get(key, ()))
         needs_free = any(pod.unschedulable_message for pod in pods)
+        nodes = {pod.node: one(self._caches.nodes, pod.node) for pod in pods if pod.node}
         observation = Observation(
             name=view.name,
             generation=view.generation,
@@ -239,6 +247,10 @@ class EnclaveContainerReconciler:
             deployment=one(self._caches.deployments, key),
             free=self._free(placement) if needs_free else accounting.FreeEPC(0, 0, 0, 0),
             attestation=self._attestation(),
+            lost_nodes=frozenset(name for name, node in nodes.items() if node is None),
+            unready_nodes=frozenset(
+                name for name, node in nodes.items() if node is not None and not node.ready
+            ),
         )
         written = self._written.get(key)
         previous = (
@@ -256,15 +268,16 @@ class EnclaveContainerReconciler:
             EC_PLURAL, view.namespace, view.name, status.model_dump(mode="json")
         )
         self._written[key] = (view.uid, status)
-        warned: set[str] = set()
+        # One Warning per cause when it starts (conditions that share a cause, such as
+        # Ready blocked by what blocks Scheduled, make one), in words that stay true.
+        for reason, message in new_causes(
+            previous.conditions, status.conditions, WARNING_REASONS
+        ).items():
+            await self._event(
+                view, "Warning", reason, warning_message(reason, message, spec, view.namespace)
+            )
         for condition in transitions(previous.conditions, status.conditions):
-            if condition.reason in WARNING_REASONS:
-                # Conditions that share a cause (Ready blocked by what blocks Attested)
-                # make one Warning, with the message of the first.
-                if condition.reason not in warned:
-                    warned.add(condition.reason)
-                    await self._event(view, "Warning", condition.reason, condition.message)
-            elif condition.type == READY and condition.status == "True":
+            if condition.type == READY and condition.status == "True":
                 # Ready implies Scheduled and Attested: one Event says all three.
                 await self._event(view, "Normal", condition.reason, condition.message)
 

@@ -53,7 +53,6 @@ class OperatorRuntime:
                 ),
                 settings.default_scheduler,
             ),
-            pool_free=self.pools.free,
             requeue=self._queue_enclave_container,
             attestation=lambda: self.attestation.health,
         )
@@ -68,6 +67,8 @@ class OperatorRuntime:
         )
         self._generations: dict[ObjectKey, tuple[str, int]] = {}
         self._deployment_generations: dict[ObjectKey, int] = {}
+        # Whether each node was Ready when last seen: its replicas' status follows changes.
+        self._node_ready: dict[str, bool] = {}
 
     def start(self) -> None:
         self.ec_queue.start()
@@ -132,9 +133,27 @@ class OperatorRuntime:
             self.enclave_containers.disruption_budget_deleted(key)
         self.ec_queue.add(key)
 
-    def node_changed(self, node: NodeView) -> None:
-        del node  # any node may join or leave any pool by its labels
+    def node_changed(self, node: NodeView, deleted: bool = False) -> None:
+        """Any node may join or leave any pool by its labels; the replicas on a node that
+        went away or changed readiness say so at once (not when their pods are gone)."""
         self._queue_all_pools()
+        was = self._node_ready.pop(node.name, None) if deleted else self._node_ready.get(node.name)
+        if not deleted:
+            self._node_ready[node.name] = node.ready
+        if deleted or (was is not None and was != node.ready):
+            for pod in self._caches.pods_on(node.name):
+                if pod.enclave_container:
+                    self.ec_queue.add((pod.namespace, pod.enclave_container))
+
+    def namespace_changed(self, name: str) -> None:
+        """Pools with a quota for the namespace apply it (or say it is missing)."""
+        for pool, views in self._caches.pools.items():
+            for view in views:
+                quotas = view.spec.get("quotas")
+                if isinstance(quotas, list) and any(
+                    isinstance(q, dict) and q.get("namespace") == name for q in quotas
+                ):
+                    self.pool_queue.add(pool)
 
     def pool_changed(self, name: str) -> None:
         self.pool_queue.add(name, after=0)

@@ -43,6 +43,7 @@ def test_nodes_and_totals() -> None:
     assert {c.type: c.status for c in status.conditions} == {
         "NodesReady": "True",
         "EPCAvailable": "True",
+        "NodesShared": "False",
         "Ready": "True",
     }
 
@@ -65,4 +66,4 @@ def test_node_that_lost_its_epc_is_named() -> None:
 
 def test_empty_pool() -> None:
     status = _status([], [])
-    assert {c.reason for c in status.conditions} == {"NoNodes"}
+    assert {c.reason for c in status.conditions} == {"NoNodes", "NoSharedNodes"}

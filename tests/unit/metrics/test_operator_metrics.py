@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from kubetee.api.v1alpha1 import EnclaveContainerStatus, EPCPoolStatus
 from kubetee.controller.accounting import NodeAccount
+from kubetee.controller.poolfacts import PoolFacts
 from kubetee.controller.poolstatus import compute_pool_status
 from kubetee.controller.views import NodeView
 from kubetee.metrics import names
@@ -59,6 +60,28 @@ def test_pool_accounting_is_exported_per_pool_and_node_in_bytes(
     assert value(samples, names.EPC_ALLOCATED_BYTES, pool="sgx", node="node-2") == 0
     assert value(samples, names.POOL_NODES_READY, pool="sgx") == 1
     assert value(samples, names.BUILD_INFO, component="test") == 1
+
+
+def test_a_node_shared_by_overlapping_pools_is_exported_once(
+    registry: CollectorRegistry, serve: Callable[[], MetricsServer]
+) -> None:
+    metrics = OperatorMetrics(registry)
+    shared = NodeAccount(_node("node-1", 128, 128), allocated_mib=64, enclaves=1)
+    for pool, other in (("old", "new"), ("new", "old")):
+        facts = PoolFacts(
+            pool=pool,
+            shared_with={"node-1": (other,)},
+            counted_elsewhere=frozenset({"node-1"}) if pool == "new" else frozenset(),
+        )
+        status = compute_pool_status([shared], 1, EPCPoolStatus(), datetime.now(UTC), facts)
+        metrics.record_pool(pool, status)
+    server = serve()
+
+    _, samples = scrape_url(f"http://127.0.0.1:{server.port}/metrics")
+
+    assert value(samples, names.EPC_CAPACITY_BYTES, pool="old", node="node-1") == 128 * MIB
+    exported = [labels for labels, _ in samples.get(names.EPC_CAPACITY_BYTES, [])]
+    assert [(labels["pool"], labels["node"]) for labels in exported] == [("old", "node-1")]
 
 
 def test_nodes_that_leave_a_pool_and_deleted_pools_lose_their_series(

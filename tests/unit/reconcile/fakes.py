@@ -75,6 +75,9 @@ class Cluster:
     nodes: dict[str, list[NodeView]] = field(default_factory=dict)
     pods_by_node: dict[str, list[PodView]] = field(default_factory=dict)
     disruption_budgets: dict[ObjectKey, list[DisruptionBudgetView]] = field(default_factory=dict)
+    namespaces: dict[str, list[str]] = field(
+        default_factory=lambda: {"ns": ["Active"], "team": ["Active"]}
+    )
 
     def caches(self) -> Caches:
         return Caches(
@@ -85,6 +88,7 @@ class Cluster:
             self.nodes,
             self.pods_by_node,
             self.disruption_budgets,
+            self.namespaces,
         )
 
     def add_ec(self, name: str, spec: dict[str, Any], generation: int = 1) -> None:

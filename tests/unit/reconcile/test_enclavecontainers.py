@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from kubetee.controller.accounting import FreeEPC
 from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import deployment_view, disruption_budget_view
 from kubetee.reconcile.enclavecontainers import Defaults, EnclaveContainerReconciler
@@ -17,14 +16,12 @@ KEY = ("ns", "demo")
 def _reconciler(
     cluster: Cluster,
     writer: RecordingWriter,
-    free: FreeEPC | None = None,
     requeued: list[tuple[str, str]] | None = None,
 ) -> EnclaveContainerReconciler:
     return EnclaveContainerReconciler(
         cluster.caches(),
         writer,
         Defaults(RuntimeSettings("img"), "kubetee-binpack"),
-        pool_free=lambda pool: free,
         requeue=(requeued if requeued is not None else []).append,
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
     )
@@ -80,7 +77,27 @@ async def test_quick_second_event_does_not_apply_again_before_the_watch_catches_
     await reconciler.reconcile(KEY)
     await reconciler.reconcile(KEY)  # the watch still shows the old Deployment
     assert [d["spec"]["replicas"] for d in writer.deployments] == [3, 5]
-    assert writer.reasons()[-1] == "DeploymentUpdated"
+    assert writer.reasons()[-1] == "DeploymentScaled"  # only the replica count changed
+
+
+async def test_a_pure_scale_is_a_scale_event_not_a_rollout() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    assert writer.events == []  # a creation: the Deployment's own Events say so
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    cluster.add_ec("demo", ec_spec(replicas=5), generation=2)
+    await reconciler.reconcile(KEY)
+    assert writer.events[-1][2:] == ("DeploymentScaled", "Scaled Deployment demo to 5 replicas")
+
+
+async def test_an_integer_epc_counts_bytes_like_a_resource_quantity() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_ec("demo", ec_spec(epc=64 * 1024 * 1024))
+    await _reconciler(cluster, writer).reconcile(KEY)
+    (deployment,) = writer.deployments
+    sidecar = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert sidecar["resources"]["limits"]["kubetee.io/epc"] == "64"
 
 
 async def test_deleted_deployment_is_created_again() -> None:
@@ -133,7 +150,9 @@ async def test_foreign_deployment_is_not_taken_over() -> None:
     assert _conditions(writer)["Scheduled"] == ("False", "DeploymentConflict")
 
 
-async def test_pending_for_epc_uses_the_pool_free_figure() -> None:
+async def test_pending_for_epc_names_the_free_epc_of_now_and_the_event_no_figure() -> None:
+    """The condition's figure comes from the nodes and pods as they are at this reconcile;
+    the Warning names the cause in words that stay true while the figure moves."""
     cluster, writer = _cluster(), RecordingWriter()
     cluster.add_pods(
         [
@@ -141,15 +160,71 @@ async def test_pending_for_epc_uses_the_pool_free_figure() -> None:
             pod("p1", unschedulable=INSUFFICIENT_EPC, namespace="ns"),
         ]
     )
-    reconciler = _reconciler(cluster, writer, free=FreeEPC(10, 10, 3, 3))
+    reconciler = _reconciler(cluster, writer)
     await reconciler.reconcile(KEY)
     cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
     await reconciler.reconcile(KEY)
-    status = writer.statuses[-1][3]
-    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    scheduled = next(c for c in writer.statuses[-1][3]["conditions"] if c["type"] == "Scheduled")
     assert scheduled["reason"] == "InsufficientEPC"
-    assert "pool sgx has 10Mi free" in scheduled["message"]
-    assert ("demo", "Warning", "InsufficientEPC") in [e[:3] for e in writer.events]
+    assert "pool sgx has 320Mi free (at most 128Mi on one node" in scheduled["message"]
+
+    # A replica binds: the condition follows, no second Warning, and the first one states
+    # no figure the status now contradicts.
+    cluster.add_pods([pod("p2", node_name="n2", namespace="ns", epc=128)])
+    await reconciler.reconcile(KEY)
+    scheduled = next(c for c in writer.statuses[-1][3]["conditions"] if c["type"] == "Scheduled")
+    assert "pool sgx has 192Mi free" in scheduled["message"]
+    warnings = [e for e in writer.events if e[1] == "Warning"]
+    assert [e[2] for e in warnings] == ["InsufficientEPC"]
+    assert "free" in warnings[0][3]
+    assert "Mi free" not in warnings[0][3]
+    assert "each needs 64Mi EPC" in warnings[0][3]
+
+
+async def test_one_warning_per_cause_even_when_three_conditions_share_it() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.pools.clear()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    cluster.add_ec("demo", ec_spec(replicas=4), generation=2)  # the message changes
+    await reconciler.reconcile(KEY)
+    assert writer.reasons() == ["PoolNotFound"]
+
+
+async def test_replicas_on_a_node_that_is_not_ready_say_so() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_pods(
+        [pod(f"p{i}", node_name=f"n{i + 1}", namespace="ns", ready=True, attested=True)
+         for i in range(2)]
+        + [pod("p2", node_name="n3", namespace="ns", attested=True)]
+    )  # fmt: skip
+    cluster.add_nodes([node("n3", ready=False)])
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    assert _conditions(writer)["Ready"] == ("False", "NodeNotReady")
+    ready = next(c for c in writer.statuses[-1][3]["conditions"] if c["type"] == "Ready")
+    assert ready["message"] == "2 of 3 replicas ready: nodes not ready: n3"
+    assert writer.reasons() == ["NodeNotReady"]
+
+
+async def test_a_deleted_node_unschedules_its_replicas_at_once() -> None:
+    cluster, writer = _cluster(), RecordingWriter()
+    cluster.add_pods([pod(f"p{i}", node_name=f"n{i + 1}", namespace="ns") for i in range(3)])
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    assert writer.statuses[-1][3]["scheduled"] == "3/3"
+    del cluster.nodes["n3"]  # its pods stay bound until the pod garbage collector runs
+    await reconciler.reconcile(KEY)
+    status = writer.statuses[-1][3]
+    assert (status["scheduled"], status["scheduledReplicas"]) == ("2/3", 2)
+    scheduled = next(c for c in status["conditions"] if c["type"] == "Scheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "NodeLost")
+    assert "n3" in scheduled["message"]
+    assert writer.reasons().count("NodeLost") == 1
 
 
 async def test_deleted_enclave_container_writes_nothing() -> None:

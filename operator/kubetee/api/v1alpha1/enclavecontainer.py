@@ -61,6 +61,10 @@ RESERVED_VOLUME_PREFIX = "kubetee-"
 SECRETS_MOUNT_PATH = "/run/kubetee/secrets"
 
 
+def _without_minimum(schema: dict[str, Any]) -> None:
+    schema.pop("minimum", None)
+
+
 def _check_relative_path(path: str) -> None:
     if any(segment in {".", ".."} for segment in path.split("/")):
         raise ValueError(f"path {path!r} must not contain '.' or '..' segments")
@@ -355,8 +359,10 @@ class EnclaveContainerSpec(ApiModel):
                 },
                 {
                     "rule": "!has(self.enclave) || !has(self.enclave.heapSize) "
-                    "|| !isQuantity(self.enclave.heapSize) || !isQuantity(self.epc) "
-                    "|| quantity(self.enclave.heapSize).compareTo(quantity(self.epc)) <= 0",
+                    "|| !isQuantity(string(self.enclave.heapSize)) "
+                    "|| !isQuantity(string(self.epc)) "
+                    "|| quantity(string(self.enclave.heapSize))"
+                    ".compareTo(quantity(string(self.epc))) <= 0",
                     "message": "enclave.heapSize must fit in epc, the EPC of one replica",
                 },
                 {
@@ -388,7 +394,13 @@ class EnclaveContainerSpec(ApiModel):
     )
 
     replicas: int = Field(
-        default=1, ge=0, le=MAX_REPLICAS, description="Number of enclave replicas."
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Number of enclave replicas.",
+        # No minimum in the CRD: the scale subresource already refuses a negative count,
+        # and a schema minimum would report the same mistake a second time.
+        json_schema_extra=_without_minimum,
     )
     epc: EPCQuantity = Field(
         description="EPC (enclave page cache) of one replica, a quantity such as 64Mi: a "
@@ -538,7 +550,14 @@ class EnclaveContainerStatus(ApiModel):
         default=0, ge=0, description="metadata.generation this status was computed for."
     )
     replicas: int = Field(default=0, ge=0, description="Replicas that exist (pods).")
-    scheduled_replicas: int = Field(default=0, ge=0, description="Replicas bound to a node.")
+    scheduled_replicas: int = Field(
+        default=0, ge=0, description="Replicas bound to a node that still exists."
+    )
+    scheduled: str = Field(
+        default="",
+        description="Scheduled replicas of the desired count, such as 8/9 (the SCHEDULED "
+        "column of kubectl get).",
+    )
     ready_replicas: int = Field(default=0, ge=0, description="Replicas that are Ready.")
     attested_replicas: int = Field(
         default=0, ge=0, description="Replicas whose enclave passed attestation."

@@ -12,7 +12,7 @@ from pydantic import Field, StringConstraints, model_validator
 
 from kubetee.api.base import ApiModel
 from kubetee.api.conditions import CONDITIONS_SCHEMA_EXTRA, Condition
-from kubetee.api.quantity import EPCQuantity
+from kubetee.api.quantity import EPCQuantity, EPCQuantityString
 
 Strategy = Literal["BinPack", "Spread"]
 
@@ -32,7 +32,7 @@ class NamespaceQuota(ApiModel):
     """The most EPC the pods of one namespace may request in total."""
 
     namespace: NamespaceName = Field(description="Namespace the quota applies to.")
-    epc: EPCQuantity = Field(
+    epc: EPCQuantityString = Field(
         description="Total kubetee.io/epc the namespace's pods may request, such as 1Gi. "
         "Enforced by a ResourceQuota the operator keeps in the namespace."
     )
@@ -47,15 +47,20 @@ class EPCPoolSpec(ApiModel):
         description="Labels a node must have to be in the pool, such as "
         "kubetee.io/sgx: 'true'. Empty selects every node.",
     )
-    epc_per_node: EPCQuantity = Field(
-        description="Simulated EPC the device plugin advertises on each node of the pool, "
-        "such as 128Mi."
+    epc_per_node: EPCQuantity | None = Field(
+        default=None,
+        description="EPC each node of the pool is expected to advertise (kubetee.io/epc "
+        "capacity from its device plugin), such as 128Mi. The pool checks it: a node "
+        "advertising another amount makes NodesMatchSpec False (EPCPerNodeMismatch). "
+        "Unset: not checked.",
     )
-    max_enclaves_per_node: int = Field(
-        default=32,
+    max_enclaves_per_node: int | None = Field(
+        default=None,
         ge=1,
         le=1024,
-        description="Most enclaves one node runs at once (kubetee.io/enclave capacity).",
+        description="Enclaves each node of the pool is expected to run at once "
+        "(kubetee.io/enclave capacity from its device plugin). A node advertising another "
+        "count makes NodesMatchSpec False (EnclaveSlotsMismatch). Unset: not checked.",
     )
     strategy: Strategy = Field(
         default="BinPack",
@@ -99,12 +104,32 @@ class NodeEPC(ApiModel):
         description="EPC requested by the non-terminated pods bound to the node."
     )
     enclaves: int = Field(ge=0, description="Enclaves (pods with EPC) bound to the node.")
+    shared_with: list[str] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Other EPCPools that also select this node. Its EPC is shared, not "
+        "split: each pool shows the node's capacity and allocation, and counts the node "
+        "in its totals only if it is the oldest of them (see totals.sharedNodes).",
+    )
+    counted_in: str = Field(
+        default="",
+        description="The EPCPool whose totals (and metrics) count this node: this pool, "
+        "or the oldest other pool that also selects it.",
+    )
 
 
 class PoolTotals(ApiModel):
     """Sums over the pool's nodes."""
 
-    nodes: int = Field(default=0, ge=0, description="Nodes in the pool.")
+    nodes: int = Field(
+        default=0, ge=0, description="Nodes counted by this pool (not counted by an older one)."
+    )
+    shared_nodes: int = Field(
+        default=0,
+        ge=0,
+        description="Nodes of the pool that an older EPCPool also selects and counts: "
+        "listed in nodes, not in these totals, so totals over all pools count each node once.",
+    )
     ready_nodes: int = Field(default=0, ge=0, description="Nodes that are Ready.")
     capacity: str = Field(default="0Mi", description="Sum of the nodes' EPC capacity.")
     allocatable: str = Field(default="0Mi", description="Sum of the nodes' allocatable EPC.")
@@ -132,7 +157,8 @@ class EPCPoolStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
-        description="Ready, NodesReady and EPCAvailable, with reasons such as "
-        "NodeNotReady and NodeLostEPC.",
+        description="Ready, NodesReady, EPCAvailable, NodesMatchSpec, QuotasApplied and "
+        "NodesShared, with reasons such as NodeNotReady, NodeLost, NodeLostEPC, "
+        "EPCPerNodeMismatch and NamespaceNotFound.",
         json_schema_extra=CONDITIONS_SCHEMA_EXTRA,
     )
