@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -9,6 +10,7 @@ from kubetee.api.quantity import format_mebibytes
 from kubetee.api.v1alpha1 import EPCPoolStatus, NodeEPC, PoolTotals
 from kubetee.controller.accounting import NodeAccount
 from kubetee.controller.conditions import Observed, merge_conditions
+from kubetee.tcb.names import TCB_STATUS_LABEL
 
 READY = "Ready"
 NODES_READY = "NodesReady"
@@ -82,9 +84,11 @@ def compute_pool_status(
             allocatable=format_mebibytes(a.node.allocatable_mib),
             allocated=format_mebibytes(a.allocated_mib),
             enclaves=a.enclaves,
+            tcb_status=a.node.labels.get(TCB_STATUS_LABEL),
         )
         for a in accounts
     ]
+    judged = Counter(a.node.labels.get(TCB_STATUS_LABEL) for a in accounts)
     totals = PoolTotals(
         nodes=len(accounts),
         ready_nodes=sum(1 for a in accounts if a.node.ready),
@@ -98,5 +102,10 @@ def compute_pool_status(
         observed_generation=generation,
         nodes=nodes,
         totals=totals,
+        tcb_statuses={
+            status or "Unknown": count for status, count in sorted(judged.items(), key=str)
+        }
+        if any(judged)
+        else {},
         conditions=merge_conditions(previous.conditions, _conditions(accounts), generation, now),
     )

@@ -99,6 +99,11 @@ class NodeEPC(ApiModel):
         description="EPC requested by the non-terminated pods bound to the node."
     )
     enclaves: int = Field(ge=0, description="Enclaves (pods with EPC) bound to the node.")
+    tcb_status: str | None = Field(
+        default=None,
+        description="The node's SGX TCB status under the newest TCB evaluation (its label "
+        "kubetee.io/sgx-tcb-status); unset when the operator does not judge TCB.",
+    )
 
 
 class PoolTotals(ApiModel):
@@ -129,6 +134,11 @@ class EPCPoolStatus(ApiModel):
         },
     )
     totals: PoolTotals = Field(default_factory=PoolTotals, description="Sums over the nodes.")
+    tcb_statuses: dict[str, int] = Field(
+        default_factory=dict,
+        description="Nodes by SGX TCB status under the newest TCB evaluation, e.g. "
+        "{UpToDate: 2, OutOfDate: 1}; nodes without the label count as Unknown.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,
