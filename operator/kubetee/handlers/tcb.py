@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from datetime import datetime
 from typing import Any
 
@@ -57,7 +58,11 @@ async def start_tcb_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
         settings.pccs_url, ca_file=settings.pccs_ca, max_age_seconds=settings.tcb_refresh_seconds
     )
     namespace, name = parse_registry(settings.platform_registry, "kubetee-system")
-    registry = ConfigMapRegistry(sync_api_client(), namespace, name)
+    # $KUBECONFIG as the operator's --kubeconfig set it (the client's default path is
+    # fixed at import, before that).
+    registry = ConfigMapRegistry(
+        sync_api_client(os.environ.get("KUBECONFIG") or None), namespace, name
+    )
     upkeep = TcbUpkeep(
         await connect(),
         settings,
