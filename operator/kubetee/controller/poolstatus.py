@@ -84,7 +84,7 @@ def compute_pool_status(
             allocatable=format_mebibytes(a.node.allocatable_mib),
             allocated=format_mebibytes(a.allocated_mib),
             enclaves=a.enclaves,
-            tcb_status=a.node.labels.get(TCB_STATUS_LABEL),
+            tcb_status=a.node.labels.get(TCB_STATUS_LABEL, ""),
         )
         for a in accounts
     ]

@@ -10,21 +10,24 @@ from typing import Any
 import pytest
 
 from enclave_runtime.sgx.authority import DEFAULT_TCB_LEVELS, SimulatedAuthority
-from kubetee.api.v1alpha1 import EnclaveContainerSpec, EPCPoolSpec
+from kubetee.api.v1alpha1 import EnclaveContainerSpec, EPCPoolSpec, EPCPoolStatus
 from kubetee.attestation.errors import TcbStatusNotAcceptedError
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation.tcb import parse_tcb_info
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.workloads import policy_hash
+from kubetee.controller.accounting import NodeAccount
 from kubetee.controller.deployment import Owner, Placement, build_deployment
+from kubetee.controller.poolstatus import compute_pool_status
 from kubetee.controller.sidecar import RuntimeSettings
+from kubetee.controller.views import node_view
 from kubetee.pcs import evaluations
 from kubetee.pcs.registry import PlatformRecord
 from kubetee.tcb.facts import PlatformTcb, judge_platform, node_patch
 from kubetee.tcb.grace import apply_policy_in_grace
 from kubetee.tcb.names import DEADLINE_ANNOTATION, TCB_STATUS_LABEL
 from kubetee.tcb.recovery import TcbReplica, judge_replica, tcb_replica
-from tests.unit.controller.builders import SIGNER, ec_spec, pool_spec
+from tests.unit.controller.builders import SIGNER, ec_spec, node, pool_spec
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 FMSPC = bytes.fromhex("00606A000000")
@@ -193,3 +196,19 @@ def test_replicas_are_placed_only_on_nodes_whose_tcb_status_the_policy_accepts()
         "matchExpressions"
     ]
     assert TCB_STATUS_LABEL not in json.dumps(off)
+
+
+def test_the_pool_counts_its_nodes_by_tcb_status() -> None:
+    statuses = {"n1": "UpToDate", "n2": "OutOfDate", "n3": "UpToDate"}
+    accounts = [
+        NodeAccount(node_view(node(name, labels={TCB_STATUS_LABEL: status})), 0, 0)
+        for name, status in statuses.items()
+    ]
+    status = compute_pool_status(accounts, 1, EPCPoolStatus(), NOW)
+    assert status.tcb_statuses == {"OutOfDate": 1, "UpToDate": 2}
+    assert {n.name: n.tcb_status for n in status.nodes} == statuses
+    unjudged = compute_pool_status(
+        [NodeAccount(node_view(node("n1")), 0, 0)], 1, EPCPoolStatus(), NOW
+    )
+    assert unjudged.tcb_statuses == {}
+    assert unjudged.nodes[0].tcb_status == ""

@@ -99,10 +99,10 @@ class NodeEPC(ApiModel):
         description="EPC requested by the non-terminated pods bound to the node."
     )
     enclaves: int = Field(ge=0, description="Enclaves (pods with EPC) bound to the node.")
-    tcb_status: str | None = Field(
-        default=None,
+    tcb_status: str = Field(
+        default="",
         description="The node's SGX TCB status under the newest TCB evaluation (its label "
-        "kubetee.io/sgx-tcb-status); unset when the operator does not judge TCB.",
+        "kubetee.io/sgx-tcb-status); empty when the operator does not judge TCB.",
     )
 
 
