@@ -91,6 +91,7 @@ class TcbUpkeep:
         self._evicted: dict[str, tuple[str, datetime]] = {}
         self._blocked: set[str] = set()
         self._registry_failing = False
+        self._statuses_seen: set[str] = set()
         self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
@@ -145,8 +146,9 @@ class TcbUpkeep:
             for node in nodes
             if node.labels.get(TCB_STATUS_LABEL)
         )
-        for status, count in by_status.items():
-            self._metrics.nodes.labels(status).set(count)
+        for status in self._statuses_seen | set(by_status):
+            self._metrics.nodes.labels(status).set(by_status.get(status, 0))
+        self._statuses_seen |= set(by_status)
         states = Counter(
             "pending" if replica.deadline and not replica.withdrawn else WITHDRAWN
             for replicas in indexes.replicas.values()
