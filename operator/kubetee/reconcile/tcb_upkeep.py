@@ -141,7 +141,7 @@ class TcbUpkeep:
 
     def _count(self, indexes: TcbIndexes) -> None:
         by_status = Counter(
-            node.labels.get(TCB_STATUS_LABEL)
+            node.labels.get(TCB_STATUS_LABEL, "")
             for nodes in indexes.nodes.values()
             for node in nodes
             if node.labels.get(TCB_STATUS_LABEL)
