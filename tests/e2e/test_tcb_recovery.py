@@ -345,6 +345,16 @@ def test_a_newer_tcb_evaluation_moves_replicas_and_a_microcode_update_brings_the
         same = api.core.read_namespaced_pod(kept.metadata.name, namespace)
         assert same.metadata.uid == kept.metadata.uid
         assert _attested(same)
+
+        # ... the replica that lost its secrets attests again there (its runtime retries) ...
+        def recovered() -> client.V1Pod | None:
+            pod = held_pod()
+            marks = {DEADLINE_ANNOTATION, STATE_ANNOTATION} & set(pod.metadata.annotations or {})
+            return pod if _attested(pod) and not marks else None
+
+        wait_for("the withdrawn replica attested again", recovered, 180, tcb_operator)
+        wait_for("its secret delivered again", held_secret.exists, timeout=60)
+        assert "TcbRecovered" in _reasons(api, namespace)
         # ... and it takes replicas again.
         _apply_ec(api, namespace, "pay", {**moved, "replicas": 9})
         wait_for(
