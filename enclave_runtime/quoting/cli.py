@@ -5,6 +5,7 @@ kubetee quoting-service provision --platform-dir DIR --node NAME [--tcb-status S
 kubetee quoting-service register --platform-dir DIR --pcs-url URL --token-file F
     [--pcs-ca F] [--wait-seconds N]
 kubetee quoting-service serve --platform-dir DIR --socket PATH [--node NAME]
+kubetee quoting-service update --platform-dir DIR --cpusvn HEX [--pcesvn N]
 """
 
 from __future__ import annotations
@@ -86,6 +87,19 @@ def register(subparsers: Any) -> None:
     )
     register_parser.set_defaults(func=_register)
 
+    update = actions.add_parser(
+        "update",
+        help="update the platform's TCB (microcode: CPUSVN; platform software: PCESVN)",
+        description="Raise the platform's CPUSVN and/or PCESVN, keeping its PPID and keys, "
+        "as a microcode or platform software update does. Its PCK certificate stated the "
+        "old TCB and is removed: run `register` next; the running quoting service switches "
+        "to the new certificate once it is saved, and enclaves keep running.",
+    )
+    update.add_argument("--platform-dir", type=Path, required=True)
+    update.add_argument("--cpusvn", required=True, help="the new CPUSVN, 32 hex digits")
+    update.add_argument("--pcesvn", type=int, help="the new PCESVN (default: unchanged)")
+    update.set_defaults(func=_update)
+
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -121,6 +135,37 @@ def _provision(args: argparse.Namespace) -> int:
                 "fmspc": keys.identity.fmspc.hex().upper(),
                 "ca": keys.identity.pck_ca_type,
                 "registered": provisioning.registered(args.platform_dir),
+            }
+        )
+        + "\n"
+    )
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    try:
+        cpusvn = bytes.fromhex(args.cpusvn) if args.cpusvn.isascii() else b""
+    except ValueError:
+        cpusvn = b""
+    try:
+        keys = provisioning.update_platform(args.platform_dir, cpusvn, args.pcesvn)
+    except (OSError, KeyError) as error:
+        sys.stderr.write(
+            f"kubetee quoting-service: error: {args.platform_dir} holds no provisioned "
+            f"platform ({error}); run `kubetee quoting-service provision` first\n"
+        )
+        return 2
+    except ValueError as error:
+        sys.stderr.write(f"kubetee quoting-service: error: {error}\n")
+        return 2
+    sys.stdout.write(
+        json.dumps(
+            {
+                "platform_dir": str(args.platform_dir),
+                "cpusvn": keys.identity.cpusvn.hex(),
+                "pcesvn": keys.identity.pcesvn,
+                "registered": False,
+                "next": "kubetee quoting-service register (a PCK certificate for the new TCB)",
             }
         )
         + "\n"

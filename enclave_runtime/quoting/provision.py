@@ -12,11 +12,17 @@ directory: for tests and benchmarks only, where no PCS runs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from enclave_runtime.sgx.authority import DEFAULT_FMSPC, SimulatedAuthority, new_platform_identity
-from enclave_runtime.sgx.platform import PlatformKeys, SimulatedPlatform, is_registered
+from enclave_runtime.sgx.platform import (
+    PCK_CHAIN_FILE,
+    PlatformKeys,
+    SimulatedPlatform,
+    is_registered,
+)
 
 _AUTHORITY_FILE = "authority.json"
 _PLATFORM_FILE = "platform.json"
@@ -93,3 +99,45 @@ def node_name_of(platform_dir: Path | str, default: str) -> str:
     except (OSError, ValueError):
         return default
     return str(document.get("node", default)) if isinstance(document, dict) else default
+
+
+class PlatformUpdateError(ValueError):
+    """A platform update that would not raise the TCB; nothing was changed."""
+
+
+def update_platform(
+    platform_dir: Path | str, cpusvn: bytes, pcesvn: int | None = None
+) -> PlatformKeys:
+    """Update the platform's TCB, as a microcode (CPUSVN) or platform software (PCESVN)
+    update does; its PPID and keys stay. Its PCK certificate stated the old TCB, so it is
+    removed: register again to get one for the new TCB (the quoting service keeps
+    quoting with the old one until then, and switches when the new one is saved).
+    """
+    path = Path(platform_dir)
+    keys = PlatformKeys.load(path)
+    current = keys.identity
+    new_pcesvn = current.pcesvn if pcesvn is None else pcesvn
+    if len(cpusvn) != 16:
+        raise PlatformUpdateError("CPUSVN is 16 bytes (32 hex digits)")
+    if not 0 <= new_pcesvn <= 0xFFFF:
+        raise PlatformUpdateError("PCESVN is 0..65535")
+    lower = [
+        i for i, (new, old) in enumerate(zip(cpusvn, current.cpusvn, strict=True)) if new < old
+    ]
+    if lower or new_pcesvn < current.pcesvn:
+        raise PlatformUpdateError(
+            "an update raises the TCB; it would lower "
+            + (f"CPUSVN components {lower}" if lower else f"PCESVN {current.pcesvn}")
+        )
+    if cpusvn == current.cpusvn and new_pcesvn == current.pcesvn:
+        raise PlatformUpdateError("the platform is at this TCB already")
+    updated = PlatformKeys(
+        identity=dataclasses.replace(current, cpusvn=cpusvn, pcesvn=new_pcesvn),
+        pck_key=keys.pck_key,
+        attestation_key=keys.attestation_key,
+    )
+    document = json.loads((path / _PLATFORM_FILE).read_text())
+    document["identity"] = updated.identity.to_json()
+    (path / _PLATFORM_FILE).write_text(json.dumps(document, indent=2) + "\n")
+    (path / PCK_CHAIN_FILE).unlink(missing_ok=True)
+    return updated

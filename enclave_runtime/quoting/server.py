@@ -13,20 +13,58 @@ from pathlib import Path
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 
-from enclave_runtime.sgx.platform import SimulatedPlatform
+from enclave_runtime.sgx.platform import PCK_CHAIN_FILE, SimulatedPlatform
 from enclave_runtime.sgx.quote import QuoteFormatError, ReportBody
 
 log = logging.getLogger(__name__)
 
-PLATFORM_KEY = web.AppKey("platform", SimulatedPlatform)
+
+class CurrentPlatform:
+    """The node's platform, re-read once its PCK chain changes: after a microcode or
+    platform software update registers again (``quoting-service update``, ``register``),
+    quotes carry the new TCB and certificate without restarting the service."""
+
+    def __init__(self, platform: SimulatedPlatform, platform_dir: Path | None = None) -> None:
+        self._platform = platform
+        self._dir = platform_dir
+        self._stamp = self._chain_stamp()
+
+    def _chain_stamp(self) -> tuple[int, int] | None:
+        if self._dir is None:
+            return None
+        try:
+            stat = (self._dir / PCK_CHAIN_FILE).stat()
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
+
+    def get(self) -> SimulatedPlatform:
+        stamp = self._chain_stamp()
+        if self._dir is not None and stamp is not None and stamp != self._stamp:
+            try:
+                self._platform = SimulatedPlatform.load(self._dir)
+            except (OSError, ValueError, KeyError):
+                return self._platform  # mid-write: the next request tries again
+            self._stamp = stamp
+            log.info(
+                "platform updated: CPUSVN %s, PCESVN %d",
+                self._platform.identity.cpusvn.hex(),
+                self._platform.identity.pcesvn,
+            )
+        return self._platform
+
+
+PLATFORM_KEY = web.AppKey("platform", CurrentPlatform)
 NODE_KEY = web.AppKey("node", str)
 # Like aesmd's socket, open to every local process: any enclave on the node may be quoted.
 SOCKET_MODE = 0o666
 
 
-def create_app(platform: SimulatedPlatform, node_name: str) -> web.Application:
+def create_app(
+    platform: SimulatedPlatform, node_name: str, platform_dir: Path | None = None
+) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    app[PLATFORM_KEY] = platform
+    app[PLATFORM_KEY] = CurrentPlatform(platform, platform_dir)
     app[NODE_KEY] = node_name
     app.router.add_post("/v1/quote", _quote)
     app.router.add_get("/v1/platform", _platform)
@@ -53,19 +91,21 @@ async def _quote(request: web.Request) -> web.Response:
         body = ReportBody.from_bytes(raw)
     except QuoteFormatError as error:
         return _error(400, error.code, str(error))
-    quote = request.app[PLATFORM_KEY].quote(body)
+    quote = request.app[PLATFORM_KEY].get().quote(body)
     log.info("quoted a report of enclave %s", body.mrenclave.hex()[:16])
     return web.json_response({"quote": base64.b64encode(quote).decode()})
 
 
 async def _platform(request: web.Request) -> web.Response:
-    platform = request.app[PLATFORM_KEY]
+    platform = request.app[PLATFORM_KEY].get()
     der = platform.pck_certificate.public_bytes(serialization.Encoding.DER)
     return web.json_response(
         {
             "node": request.app[NODE_KEY],
             "fmspc": platform.identity.fmspc.hex().upper(),
             "pck_certificate_sha256": hashlib.sha256(der).hexdigest(),
+            "cpusvn": platform.identity.cpusvn.hex(),
+            "pcesvn": platform.identity.pcesvn,
         }
     )
 
@@ -76,14 +116,16 @@ def run(platform_dir: Path, socket_path: Path, node_name: str) -> None:
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
     try:
-        asyncio.run(_serve(platform, socket_path, node_name))
+        asyncio.run(_serve(platform, socket_path, node_name, platform_dir))
     finally:
         socket_path.unlink(missing_ok=True)
         log.info("quoting service stopped")
 
 
-async def _serve(platform: SimulatedPlatform, socket_path: Path, node_name: str) -> None:
-    runner = web.AppRunner(create_app(platform, node_name), access_log=None)
+async def _serve(
+    platform: SimulatedPlatform, socket_path: Path, node_name: str, platform_dir: Path
+) -> None:
+    runner = web.AppRunner(create_app(platform, node_name, platform_dir), access_log=None)
     await runner.setup()
     site = web.UnixSite(runner, str(socket_path))
     await site.start()

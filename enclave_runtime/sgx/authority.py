@@ -141,11 +141,18 @@ class AuthoritySettings:
     collateral_validity_seconds: int = int(DEFAULT_COLLATERAL_VALIDITY.total_seconds())
     revoked_pck_serials: list[int] = field(default_factory=list)
     extra_fmspcs: tuple[bytes, ...] = DEFAULT_EXTRA_FMSPCS
+    # A family's own levels once a TCB evaluation was published for it alone
+    # (``kubetee pcs publish-tcb``); the others keep ``tcb_levels``.
+    family_tcb_levels: dict[bytes, tuple[TcbLevel, ...]] = field(default_factory=dict)
 
     @property
     def fmspcs(self) -> tuple[bytes, ...]:
         """Every platform family this authority certifies, the first one the default."""
         return (self.fmspc, *(f for f in self.extra_fmspcs if f != self.fmspc))
+
+    def levels_for(self, fmspc: bytes) -> tuple[TcbLevel, ...]:
+        """The TCB levels published for platforms of family ``fmspc``."""
+        return self.family_tcb_levels.get(fmspc, self.tcb_levels)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -161,6 +168,10 @@ class AuthoritySettings:
             "tcb_evaluation_data_number": self.tcb_evaluation_data_number,
             "collateral_validity_seconds": self.collateral_validity_seconds,
             "revoked_pck_serials": [str(serial) for serial in self.revoked_pck_serials],
+            "family_tcb_levels": {
+                fmspc.hex().upper(): [level.to_json() for level in levels]
+                for fmspc, levels in self.family_tcb_levels.items()
+            },
         }
 
     @classmethod
@@ -171,6 +182,7 @@ class AuthoritySettings:
         revoked = cast(list[str], data["revoked_pck_serials"])
         qe = cast(dict[str, object], data["quoting_enclave"])
         extra = cast(list[str], data.get("extra_fmspcs", []))
+        families = cast(dict[str, list[dict[str, object]]], data.get("family_tcb_levels", {}))
         return cls(
             fmspc=bytes.fromhex(str(data["fmspc"])),
             extra_fmspcs=tuple(bytes.fromhex(fmspc) for fmspc in extra),
@@ -183,6 +195,10 @@ class AuthoritySettings:
             tcb_evaluation_data_number=int(str(data["tcb_evaluation_data_number"])),
             collateral_validity_seconds=int(str(data["collateral_validity_seconds"])),
             revoked_pck_serials=[int(serial) for serial in revoked],
+            family_tcb_levels={
+                bytes.fromhex(fmspc): tuple(TcbLevel.from_json(level) for level in family)
+                for fmspc, family in families.items()
+            },
         )
 
 
@@ -308,8 +324,9 @@ class SimulatedAuthority:
         """The PCK CA certificate of a CA type (``processor`` or ``platform``)."""
         return self.certificates[_pck_ca_name(ca)]
 
-    def level_for(self, tcb_status: str) -> TcbLevel:
-        return tcb_level_for(tcb_status, self.settings.tcb_levels)
+    def level_for(self, tcb_status: str, fmspc: bytes | None = None) -> TcbLevel:
+        levels = self.settings.levels_for(fmspc or self.settings.fmspc)
+        return tcb_level_for(tcb_status, levels)
 
     def issue_platform(
         self,
@@ -324,12 +341,13 @@ class SimulatedAuthority:
         Keys and certificate in one step, for tests and benchmarks; a node makes its own
         keys (:func:`new_platform_identity`) and registers them with the PCS instead.
         """
+        family = fmspc or self.settings.fmspc
         identity = new_platform_identity(
             tcb_status,
-            fmspc=fmspc or self.settings.fmspc,
+            fmspc=family,
             ca=ca,
             pce_id=self.settings.pce_id,
-            levels=self.settings.tcb_levels,
+            levels=self.settings.levels_for(family),
         )
         pck_key = _pki.generate_key()
         return SimulatedPlatform(
@@ -475,7 +493,7 @@ class SimulatedAuthority:
             "pceId": self.settings.pce_id.hex().upper(),
             "tcbType": 0,
             "tcbEvaluationDataNumber": self.settings.tcb_evaluation_data_number,
-            "tcbLevels": [level.to_json() for level in self.settings.tcb_levels],
+            "tcbLevels": [level.to_json() for level in self.settings.levels_for(fmspc)],
         }
 
     def _qe_identity(self, issued: datetime, next_update: datetime) -> dict[str, object]:

@@ -106,6 +106,8 @@ _IDENTITY_FILE = "platform.json"
 _PCK_KEY_FILE = "pck.key.pem"
 _ATTESTATION_KEY_FILE = "attestation.key.pem"
 _CHAIN_FILE = "pck_chain.pem"
+PCK_CHAIN_FILE = _CHAIN_FILE
+"""The registered platform's PCK certificate chain, written last when it registers."""
 
 
 class PlatformKeys:

@@ -98,6 +98,17 @@ class AttestationPolicy(ApiModel):
         "platform to be in it.",
     )
 
+    tcb_recovery_grace_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=30 * 86400,
+        description="When a newer TCB evaluation makes a replica's platform one this "
+        "policy no longer accepts: seconds the replica keeps attesting while it is moved "
+        "to an accepted node (condition TcbRecoveryPending); after that its secrets are "
+        "withdrawn. 0 withdraws them at once. Not part of the policy's identity: "
+        "changing it asks no replica to attest again.",
+    )
+
     @property
     def pins_identity(self) -> bool:
         """Whether the policy names the enclave (MRENCLAVE or MRSIGNER) it accepts."""

@@ -237,6 +237,28 @@ class QuoteVerifier:
                 code="EVIDENCE_UNREADABLE",
             ) from None
 
+    def trusted_tcb(
+        self, collateral: Collateral, *, now: int | float | datetime | None = None
+    ) -> tuple[TcbInfo, QeIdentity]:
+        """The TCB Info and QE Identity of ``collateral``, once their signatures, chains to
+        the root and validity at ``now`` are checked (no quote needed): what a platform of
+        known SVNs is judged by."""
+        moment = _timestamp(now)
+        try:
+            trusted = self._collateral_cache.get(collateral)
+            if trusted is None:
+                trusted = self._verify_collateral(collateral)
+                self._collateral_cache.put(collateral, trusted)
+        except QuoteVerificationError:
+            raise
+        except _UNREADABLE as error:
+            raise CollateralInvalidError(
+                f"the collateral could not be read ({type(error).__name__})",
+                code="COLLATERAL_MALFORMED",
+            ) from None
+        _check_time(trusted.validity, trusted.not_before, trusted.not_after, moment)
+        return trusted.tcb_info, trusted.qe_identity
+
     def _verify(self, data: bytes, collateral: Collateral, moment: float) -> VerifiedQuote:
         try:
             parsed = parse_quote(data)

@@ -48,7 +48,7 @@ from enclave_runtime.kbs_protocol.models import (
     TEE_SGX,
 )
 from kubetee.attestation.errors import AttestationError
-from kubetee.attestation.policy import apply_policy, refuse_sample_signer
+from kubetee.attestation.policy import refuse_sample_signer
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.errors import (
     KBS_PROBLEM_PREFIX,
@@ -80,6 +80,7 @@ from kubetee.attestation_service.workloads import (
     WorkloadDirectory,
 )
 from kubetee.metrics.attestation import attestation_metrics
+from kubetee.tcb.grace import apply_policy_in_grace
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,20 @@ async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
     try:
         if service.platforms is not None:
             await service.platforms.check(workload, verified)
-        apply_policy(verified, workload.enclave_container.policy)
+        graced = apply_policy_in_grace(
+            verified,
+            workload.enclave_container.policy,
+            workload.tcb_recovery_deadline,
+            datetime.fromtimestamp(now, UTC),
+        )
+        if graced:
+            log.info(
+                "pod %s: platform %s refused by the policy, accepted until its TCB recovery "
+                "deadline %s",
+                printable(workload.pod, 160),
+                verified.tcb_status,
+                workload.tcb_recovery_deadline,
+            )
         if not service.simulator:
             refuse_sample_signer(workload.enclave_container.policy)
     except BackendUnavailableError:

@@ -45,6 +45,8 @@ from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replicas import claims_of
 from kubetee.attestation_service.sessions import PodRef
 from kubetee.attestation_service.workloads import EnclaveContainerView, Workload
+from kubetee.tcb.names import DEADLINE_ANNOTATION
+from kubetee.tcb.recovery import parse_deadline
 
 log = logging.getLogger(__name__)
 _NOT_FOUND = 404
@@ -96,7 +98,10 @@ class KubernetesBackend:
         if not node_name:
             raise WorkloadUnknownError(f"pod {ref} is not bound to a node")
         view = self._enclave_container(ref.namespace, ec_name)
-        return Workload(pod=ref, node_name=node_name, enclave_container=view)
+        deadline = parse_deadline((metadata.get("annotations") or {}).get(DEADLINE_ANNOTATION))
+        return Workload(
+            pod=ref, node_name=node_name, enclave_container=view, tcb_recovery_deadline=deadline
+        )
 
     def _enclave_container(self, namespace: str, name: str) -> EnclaveContainerView:
         try:

@@ -4,9 +4,11 @@ A quote names its platform family (FMSPC) and PCK CA in its PCK certificate; the
 service asks for the TCB Info of that FMSPC, the PCK CRL of that CA, the QE Identity
 and the root CA CRL (:mod:`kubetee.pcs.api`), and caches each item until it is due:
 80% of the way from its fetch to its ``nextUpdate``, so it is renewed before it
-expires. A failed renewal keeps serving the cached item while it is still valid and
-counts the error; without a valid item the attestation is refused as
-``CollateralUnavailable`` (503, try again), never verified against stale collateral.
+expires, or after ``max_age_seconds`` if that comes first (a newer TCB evaluation must
+not wait for the cached one's ``nextUpdate``, weeks away). A failed renewal keeps
+serving the cached item while it is still valid and counts the error; without a valid
+item the attestation is refused as ``CollateralUnavailable`` (503, try again), never
+verified against stale collateral.
 
 Metrics: seconds until each cached item's ``nextUpdate`` and its timestamp (labels
 ``kind`` and ``id``: the FMSPC or CA type), fetches by result.
@@ -83,9 +85,12 @@ class _Item:
     fetched_at: float
     next_update: float
 
-    def due(self, now: float) -> bool:
+    def due(self, now: float, max_age: float | None = None) -> bool:
         window = max(self.next_update - self.fetched_at, 0.0)
-        return now >= self.fetched_at + max(window * _REFRESH_AT, _MIN_REFETCH_SECONDS)
+        age = max(window * _REFRESH_AT, _MIN_REFETCH_SECONDS)
+        if max_age is not None:
+            age = min(age, max_age)
+        return now >= self.fetched_at + age
 
 
 class CollateralFetchError(Exception):
@@ -108,8 +113,12 @@ class PccsCollateral:
         ca_file: Path | None = None,
         timeout_seconds: float = 10.0,
         metrics: CollateralMetrics | None = None,
+        max_age_seconds: float | None = None,
     ) -> None:
         self.url = base_url(url)
+        # Renew at least this often, whatever nextUpdate says: a newer TCB evaluation is
+        # published long before the cached one expires (docs/tcb-recovery.md).
+        self._max_age = max_age_seconds
         self._ssl: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         )
@@ -174,12 +183,12 @@ class PccsCollateral:
         fetch: Callable[[], Awaitable[tuple[Any, float]]],
     ) -> Any:
         item = self._items.get(key)
-        if item is not None and not item.due(now):
+        if item is not None and not item.due(now, self._max_age):
             return item.value
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             item = self._items.get(key)
-            if item is not None and not item.due(now):
+            if item is not None and not item.due(now, self._max_age):
                 return item.value  # another request renewed it meanwhile
             kind, ident = key
             try:

@@ -39,7 +39,11 @@ _REFRESH_COLLATERAL_EVERY_SECONDS = 30.0
 
 def _collateral(settings: ServiceSettings) -> CollateralSource:
     if settings.pccs_url is not None:
-        return PccsCollateral(settings.pccs_url, ca_file=settings.pccs_ca)
+        return PccsCollateral(
+            settings.pccs_url,
+            ca_file=settings.pccs_ca,
+            max_age_seconds=settings.collateral_refresh_seconds,
+        )
     if settings.collateral is None:
         raise ValueError("configure --pccs-url or --collateral")
     return FileCollateral(settings.collateral)

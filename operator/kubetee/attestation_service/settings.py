@@ -56,6 +56,13 @@ class ServiceSettings(BaseSettings):
     pccs_ca: Path | None = Field(
         default=None, description="CA bundle for the PCCS's TLS certificate (default: system)."
     )
+    collateral_refresh_seconds: float = Field(
+        default=300.0,
+        ge=1,
+        le=86400,
+        description="Renew cached PCCS collateral at least this often, so a newer TCB "
+        "evaluation is used within this time (nextUpdate alone may be weeks away).",
+    )
     collateral: Path | None = Field(
         default=None,
         description="Instead of a PCCS: nine-field collateral JSON of the platforms' one FMSPC.",

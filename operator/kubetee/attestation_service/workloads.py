@@ -25,8 +25,13 @@ from kubetee.attestation_service.sessions import PodRef
 
 
 def policy_hash(policy: AttestationPolicy) -> str:
-    """A short, stable identifier of a policy's content (not of its YAML spelling)."""
-    canonical = rfc8785.dumps(policy.model_dump(mode="json", by_alias=True))
+    """A short, stable identifier of a policy's content (not of its YAML spelling).
+
+    The TCB recovery grace says what happens after a TCB evaluation, not what is
+    accepted: it is left out, so changing it asks no replica to attest again.
+    """
+    document = policy.model_dump(mode="json", by_alias=True, exclude={"tcb_recovery_grace_seconds"})
+    canonical = rfc8785.dumps(document)
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
@@ -63,6 +68,9 @@ class Workload:
     pod: PodRef
     node_name: str
     enclave_container: EnclaveContainerView
+    # Set by the operator while the replica's platform is being recovered from
+    # (kubetee.tcb.grace): until then a refusal of the platform alone is graced.
+    tcb_recovery_deadline: datetime | None = None
 
 
 class WorkloadDirectory(Protocol):

@@ -1,4 +1,4 @@
-"""``kubetee cluster up | down | status | kubeconfig | build``."""
+"""``kubetee cluster up | down | status | kubeconfig | build | update-platform``."""
 
 from __future__ import annotations
 
@@ -95,6 +95,16 @@ def register(subparsers: Any) -> None:
     build = commands.add_parser("build", help="build the cluster binaries into the cache only")
     build.set_defaults(func=_build)
 
+    update = commands.add_parser(
+        "update-platform",
+        help="microcode update of a node: its platform to the newest UpToDate TCB level",
+        description="Raise a node's simulated CPUSVN/PCESVN to its family's newest UpToDate "
+        "level (after `kubetee pcs publish-tcb --authority-dir WORKDIR/sgx-pcs ...`), keep "
+        "its PPID and keys, and register it again; its enclaves keep running.",
+    )
+    update.add_argument("--node", required=True, help="the node to update")
+    update.set_defaults(func=_update_platform)
+
 
 def _cluster(args: argparse.Namespace) -> LocalCluster:
     return LocalCluster(ClusterLayout.for_name(args.name, args.workdir))
@@ -185,6 +195,22 @@ def _kubeconfig(args: argparse.Namespace) -> int:
         )
         return 1
     sys.stdout.write(f"{layout.kubeconfig}\n")
+    return 0
+
+
+def _update_platform(args: argparse.Namespace) -> int:
+    from kubetee.cluster.node_services import platform_dir  # noqa: PLC0415
+    from kubetee.cluster.platform_update import update_node_platform  # noqa: PLC0415
+
+    try:
+        layout = _cluster(args).layout
+        if not platform_dir(layout, args.node).is_dir():
+            sys.stderr.write(f"error: cluster '{layout.name}' has no node {args.node!r}\n")
+            return 2
+        result = update_node_platform(layout, args.node)
+    except ClusterError as exc:
+        return _fail(exc)
+    sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
 

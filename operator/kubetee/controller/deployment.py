@@ -6,8 +6,9 @@ scale subresource of the EnclaveContainer maps onto its ``replicas`` one to one.
 (docs/operator.md has the longer argument.) Each pod gets the enclave runtime holding
 its EPC (the enclave container running the workload, :mod:`.enclave_container`, or the
 sidecar of an enclave without an image, :mod:`.sidecar`), the ``kubetee.io/attested``
-readiness gate, and the pool's placement: node affinity to the pool's nodes and the
-scheduler profile of its strategy.
+readiness gate, and the pool's placement: node affinity to the pool's nodes (and, when
+the operator judges nodes' TCB, to nodes whose ``kubetee.io/sgx-tcb-status`` the policy
+accepts) and the scheduler profile of its strategy.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from kubetee.controller.sidecar import (
     runtime_container,
     runtime_volumes,
 )
+from kubetee.tcb.names import TCB_STATUS_LABEL
 
 Manifest = dict[str, Any]
 
@@ -75,13 +77,18 @@ def serialized_selector(name: str) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(selector_labels(name).items()))
 
 
-def _node_affinity(affinity: dict[str, Any], selector: dict[str, str]) -> dict[str, Any]:
-    """Require the pool's labels in every node selector term (terms are ORed)."""
-    if not selector:
-        return affinity
+def _node_affinity(
+    affinity: dict[str, Any], selector: dict[str, str], tcb_statuses: list[str] | None = None
+) -> dict[str, Any]:
+    """Require the pool's labels, and a TCB status the policy accepts, in every node
+    selector term (terms are ORed)."""
     expressions = [
         {"key": key, "operator": "In", "values": [value]} for key, value in sorted(selector.items())
     ]
+    if tcb_statuses:
+        expressions.append({"key": TCB_STATUS_LABEL, "operator": "In", "values": tcb_statuses})
+    if not expressions:
+        return affinity
     node_affinity = affinity.setdefault("nodeAffinity", {})
     required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
     terms = required.get("nodeSelectorTerms") or [{}]
@@ -112,7 +119,12 @@ def pod_template(
         {"conditionType": ATTESTED_CONDITION},
     ]
     pod["schedulerName"] = placement.scheduler_name
-    affinity = _node_affinity(dict(pod.get("affinity") or {}), placement.node_selector)
+    accepted = spec.attestation.policy.accepted_tcb_statuses if runtime.tcb_placement else None
+    affinity = _node_affinity(
+        copy.deepcopy(dict(pod.get("affinity") or {})),
+        placement.node_selector,
+        list(accepted) if accepted else None,
+    )
     if affinity:
         pod["affinity"] = affinity
     labels = {**spec.template.metadata.labels, **selector_labels(owner.name)}

@@ -30,6 +30,7 @@ from kubetee.controller.deployment import serialized_selector
 from kubetee.controller.names import ENCLAVE_RESOURCE, EPC_RESOURCE
 from kubetee.controller.service_health import ATTESTATION_UNAVAILABLE, REACHABLE, ServiceHealth
 from kubetee.controller.views import DeploymentView, PodView
+from kubetee.tcb.names import PENDING_CONDITION, WITHDRAWN
 
 SCHEDULED = "Scheduled"
 ATTESTED = "Attested"
@@ -195,6 +196,33 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
     return [scheduled, attested_condition, ready_condition]
 
 
+def _tcb_recovery(previous: EnclaveContainerStatus, live: list[PodView]) -> list[Observed]:
+    """TcbRecoveryPending, once TCB recovery has concerned the EnclaveContainer: replicas
+    on platforms a newer TCB evaluation made unacceptable (False again when none are)."""
+    observed = _tcb_recovery_condition(live)
+    shown = any(c.type == PENDING_CONDITION for c in previous.conditions)
+    return [observed] if shown or observed.status == "True" else []
+
+
+def _tcb_recovery_condition(live: list[PodView]) -> Observed:
+    pending = sum(1 for pod in live if pod.tcb_recovery == "pending" and pod.attested)
+    withdrawn = sum(1 for pod in live if pod.tcb_recovery == WITHDRAWN)
+    if pending or withdrawn:
+        return Observed(
+            PENDING_CONDITION,
+            "True",
+            "PlatformNotAccepted",
+            f"{pending} replicas are being moved off platforms attestation.policy no longer "
+            f"accepts; {withdrawn} could not be moved in time and lost their secrets",
+        )
+    return Observed(
+        PENDING_CONDITION,
+        "False",
+        "PlatformsAccepted",
+        "every replica runs on a platform attestation.policy accepts",
+    )
+
+
 def _pinned(values: Sequence[str]) -> str:
     if not values:
         return "any"
@@ -254,6 +282,9 @@ def compute_status(
         ),
         attestation=attestation_status(obs.spec, live),
         conditions=merge_conditions(
-            previous.conditions, _conditions(obs, desired, live), obs.generation, now
+            previous.conditions,
+            [*_conditions(obs, desired, live), *_tcb_recovery(previous, live)],
+            obs.generation,
+            now,
         ),
     )

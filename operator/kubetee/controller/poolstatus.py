@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
@@ -16,6 +17,7 @@ from kubetee.controller.poolfacts import (
     listed,
     shared_condition,
 )
+from kubetee.tcb.names import TCB_STATUS_LABEL
 
 READY = "Ready"
 NODES_READY = "NodesReady"
@@ -123,10 +125,12 @@ def compute_pool_status(
             enclaves=a.enclaves,
             shared_with=list(facts.shared_with.get(a.node.name, ())),
             counted_in=counted_in(facts, a.node.name),
+            tcb_status=a.node.labels.get(TCB_STATUS_LABEL, ""),
         )
         for a in accounts
     ]
     mine = [a for a in accounts if a.node.name not in facts.counted_elsewhere]
+    judged = Counter(a.node.labels.get(TCB_STATUS_LABEL) for a in accounts)
     totals = PoolTotals(
         nodes=len(mine),
         ready_nodes=sum(1 for a in mine if a.node.ready),
@@ -141,6 +145,11 @@ def compute_pool_status(
         observed_generation=generation,
         nodes=nodes,
         totals=totals,
+        tcb_statuses={
+            status or "Unknown": count for status, count in sorted(judged.items(), key=str)
+        }
+        if any(judged)
+        else {},
         conditions=merge_conditions(
             previous.conditions, _conditions(accounts, facts), generation, now
         ),

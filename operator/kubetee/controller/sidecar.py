@@ -40,6 +40,9 @@ class RuntimeSettings:
     image: str
     attestation_url: str | None = None
     attestation_ca_pem: str | None = None
+    # Place replicas only on nodes whose TCB status label the policy accepts (on when
+    # the operator judges nodes' TCB: kubetee.tcb).
+    tcb_placement: bool = False
 
 
 def enclave_config(name: str, namespace: str, spec: EnclaveContainerSpec) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from kubetee.controller.names import (
     EPC_RESOURCE,
     SPEC_HASH_ANNOTATION,
 )
+from kubetee.tcb.names import DEADLINE_ANNOTATION, STATE_ANNOTATION, WITHDRAWN
 
 Body = Mapping[str, Any]
 
@@ -147,6 +148,8 @@ class PodView:
     attested: bool
     template_hash: str
     identity: EnclaveIdentity | None = None
+    # "pending" while TCB recovery moves it, "withdrawn" after its deadline, else "".
+    tcb_recovery: str = ""
 
     @property
     def holds_epc(self) -> bool:
@@ -183,7 +186,14 @@ def pod_view(body: Body) -> PodView:
         attested=attested is not None and attested.get("status") == "True",
         template_hash=labels.get("pod-template-hash", ""),
         identity=_attested_identity(metadata.get("annotations") or {}),
+        tcb_recovery=_tcb_recovery(metadata.get("annotations") or {}),
     )
+
+
+def _tcb_recovery(annotations: Mapping[str, Any]) -> str:
+    if annotations.get(STATE_ANNOTATION) == WITHDRAWN:
+        return WITHDRAWN
+    return "pending" if annotations.get(DEADLINE_ANNOTATION) else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ Modules:
     enclavecontainer  EnclaveContainers, their Deployments and their pods
     epcpool           EPCPools, nodes, and every pod that holds EPC
     attestation       replicas' attestation upkeep (re-attestation, replacement, expiry)
+    tcb               TCB recovery: node TCB labels, replicas moved off refused platforms
 """
 
-from kubetee.handlers import attestation, enclavecontainer, epcpool, lifecycle
+from kubetee.handlers import attestation, enclavecontainer, epcpool, lifecycle, tcb
 
-__all__ = ["attestation", "enclavecontainer", "epcpool", "lifecycle"]
+__all__ = ["attestation", "enclavecontainer", "epcpool", "lifecycle", "tcb"]

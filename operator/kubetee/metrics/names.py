@@ -24,6 +24,10 @@ EC_REPLICAS: Final = "kubetee_enclavecontainer_replicas"
 RECONCILES_TOTAL: Final = "kubetee_reconciles_total"
 RECONCILE_ERRORS_TOTAL: Final = "kubetee_reconcile_errors_total"
 RECONCILE_DURATION_SECONDS: Final = "kubetee_reconcile_duration_seconds"
+TCB_NODES: Final = "kubetee_tcb_nodes"
+TCB_EVALUATION_DATA_NUMBER: Final = "kubetee_tcb_evaluation_data_number"
+TCB_RECOVERY_REPLICAS: Final = "kubetee_tcb_recovery_replicas"
+TCB_RECOVERY_STEPS_TOTAL: Final = "kubetee_tcb_recovery_steps_total"
 
 # -- attestation service --------------------------------------------------------------
 ATTESTATIONS_TOTAL: Final = "kubetee_attestations_total"
@@ -65,6 +69,10 @@ ALL_METRICS: Final = frozenset(
         RECONCILES_TOTAL,
         RECONCILE_ERRORS_TOTAL,
         RECONCILE_DURATION_SECONDS,
+        TCB_NODES,
+        TCB_EVALUATION_DATA_NUMBER,
+        TCB_RECOVERY_REPLICAS,
+        TCB_RECOVERY_STEPS_TOTAL,
         ATTESTATIONS_TOTAL,
         ATTESTATION_DURATION_SECONDS,
         SECRETS_RELEASED_TOTAL,

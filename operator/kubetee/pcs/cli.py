@@ -4,6 +4,8 @@
     kubetee pcs serve --authority-dir D --node-service-account NS/NAME [--registry NAME]
         [--namespace NS] [--kubeconfig F] [--audience A] --tls-cert F --tls-key F
     kubetee pcs serve --static-dir D [--tls-cert F --tls-key F]
+    kubetee pcs publish-tcb --authority-dir D --fmspc HEX [--raise-component I]
+        [--pcesvn N] [--previous-status OutOfDate] [--advisory ID]...
 
 ``--static-dir`` serves a directory of real collateral (nine-field JSON files) over the
 same API and registers nothing.
@@ -65,6 +67,37 @@ def register(subparsers: Any) -> None:
     )
     serve.set_defaults(func=_serve)
 
+    publish = actions.add_parser(
+        "publish-tcb",
+        help="publish a newer TCB evaluation for one platform family",
+        description="Raise the SVNs an FMSPC's UpToDate level requires, mark the earlier "
+        "levels (at best) PREVIOUS_STATUS with the advisory, and bump the "
+        "tcbEvaluationDataNumber. A running `pcs serve` of the same directory signs "
+        "collateral from it at its next request.",
+    )
+    publish.add_argument("--authority-dir", type=Path, required=True, help="the authority")
+    publish.add_argument("--fmspc", required=True, help="the family, 12 hex digits")
+    publish.add_argument(
+        "--raise-component",
+        type=int,
+        default=0,
+        help="index (0..15) of the SGX TCB component the new level requires one higher",
+    )
+    publish.add_argument("--pcesvn", type=int, help="PCESVN the new level requires (default: same)")
+    publish.add_argument(
+        "--previous-status",
+        default="OutOfDate",
+        help="status of the earlier levels (default %(default)s)",
+    )
+    publish.add_argument(
+        "--advisory",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="advisory affecting the earlier levels, e.g. INTEL-SA-01234 (repeatable)",
+    )
+    publish.set_defaults(func=_publish)
+
 
 def _init(args: argparse.Namespace) -> int:
     from enclave_runtime.quoting.provision import ensure_authority  # noqa: PLC0415
@@ -80,6 +113,37 @@ def _init(args: argparse.Namespace) -> int:
         )
         + "\n"
     )
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from kubetee.pcs import evaluations  # noqa: PLC0415
+
+    try:
+        fmspc = bytes.fromhex(args.fmspc) if args.fmspc.isascii() else b""
+    except ValueError:
+        fmspc = b""
+    if len(fmspc) != 6:
+        return _fail("--fmspc must be 12 hex digits")
+    try:
+        settings = evaluations.load_settings(args.authority_dir)
+        published = evaluations.publish(
+            settings,
+            fmspc,
+            raise_component=args.raise_component,
+            pcesvn=args.pcesvn,
+            previous_status=args.previous_status,
+            advisories=tuple(args.advisory),
+            now=datetime.now(UTC),
+        )
+        evaluations.save_settings(args.authority_dir, settings)
+    except evaluations.PublishError as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"cannot write {args.authority_dir}: {error.strerror}")
+    sys.stdout.write(json.dumps(published.to_json()) + "\n")
     return 0
 
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -51,6 +51,10 @@ class PlatformRecord:
     pck_serial: str
     registered_at: str
     registered_by: str
+    # The TCB its PCK certificate states (16 SGX TCB components as hex, PCESVN): what
+    # the node's TCB status is judged by. Empty in records made before they were kept.
+    tcb_components: str = ""
+    pcesvn: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -60,9 +64,23 @@ class PlatformRecord:
         """A record, or ``None`` when the stored text is not one (never trusted blindly)."""
         try:
             data = json.loads(text)
-            return cls(**{name: str(data[name]) for name in cls.__dataclass_fields__})
-        except (ValueError, TypeError, KeyError):
+            return cls(
+                **{
+                    name: str(data[name] if field.default is MISSING else data.get(name, ""))
+                    for name, field in cls.__dataclass_fields__.items()
+                }
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
+
+    def tcb(self) -> tuple[tuple[int, ...], int] | None:
+        """(SGX TCB components, PCESVN) of the platform, None when not recorded."""
+        try:
+            components = tuple(bytes.fromhex(self.tcb_components))
+            pcesvn = int(self.pcesvn)
+        except ValueError:
+            return None
+        return (components, pcesvn) if len(components) == 16 else None
 
     def matches(self, pck_certificate: x509.Certificate) -> str | None:
         """``None`` when ``pck_certificate`` is this platform's, else what differs."""
@@ -114,6 +132,8 @@ def record_for(
         pck_serial=str(pck_certificate.serial_number),
         registered_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         registered_by=registered_by,
+        tcb_components=bytes(extension.tcb_components).hex(),
+        pcesvn=str(extension.pcesvn),
     )
 
 

@@ -24,7 +24,7 @@ def serve(args: argparse.Namespace, namespace: str) -> None:
     registrar: Registrar | None = None
     if args.authority_dir is not None:
         authority = SimulatedAuthority.load(args.authority_dir)
-        store = SimulatedStore(authority)
+        store = SimulatedStore(authority, settings_file=args.authority_dir / "authority.json")
         api = sync_api_client(args.kubeconfig)
         registrar = Registrar(
             authority=authority,

@@ -19,7 +19,7 @@ from typing import Protocol, TypeVar, cast
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from enclave_runtime.sgx.authority import SimulatedAuthority
+from enclave_runtime.sgx.authority import AuthoritySettings, SimulatedAuthority
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import CollateralInvalidError
 
@@ -52,20 +52,53 @@ def _utc_now() -> datetime:
 
 
 class SimulatedStore:
-    """Collateral the simulated authority signs, renewed at half its validity."""
+    """Collateral the simulated authority signs, renewed at half its validity.
+
+    With ``settings_file`` (the authority's ``authority.json``), a changed file (a TCB
+    evaluation published by ``kubetee pcs publish-tcb``) is read again at the next
+    request and everything is signed afresh from it.
+    """
 
     def __init__(
-        self, authority: SimulatedAuthority, clock: Callable[[], datetime] = _utc_now
+        self,
+        authority: SimulatedAuthority,
+        clock: Callable[[], datetime] = _utc_now,
+        settings_file: Path | None = None,
     ) -> None:
         self._authority = authority
         self._clock = clock
         self._renew_after = timedelta(seconds=authority.settings.collateral_validity_seconds / 2)
         self._lock = threading.Lock()
         self._issued: dict[tuple[str, str], tuple[datetime, object]] = {}
+        self._settings_file = settings_file
+        self._settings_stamp = self._stamp()
+
+    def _stamp(self) -> tuple[int, int] | None:
+        if self._settings_file is None:
+            return None
+        try:
+            stat = self._settings_file.stat()
+        except OSError:
+            return self._settings_stamp  # keep serving what was read
+        return stat.st_mtime_ns, stat.st_ino
+
+    def _reload_if_changed(self) -> None:
+        stamp = self._stamp()
+        if stamp == self._settings_stamp or self._settings_file is None:
+            return
+        try:
+            settings = AuthoritySettings.from_json(json.loads(self._settings_file.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # a half-written or broken file: keep the settings in force
+        self._authority.settings = settings
+        self._renew_after = timedelta(seconds=settings.collateral_validity_seconds / 2)
+        self._issued.clear()
+        self._settings_stamp = stamp
 
     def _cached(self, key: tuple[str, str], issue: Callable[[datetime], T]) -> T:
         now = self._clock()
         with self._lock:
+            self._reload_if_changed()
             entry = self._issued.get(key)
             if entry is None or not entry[0] <= now < entry[0] + self._renew_after:
                 entry = (now, issue(now))

@@ -22,6 +22,7 @@ from kubetee.reconcile.epcpools import EPCPoolReconciler
 from kubetee.reconcile.queue import WorkQueue
 from kubetee.reconcile.service_probe import AttestationServiceProbe
 from kubetee.settings import OperatorSettings
+from kubetee.tcb.settings import TcbSettings
 
 # Pools are few and their reconcile is cheap; two workers keep one slow write from
 # holding the others back.
@@ -50,6 +51,7 @@ class OperatorRuntime:
                     settings.runtime_image,
                     settings.attestation_url,
                     ca_pem,
+                    tcb_placement=TcbSettings().enabled,
                 ),
                 settings.default_scheduler,
             ),

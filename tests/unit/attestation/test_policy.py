@@ -107,6 +107,7 @@ def test_model_speaks_camel_case_and_documents_every_field() -> None:
         "allowDebug",
         "acceptedTcbStatuses",
         "acceptedAdvisories",
+        "tcbRecoveryGraceSeconds",
     }
     assert all(field.get("description") for field in schema["properties"].values())
 

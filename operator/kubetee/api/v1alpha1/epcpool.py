@@ -116,6 +116,11 @@ class NodeEPC(ApiModel):
         description="The EPCPool whose totals (and metrics) count this node: this pool, "
         "or the oldest other pool that also selects it.",
     )
+    tcb_status: str = Field(
+        default="",
+        description="The node's SGX TCB status under the newest TCB evaluation (its label "
+        "kubetee.io/sgx-tcb-status); empty when the operator does not judge TCB.",
+    )
 
 
 class PoolTotals(ApiModel):
@@ -154,6 +159,11 @@ class EPCPoolStatus(ApiModel):
         },
     )
     totals: PoolTotals = Field(default_factory=PoolTotals, description="Sums over the nodes.")
+    tcb_statuses: dict[str, int] = Field(
+        default_factory=dict,
+        description="Nodes by SGX TCB status under the newest TCB evaluation, e.g. "
+        "{UpToDate: 2, OutOfDate: 1}; nodes without the label count as Unknown.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=16,

@@ -1,0 +1,16 @@
+"""Names TCB recovery writes on pods and EnclaveContainers (no imports: any layer reads them)."""
+
+DEADLINE_ANNOTATION = "kubetee.io/tcb-recovery-deadline"
+"""When a replica on a platform its policy stopped accepting loses its secrets, RFC 3339."""
+STATE_ANNOTATION = "kubetee.io/tcb-recovery"
+"""``withdrawn`` once the deadline passed and the replica's attestation was withdrawn."""
+WITHDRAWN = "withdrawn"
+PENDING_CONDITION = "TcbRecoveryPending"
+"""Condition type on the replica pod and on its EnclaveContainer."""
+
+FMSPC_LABEL = "kubetee.io/sgx-fmspc"
+PCK_CA_LABEL = "kubetee.io/sgx-pck-ca"
+TCB_STATUS_LABEL = "kubetee.io/sgx-tcb-status"
+"""A node's TCB status under the newest evaluation: what placement selects on."""
+TCB_EVALUATION_LABEL = "kubetee.io/sgx-tcb-evaluation"
+ADVISORIES_ANNOTATION = "kubetee.io/sgx-tcb-advisories"
