@@ -56,6 +56,7 @@ from kubetee.attestation_service.errors import (
     BadRequestError,
     InitDataMismatchError,
     NonceMismatchError,
+    NonceReplayedError,
     PodNotNamedError,
     PolicyChangedError,
     ReportDataMismatchError,
@@ -217,6 +218,9 @@ async def _attest(request: web.Request) -> web.Response:
     now = service.now()
     challenge = service.sessions.read_challenge(request.cookies.get(SESSION_COOKIE))
     service.sessions.check_fresh(challenge, now)
+    service.sessions.check_issued_here(challenge)
+    if service.ledger.known_used(challenge.nonce):
+        raise NonceReplayedError("this nonce was already used for an attestation")
     attestation = await _parse_body(request, Attestation)
     if attestation.runtime_data.nonce != challenge.nonce:
         raise NonceMismatchError("runtime-data.nonce is not the nonce of this session's challenge")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import time
 
@@ -80,6 +81,8 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         settings.session_key_file.read_bytes().strip(),
         nonce_ttl_seconds=settings.nonce_ttl_seconds,
         token_ttl_seconds=settings.token_ttl_seconds,
+        # Drawn afresh per process: a restarted replica refuses the nonces of its past.
+        replica=secrets.token_hex(16) if settings.replay_ledger == "replica" else None,
     )
     service = KbsService(
         sessions=sessions,

@@ -82,9 +82,11 @@ class ServiceSettings(BaseSettings):
         description="Close a connection without a complete request head, or idle, this long.",
     )
     tls_handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    replay_ledger: Literal["lease", "memory"] = Field(
-        default="lease",
-        description="lease: shared by all replicas (Leases); memory: one replica only.",
+    replay_ledger: Literal["replica", "lease", "memory"] = Field(
+        default="replica",
+        description="replica: each nonce bound to the process that issued it and kept in "
+        "its memory (no apiserver write; clients keep the exchange on one connection); "
+        "lease: shared by all replicas through a Lease per nonce; memory: one replica only.",
     )
     nonce_owner: str | None = Field(
         default=None,

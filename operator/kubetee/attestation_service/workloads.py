@@ -57,12 +57,22 @@ class EnclaveContainerView:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedAttestation:
+    """What the pod already says about its attestation when it is read, so a reporter
+    writes only what changed (a steady re-attestation changes little)."""
+
+    annotations: Mapping[str, str]
+    condition: Mapping[str, str] | None  # the Attested condition as the pod has it
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """An attesting pod and the EnclaveContainer it is a replica of."""
 
     pod: PodRef
     node_name: str
     enclave_container: EnclaveContainerView
+    recorded: RecordedAttestation | None = None
 
 
 class WorkloadDirectory(Protocol):
