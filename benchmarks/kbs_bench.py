@@ -293,11 +293,9 @@ class Apiserver:
 
     def mutating_requests(self) -> int:
         """All writes the apiserver has served (any client), from its own metrics."""
-        response = self.api.call_api(
-            "/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False
-        )[0]
+        response = self.api.call_api("GET", f"{self.api.configuration.host}/metrics")
         total = 0.0
-        for line in response.data.decode().splitlines():
+        for line in response.read().decode().splitlines():
             if line.startswith("apiserver_request_total{"):
                 verb = re.search(r'verb="([A-Z]+)"', line)
                 if verb and verb.group(1) in _WRITES:
