@@ -363,6 +363,12 @@ async def _attested_session(request: web.Request, service: KbsService) -> Attest
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and service.sessions.is_challenge(cookie):
         challenge = service.sessions.read_challenge(cookie)
+        if not service.sessions.issued_here(challenge):
+            raise SessionMissingError(
+                "this session's challenge was issued by another attestation service replica, "
+                "which alone keeps its outcome: send the attestation token /attest returned "
+                "(its cookie, or Authorization: Bearer), or keep the exchange on one connection"
+            )
         token = await service.ledger.attested_token(challenge.nonce)
         if token is None:
             raise SessionMissingError(

@@ -137,10 +137,15 @@ class SessionSigner:
             raise SessionMissingError("the session cookie lacks challenge fields") from exc
         return session
 
+    def issued_here(self, session: ChallengeSession) -> bool:
+        """Whether this process may judge the challenge: it issued it, or nonces are not
+        bound to processes."""
+        return self.replica is None or session.replica == self.replica
+
     def check_issued_here(self, session: ChallengeSession) -> None:
         """With nonces bound to this process, refuse one it did not issue: its single use
         is known only where it was issued (a restarted process has another id)."""
-        if self.replica is not None and session.replica != self.replica:
+        if not self.issued_here(session):
             raise NonceOfAnotherReplicaError(
                 "this nonce was issued by another attestation service replica (or before "
                 "this one restarted), which alone can tell whether it was used; keep the "

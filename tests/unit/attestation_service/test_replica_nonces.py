@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from enclave_runtime.kbs_protocol import SESSION_COOKIE
 from kubetee.attestation.verified import VerifiedQuote
 from kubetee.attestation_service.app import EvidenceVerifier, create_app
 from kubetee.attestation_service.errors import NonceOfAnotherReplicaError, NonceReplayedError
@@ -147,3 +149,27 @@ async def test_the_memory_ledger_knows_used_nonces_without_io() -> None:
     assert not ledger.known_used("n2")
     with pytest.raises(NonceReplayedError):
         await ledger.record("n1", 1_800_000_060, "token")
+
+
+async def test_resources_with_another_replicas_auth_cookie_say_where_to_go(
+    replicas: tuple[Stack, Stack],
+) -> None:
+    a, b = replicas
+    pod = a.add_pod("payments-1")
+    async with Session(a, pod) as session:
+        auth_cookie = session.cookie()
+        data = session.runtime_data()
+        await session.kbs.attest(session.attestation(data, await session.quote_for(data)))
+
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http,
+        http.get(
+            f"{b.base_url}/kbs/v0/resource/{pod.namespace}/payments/db",
+            headers={"Cookie": f"{SESSION_COOKIE}={auth_cookie}"},
+            ssl=b.client_context(),
+        ) as response,
+    ):
+        status, problem = response.status, await response.json()
+
+    assert (status, problem["reason"]) == (401, "SessionInvalid")
+    assert "another attestation service replica" in problem["detail"]
