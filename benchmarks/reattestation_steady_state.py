@@ -195,7 +195,7 @@ def main() -> None:
                     )
             idle = results["baseline_idle"]
             steady = results["replica_nonces"]["reattestation"]
-            results["steady_writes_per_second_over_idle"] = round(
+            results["steady_apiserver_writes_per_second"] = round(
                 steady["steady_apiserver_writes_per_second"], 2
             )
             results["steady_cpu_ratio_to_idle"] = round(
