@@ -1,192 +1,109 @@
-"""Full KBS attestations per second against the attestation service on loopback.
+"""Full KBS attestations per second against the attestation service on loopback, with
+the in-memory cluster and with the real apiserver of a local cluster.
 
-The service runs in its own process (TLS, real DCAP verification against the
-simulated authority, policy, JWE), with an in-memory cluster so the apiserver is not
-what is measured. Concurrent clients each run whole attestations as the enclave
-runtime does: a new TLS connection, ``/auth``, a quote from the node's simulated
-platform bound to the session, ``/attest``, ``/resource`` and unwrapping the JWE.
+The service runs in ``--workers`` processes sharing the port (as ``kubetee
+attestation-service serve --workers``: TLS, real DCAP verification against the
+simulated authority, policy, JWE). Concurrent clients each run whole attestations as
+the enclave runtime does: one new TLS connection for ``/auth``, a quote from the node's
+simulated platform bound to the session, ``/attest``, ``/resource`` and unwrapping the
+JWE. Each client re-attests its own pod, so past the first round every attestation is a
+steady re-attestation.
 
-In the same run, two baselines: bare HTTPS round trips (new connection, one GET)
-at the same concurrency against the same server, and the raw quote verification
-rate of the cached verifier in one process. Prints one JSON line.
+Backends: ``memory`` (no apiserver: the service alone), and ``apiserver``: a local
+cluster (``kubetee cluster up``'s control plane, built binaries from
+``~/.cache/kubetee``) with the EnclaveContainer, its Secret and one replica pod per
+client; the service reads them and writes the pods' attestation through the real API.
+There it runs twice: with nonces bound to their replica (the default) and with the
+previous Lease per nonce (``--replay-ledger=lease``), and reports the writes the service
+sent per attestation, all writes the apiserver served per attestation (any client:
+the control plane's own heartbeats included), and the apiserver's CPU per attestation.
+
+Baselines in the same run: bare HTTPS round trips (new connection, one GET) at the same
+concurrency, and the cached quote verification rate in one process; ratios to both.
+Prints one JSON line.
 
     .venv/bin/python benchmarks/attestation.py [--clients 8] [--seconds 10]
+        [--workers N (default: CPUs)] [--backend memory|apiserver|both]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-from aiohttp import web
-
-from enclave_runtime.kbs_protocol import (
-    Attestation,
-    CompositeEvidence,
-    RuntimeData,
-    SgxEvidence,
-    TeeKeyPair,
-    decrypt_response,
-    report_data_for,
+from kbs_bench import (
+    MRENCLAVE,
+    MRSIGNER,
+    NAMESPACE,
+    Apiserver,
+    ServerSpec,
+    Service,
+    attest_once,
+    dump,
+    wait_ready,
 )
-from enclave_runtime.kbs_protocol.client import KbsClient
-from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
+
 from enclave_runtime.quoting.provision import provision
 from enclave_runtime.sgx.enclave import make_report_body
 from enclave_runtime.sgx.platform import SimulatedPlatform
-from kubetee.api.v1alpha1 import SecretKeyRef
-from kubetee.attestation.policy import AttestationPolicy
-from kubetee.attestation_service.app import KbsService, create_app
-from kubetee.attestation_service.evidence import DcapEvidenceVerifier, RegisteredPlatforms
-from kubetee.attestation_service.memory_backend import InMemoryCluster
-from kubetee.attestation_service.replay import MemoryNonceLedger
-from kubetee.attestation_service.sessions import PodRef, SessionSigner
-from kubetee.attestation_service.tls import generate, server_context
-from kubetee.attestation_service.workloads import EnclaveContainerView, policy_hash
-from kubetee.pcs.registry import InMemoryRegistry, record_for
+from kubetee.attestation_service.evidence import DcapEvidenceVerifier
+from kubetee.attestation_service.sessions import PodRef
+from kubetee.attestation_service.tls import generate
 
-NAMESPACE, EC = "bench", "payments"
-SECRET = b"benchmark-secret-value"
-MRENCLAVE = bytes(range(32))
-MRSIGNER = bytes(range(32, 64))
+Operation = Callable[[str, ssl.SSLContext, SimulatedPlatform, PodRef], Awaitable[None]]
 
 
-def _serve(workdir: Path, port: int, clients: int) -> None:
-    """Child process: the service with an in-memory cluster of ``clients`` pods."""
-    cluster = InMemoryCluster()
-    policy = AttestationPolicy(mrenclave=[MRENCLAVE.hex()], min_isv_svn=1)
-    cluster.enclave_containers[(NAMESPACE, EC)] = EnclaveContainerView(
-        NAMESPACE,
-        EC,
-        "uid-ec",
-        policy,
-        policy_hash(policy),
-        {"db": SecretKeyRef(name="db", key="pw")},
-    )
-    cluster.secrets[(NAMESPACE, "db")] = {"pw": SECRET}
-    for index in range(clients):
-        cluster.pods[PodRef(NAMESPACE, f"pod-{index}", f"uid-{index}")] = (EC, "node-a")
-    service = KbsService(
-        sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
-        ledger=MemoryNonceLedger(),
-        verifier=DcapEvidenceVerifier.for_simulator(workdir / "authority"),
-        platforms=_platforms(workdir),
-        workloads=cluster,
-        reporter=_NoOutcomes(cluster),
-    )
-    web.run_app(
-        create_app(service),
-        host="127.0.0.1",
-        port=port,
-        ssl_context=server_context(workdir / "tls" / "tls.crt", workdir / "tls" / "tls.key"),
-        access_log=None,
-        print=None,
-    )
-
-
-class _NoOutcomes:
-    """Reporter that keeps nothing (a long run must not grow memory)."""
-
-    def __init__(self, cluster: InMemoryCluster) -> None:
-        del cluster
-
-    async def attested(self, *_: object) -> None:
-        return None
-
-    async def refused(self, *_: object) -> None:
-        return None
-
-
-async def _attest_once(
-    url: str, context: ssl.SSLContext, platform: SimulatedPlatform, index: int
-) -> None:
-    key = TeeKeyPair.generate()
-    async with KbsClient(url, ssl_context=context) as kbs:
-        init_data = pod_init_data(PodIdentity(NAMESPACE, f"pod-{index}", f"uid-{index}"))
-        challenge = await kbs.auth()
-        data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key.public_jwk())
-        body = replace(
-            make_report_body(
-                MRENCLAVE,
-                MRSIGNER,
-                debug=False,
-                isv_prod_id=1,
-                isv_svn=2,
-                report_data=report_data_for(data),
-            ),
-            config_id=config_id_for(init_data),
-        )
-        quote = platform.quote(body)
-        evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
-        await kbs.attest(
-            Attestation(
-                init_data=init_data,
-                runtime_data=data,
-                tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
-            )
-        )
-        released = await kbs.resource(NAMESPACE, EC, "db")
-    if decrypt_response(released, key) != SECRET:
-        raise RuntimeError("released secret does not match")
+def _say(message: str) -> None:
+    print(f"[attestation benchmark] {message}", file=sys.stderr, flush=True)
 
 
 async def _tls_roundtrip(
-    url: str, context: ssl.SSLContext, platform: SimulatedPlatform, index: int
+    url: str, context: ssl.SSLContext, platform: SimulatedPlatform, pod: PodRef
 ) -> None:
-    del platform, index
+    del platform, pod
     async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz", ssl=context) as response:
         await response.read()
 
 
-async def _load(  # noqa: PLR0917
-    operation,
+async def _load(
+    operation: Operation,
     url: str,
     context: ssl.SSLContext,
     platform: SimulatedPlatform,
-    clients: int,
+    pods: list[PodRef],
+    *,
     seconds: float,
 ) -> tuple[float, list[float]]:
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
-    async def client(index: int) -> None:
+    async def client(pod: PodRef) -> None:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            await operation(url, context, platform, index)
+            await operation(url, context, platform, pod)
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(clients)))
+    await asyncio.gather(*(client(pod) for pod in pods))
     return len(latencies) / (time.perf_counter() - start), latencies
 
 
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def _platforms(workdir: Path) -> RegisteredPlatforms:
-    """node-a's platform registered, as the PCS records it."""
-    platforms = InMemoryRegistry()
-    chain = SimulatedPlatform.load(workdir / "node-a").pck_chain
-    platforms.records["node-a"] = record_for("node-a", chain[0], chain[1], "benchmark")
-    return RegisteredPlatforms(platforms)
 
 
 def _verification_rate(workdir: Path, platform: SimulatedPlatform, seconds: float) -> float:
@@ -216,81 +133,148 @@ def _free_port() -> int:
         return port
 
 
+def _figures(rate: float, latencies: list[float]) -> dict[str, Any]:
+    return {
+        "attestations": len(latencies),
+        "attestations_per_second": round(rate, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+    }
+
+
+class _Run:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.platform = provision(workdir / "authority", workdir / "node-a", "node-a")
+        tls = generate(workdir / "tls", ["127.0.0.1"])
+        self.context = ssl.create_default_context(cafile=str(tls.ca))
+
+    def spec(self, **changes: Any) -> ServerSpec:
+        values: dict[str, Any] = {
+            "workdir": self.workdir,
+            "port": _free_port(),
+            "workers": self.args.workers,
+            "pods": self.args.clients,
+        }
+        return ServerSpec(**(values | changes))
+
+    def attest(
+        self, spec: ServerSpec, pods: list[PodRef], seconds: float
+    ) -> tuple[float, list[float]]:
+        url = f"https://127.0.0.1:{spec.port}"
+        asyncio.run(wait_ready(url, self.context))
+        asyncio.run(
+            _load(attest_once, url, self.context, self.platform, pods, seconds=1.0)
+        )  # warm-up
+        return asyncio.run(
+            _load(attest_once, url, self.context, self.platform, pods, seconds=seconds)
+        )
+
+    def memory(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        pods = [PodRef(NAMESPACE, f"pod-{i}", f"uid-{i}") for i in range(self.args.clients)]
+        spec = self.spec()
+        _say(f"in-memory backend: {spec.workers} worker(s), {len(pods)} clients")
+        with Service(spec):
+            rate, latencies = self.attest(spec, pods, self.args.seconds)
+            url = f"https://127.0.0.1:{spec.port}"
+            tls_rate, tls_latencies = asyncio.run(
+                _load(
+                    _tls_roundtrip,
+                    url,
+                    self.context,
+                    self.platform,
+                    pods,
+                    seconds=self.args.seconds / 2,
+                )
+            )
+        baseline = {
+            "tls_roundtrips_per_second": round(tls_rate, 1),
+            "tls_p50_ms": round(statistics.median(tls_latencies) * 1000, 2),
+        }
+        return _figures(rate, latencies), baseline
+
+    def apiserver(self) -> dict[str, Any]:
+        _say("starting a local cluster's control plane (a minute or two)")
+        results: dict[str, Any] = {}
+        with Apiserver(self.workdir / "cluster") as apiserver:
+            pods = apiserver.prepare(self.args.clients, _say)
+            for ledger in ("replica", "lease"):
+                spec = self.spec(
+                    kubeconfig=apiserver.kubeconfig, ledger=ledger, node=apiserver.node()
+                )
+                _say(f"apiserver backend, nonces: {ledger}")
+                with Service(spec) as service:
+                    url = f"https://127.0.0.1:{spec.port}"
+                    asyncio.run(wait_ready(url, self.context))
+                    # Every pod attested once first: what follows are re-attestations.
+                    asyncio.run(
+                        _load(attest_once, url, self.context, self.platform, pods, seconds=1.0)
+                    )
+                    cpu, served = apiserver.cpu_seconds(), apiserver.mutating_requests()
+                    rate, latencies = asyncio.run(
+                        _load(
+                            attest_once,
+                            url,
+                            self.context,
+                            self.platform,
+                            pods,
+                            seconds=self.args.seconds,
+                        )
+                    )
+                    cpu = apiserver.cpu_seconds() - cpu
+                    served = apiserver.mutating_requests() - served
+                total = len(latencies)  # the measured re-attestations
+                sent = service.writes()
+                results[ledger] = _figures(rate, latencies) | {
+                    # Sent over the whole phase, warm-up (first attestations) included.
+                    "service_writes_total": sent,
+                    "apiserver_writes_per_attestation": round(served / total, 3),
+                    "apiserver_cpu_ms_per_attestation": round(1000 * cpu / total, 2),
+                }
+        return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--backend", choices=["memory", "apiserver", "both"], default="both")
     args = parser.parse_args()
-    if args.serve is not None:
-        _serve(args.serve, args.port, args.clients)
-        return
 
-    workdir = Path(tempfile.mkdtemp(prefix="kbs-bench-"))
+    workdir = Path(tempfile.mkdtemp(prefix="kbs-bench-", dir="/tmp"))
     try:
-        platform = provision(workdir / "authority", workdir / "node-a", "node-a")
-        tls = generate(workdir / "tls", ["127.0.0.1"])
-        context = ssl.create_default_context(cafile=str(tls.ca))
-        port = _free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                str(workdir),
-                "--port",
-                str(port),
-                "--clients",
-                str(args.clients),
-            ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        url = f"https://127.0.0.1:{port}"
-        try:
-            asyncio.run(_wait(url, context))
-            asyncio.run(_load(_attest_once, url, context, platform, args.clients, 1.0))  # warm-up
-            rate, latencies = asyncio.run(
-                _load(_attest_once, url, context, platform, args.clients, args.seconds)
-            )
-            tls_rate, tls_latencies = asyncio.run(
-                _load(_tls_roundtrip, url, context, platform, args.clients, args.seconds / 2)
-            )
-        finally:
-            server.send_signal(signal.SIGINT)
-            server.wait(timeout=30)
-        verify_rate = _verification_rate(workdir, platform, 2.0)
+        run = _Run(args, workdir)
+        _say("baseline: cached quote verification in one process")
+        verify_rate = _verification_rate(workdir, run.platform, 2.0)
+        figures: dict[str, Any] = {
+            "benchmark": "attestation",
+            "clients": args.clients,
+            "workers": args.workers,
+            "cpus": os.cpu_count(),
+            "baseline_quote_verifications_per_second": round(verify_rate, 1),
+        }
+        if args.backend in {"memory", "both"}:
+            memory, baseline = run.memory()
+            figures["memory"] = memory | {
+                "ratio_to_quote_verifications": round(
+                    memory["attestations_per_second"] / verify_rate, 3
+                ),
+                "ratio_to_tls_roundtrips": round(
+                    memory["attestations_per_second"] / baseline["tls_roundtrips_per_second"], 3
+                ),
+            }
+            figures["baseline"] = baseline
+        if args.backend in {"apiserver", "both"}:
+            for ledger, result in run.apiserver().items():
+                result["ratio_to_quote_verifications"] = round(
+                    result["attestations_per_second"] / verify_rate, 3
+                )
+                figures[f"apiserver_{ledger}_nonces"] = result
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(
-        json.dumps(
-            {
-                "benchmark": "attestation",
-                "clients": args.clients,
-                "attestations": len(latencies),
-                "attestations_per_second": round(rate, 1),
-                "p50_ms": round(statistics.median(latencies) * 1000, 2),
-                "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
-                "baseline_tls_roundtrips_per_second": round(tls_rate, 1),
-                "baseline_tls_p50_ms": round(statistics.median(tls_latencies) * 1000, 2),
-                "baseline_quote_verifications_per_second": round(verify_rate, 1),
-                "ratio_to_tls_roundtrips": round(rate / tls_rate, 3),
-                "ratio_to_quote_verifications": round(rate / verify_rate, 3),
-                "cpus": os.cpu_count(),
-                "backend": "in-memory cluster (the apiserver is not measured)",
-            }
-        )
-    )
-
-
-async def _wait(url: str, context: ssl.SSLContext) -> None:
-    for _ in range(200):
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{url}/healthz", ssl=context):
-                return
-        except aiohttp.ClientError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the attestation service did not start")
+    print(dump(figures))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ it is for tests and the simulator only, and its MRSIGNER pins nothing.
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,10 @@ def sample_signer() -> EnclaveSigner:
     return EnclaveSigner.from_pem(pem.read_bytes())
 
 
+@functools.cache
 def sample_mrsigner() -> bytes:
+    """Computed once: loading the RSA-3072 key costs milliseconds, and every attestation
+    outside the simulator compares a policy with it."""
     return sample_signer().mrsigner
 
 

@@ -1,7 +1,8 @@
 """An asyncio KBS client: one attestation session per :class:`KbsClient`.
 
 The session lives in the ``kbs-session-id`` cookie the service sets, kept by
-aiohttp's cookie jar between ``auth``, ``attest`` and the resource requests.
+aiohttp's cookie jar between ``auth``, ``attest`` and the resource requests, all sent
+over one kept-alive connection (to one replica of the service).
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ class KbsClient:
         self._session = aiohttp.ClientSession(
             cookie_jar=aiohttp.CookieJar(unsafe=True),
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-            connector=aiohttp.TCPConnector(ssl=ssl_context if ssl_context is not None else True),
+            # One connection for the whole exchange: the service binds a nonce to the
+            # replica that issued it, and one TLS handshake serves all three requests.
+            connector=aiohttp.TCPConnector(
+                ssl=ssl_context if ssl_context is not None else True, limit=1
+            ),
         )
 
     async def __aenter__(self) -> Self:

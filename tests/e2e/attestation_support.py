@@ -72,7 +72,8 @@ class AttestationService:
 def attestation_service(
     cluster: E2ECluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AttestationService]:
-    """Two replicas of ``kubetee attestation-service serve`` sharing key and Leases."""
+    """Two replicas of ``kubetee attestation-service serve`` sharing the session key (each
+    binds its nonces to itself)."""
     workdir = tmp_path_factory.mktemp("kbs")
     tls = generate(workdir / "tls", ["127.0.0.1", "localhost"])
     key = workdir / "session.key"

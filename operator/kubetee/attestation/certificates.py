@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from kubetee.attestation import content_cache
 from kubetee.attestation.errors import (
     CertificateChainInvalidError,
     CollateralExpiredError,
@@ -86,11 +87,14 @@ def certificate_validity(certificate: x509.Certificate, what: str) -> Validity:
     return Validity(what=what, is_certificate=True, not_before=not_before, not_after=not_after)
 
 
-def load_chain(pem: str | bytes, what: str, *, length: int, code: str) -> list[x509.Certificate]:
-    """Load a PEM chain of exactly ``length`` certificates, leaf first."""
+def load_chain(
+    pem: str | bytes, what: str, *, length: int, code: str
+) -> tuple[x509.Certificate, ...]:
+    """Load a PEM chain of exactly ``length`` certificates, leaf first (read once per
+    content: :mod:`kubetee.attestation.content_cache`)."""
     try:
         data = pem.encode("ascii") if isinstance(pem, str) else pem
-        chain = x509.load_pem_x509_certificates(data.rstrip(b"\0"))
+        chain = content_cache.pem_certificates(data.rstrip(b"\0"))
     except (*CERTIFICATE_ERRORS, UnicodeError):
         raise CertificateChainInvalidError(
             f"{what} is not a PEM certificate chain", code=code
@@ -136,7 +140,7 @@ def check_issued_by(
             f"the issuer of {what} is not a CA certificate", code=code
         )
     try:
-        certificate.verify_directly_issued_by(issuer)
+        content_cache.issued_by(certificate, issuer)  # remembered by both certificates' DER
     except (*CERTIFICATE_ERRORS, InvalidSignature):
         raise CertificateChainInvalidError(
             f"{what} is not signed by {subject_of(issuer)!r}", code=code
@@ -144,9 +148,9 @@ def check_issued_by(
 
 
 def load_crl(der: bytes, issuer: x509.Certificate, what: str) -> x509.CertificateRevocationList:
-    """A CRL whose signature by ``issuer`` verifies."""
+    """A CRL whose signature by ``issuer`` verifies (read and checked once per content)."""
     try:
-        crl = x509.load_der_x509_crl(der)
+        crl = content_cache.der_crl(bytes(der))
         same_issuer = crl.issuer == issuer.subject
     except CERTIFICATE_ERRORS:
         raise CollateralInvalidError(f"{what} is not a DER CRL", code="CRL_MALFORMED") from None
@@ -155,7 +159,7 @@ def load_crl(der: bytes, issuer: x509.Certificate, what: str) -> x509.Certificat
             f"{what} is not issued by {subject_of(issuer)!r}", code="CRL_ISSUER_MISMATCH"
         )
     try:
-        valid = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+        valid = content_cache.crl_signed_by(bytes(der), issuer)
     except CERTIFICATE_ERRORS:
         valid = False
     if not valid:

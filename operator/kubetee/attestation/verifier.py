@@ -52,6 +52,7 @@ from enclave_runtime.sgx.quote import (
     parse_quote,
 )
 from kubetee.attestation import certificates as certs
+from kubetee.attestation import content_cache
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import (
     CertificateChainInvalidError,
@@ -63,14 +64,7 @@ from kubetee.attestation.errors import (
     TcbNotSupportedError,
     VerificationTimeInvalidError,
 )
-from kubetee.attestation.tcb import (
-    QeIdentity,
-    TcbInfo,
-    TcbLevel,
-    converge,
-    parse_qe_identity,
-    parse_tcb_info,
-)
+from kubetee.attestation.tcb import QeIdentity, TcbInfo, TcbLevel, converge
 from kubetee.attestation.verified import VerifiedQuote
 
 __all__ = ["QuoteVerifier", "VerifiedQuote", "verify_quote"]
@@ -407,7 +401,7 @@ class QuoteVerifier:
         certs.check_pck_profile(pck, ca, root)
         try:
             raw = pck.extensions.get_extension_for_oid(_SGX_EXTENSION).value
-            extension = SgxExtension.from_der(raw.public_bytes())
+            extension = content_cache.sgx_extension(raw.public_bytes())
         except (x509.ExtensionNotFound, PckExtensionError, *certs.CERTIFICATE_ERRORS):
             raise CertificateChainInvalidError(
                 "the PCK certificate's SGX extension is missing or malformed",
@@ -450,6 +444,7 @@ class QuoteVerifier:
             certs.certificate_validity(pck_ca, "the PCK CRL issuer certificate"),
         ]
         documents = []
+        signers: dict[str, x509.Certificate] = {}  # a chain already checked in this call
         for what, chain_pem, text, signature, code in (
             (
                 "TCB Info",
@@ -466,29 +461,21 @@ class QuoteVerifier:
                 "QE_IDENTITY_SIGNATURE_INVALID",
             ),
         ):
-            signer, signer_root = certs.load_chain(
-                chain_pem, f"the {what} issuer chain", length=2, code="TCB_SIGNING_CHAIN_INVALID"
-            )
-            certs.check_pinned_root(signer_root, self._root_der, f"the {what} issuer chain")
-            certs.check_issued_by(
-                signer,
-                signer_root,
-                f"the {what} signing certificate",
-                code="TCB_SIGNING_CHAIN_INVALID",
-            )
+            signer = signers.get(chain_pem) or self._tcb_signer(chain_pem, what)
+            signers[chain_pem] = signer  # TCB Info and QE Identity share one (same bytes)
             if _serial(signer) in revoked_ca:
                 raise CertificateRevokedError(
                     f"the {what} signing certificate is revoked by the root CA CRL",
                     code="TCB_SIGNING_REVOKED",
                 )
-            key = certs.ec_public_key(signer, f"the {what} signing certificate")
+            certs.ec_public_key(signer, f"the {what} signing certificate")
             try:
                 signed = text.encode()
             except UnicodeError:
                 raise CollateralInvalidError(
                     f"the {what} text is not valid Unicode", code=code
                 ) from None
-            if not certs.verify_raw_signature(key, signature, signed):
+            if not content_cache.raw_signed_by(signer, signature, signed):
                 raise CollateralInvalidError(
                     f"the {what} signature does not verify: the collateral was altered or "
                     "signed by another authority",
@@ -497,8 +484,8 @@ class QuoteVerifier:
             validity.append(certs.certificate_validity(signer, f"the {what} signing certificate"))
             documents.append(text)
 
-        tcb_info = parse_tcb_info(documents[0])
-        qe_identity = parse_qe_identity(documents[1])
+        tcb_info = content_cache.tcb_info(documents[0])
+        qe_identity = content_cache.qe_identity(documents[1])
         validity += [
             certs.Validity(
                 "the TCB Info",
@@ -529,6 +516,19 @@ class QuoteVerifier:
             not_before=start,
             not_after=end,
         )
+
+    def _tcb_signer(self, chain_pem: str, what: str) -> x509.Certificate:
+        signer, signer_root = certs.load_chain(
+            chain_pem, f"the {what} issuer chain", length=2, code="TCB_SIGNING_CHAIN_INVALID"
+        )
+        certs.check_pinned_root(signer_root, self._root_der, f"the {what} issuer chain")
+        certs.check_issued_by(
+            signer,
+            signer_root,
+            f"the {what} signing certificate",
+            code="TCB_SIGNING_CHAIN_INVALID",
+        )
+        return signer
 
     @staticmethod
     def _check_revocation(chain: _TrustedPckChain, trusted: _TrustedCollateral) -> None:

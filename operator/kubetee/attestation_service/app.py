@@ -56,6 +56,7 @@ from kubetee.attestation_service.errors import (
     BadRequestError,
     InitDataMismatchError,
     NonceMismatchError,
+    NonceReplayedError,
     PodNotNamedError,
     PolicyChangedError,
     ReportDataMismatchError,
@@ -218,6 +219,9 @@ async def _attest(request: web.Request) -> web.Response:
     now = service.now()
     challenge = service.sessions.read_challenge(request.cookies.get(SESSION_COOKIE))
     service.sessions.check_fresh(challenge, now)
+    service.sessions.check_issued_here(challenge)
+    if service.ledger.known_used(challenge.nonce):
+        raise NonceReplayedError("this nonce was already used for an attestation")
     attestation = await _parse_body(request, Attestation)
     if attestation.runtime_data.nonce != challenge.nonce:
         raise NonceMismatchError("runtime-data.nonce is not the nonce of this session's challenge")
@@ -373,6 +377,12 @@ async def _attested_session(request: web.Request, service: KbsService) -> Attest
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie and service.sessions.is_challenge(cookie):
         challenge = service.sessions.read_challenge(cookie)
+        if not service.sessions.issued_here(challenge):
+            raise SessionMissingError(
+                "this session's challenge was issued by another attestation service replica, "
+                "which alone keeps its outcome: send the attestation token /attest returned "
+                "(its cookie, or Authorization: Bearer), or keep the exchange on one connection"
+            )
         token = await service.ledger.attested_token(challenge.nonce)
         if token is None:
             raise SessionMissingError(

@@ -113,8 +113,10 @@ async def start(
     port: int,
     ssl_context: ssl.SSLContext,
     limits: ConnectionLimits,
+    reuse_port: bool = False,
 ) -> tuple[web.AppRunner, asyncio.Server, BoundedConnections]:
-    """Serve ``app`` over TLS within ``limits``; the caller cleans up the runner."""
+    """Serve ``app`` over TLS within ``limits`` (``reuse_port``: several processes share
+    the port); the caller cleans up the runner."""
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout)
     await runner.setup()
     server = runner.server
@@ -128,5 +130,6 @@ async def start(
         ssl=ssl_context,
         ssl_handshake_timeout=limits.handshake_timeout,
         backlog=128,
+        reuse_port=reuse_port or None,
     )
     return runner, listener, factory

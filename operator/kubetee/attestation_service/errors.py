@@ -16,6 +16,7 @@ Hierarchy (HTTP status, KBS problem type, reason)::
         │   ├── NonceExpiredError     challenge too old      AttestationError  NonceExpired
         │   ├── NonceMismatchError    runtime nonce differs  AttestationError  NonceMismatch
         │   ├── NonceReplayedError    nonce already used     AttestationError  NonceReplayed
+        │   │   └── NonceOfAnotherReplicaError  issued by another replica  (same)
         │   ├── AttestationExpiredError  token too old     TokenVerifierError  AttestationExpired
         │   └── PolicyChangedError    policy changed since TokenVerifierError  PolicyChanged
         ├── ReportDataMismatchError  quote binds other data  401 AttestationError
@@ -83,6 +84,13 @@ class NonceReplayedError(SessionError):
     default_code = "NONCE_REPLAYED"
     reason = "NonceReplayed"
     kbs_problem = "AttestationError"
+
+
+class NonceOfAnotherReplicaError(NonceReplayedError):
+    """A nonce bound to another replica: it may have been used there, so it is refused
+    here as a possible replay (same reason), with its own code."""
+
+    default_code = "NONCE_OF_ANOTHER_REPLICA"
 
 
 class AttestationExpiredError(SessionError):

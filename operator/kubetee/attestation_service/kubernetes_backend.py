@@ -4,10 +4,13 @@ Reads pods, EnclaveContainers and Secrets; writes the ``kubetee.io/attested``
 readiness gate condition of an attested pod and Events. The kubernetes client is
 synchronous, so every call runs in a worker thread.
 
-Only successes change a pod. A refusal of verified evidence becomes an Event on the
-EnclaveContainer that evidence names, never a change to the pod; requests whose
-evidence did not verify write nothing at all. Replicas lose the condition through the
-operator (policy changed, attestation validity run out).
+Only successes change a pod, and only what changed: a steady re-attestation moves the
+``attested-until`` annotation (one patch); the condition is patched and a Normal Event
+recorded only when the pod first attests or what it proved changes. A refusal of
+verified evidence becomes a Warning Event on the EnclaveContainer that evidence names
+(at most one per pod and reason a minute from one process), never a change to the pod;
+requests whose evidence did not verify write nothing at all. Replicas lose the
+condition through the operator (policy changed, attestation validity run out).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ import base64
 import binascii
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -44,7 +51,11 @@ from kubetee.attestation_service.names import (
 from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replicas import claims_of
 from kubetee.attestation_service.sessions import PodRef
-from kubetee.attestation_service.workloads import EnclaveContainerView, Workload
+from kubetee.attestation_service.workloads import (
+    EnclaveContainerView,
+    RecordedAttestation,
+    Workload,
+)
 from kubetee.tcb.names import DEADLINE_ANNOTATION
 from kubetee.tcb.recovery import parse_deadline
 
@@ -54,6 +65,14 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 # Read objects as the API's JSON (camelCase, as in manifests) rather than client models.
 _RAW: dict[str, Any] = {"_preload_content": False}
+# A refusal of the same pod for the same reason is recorded as an Event once in this long.
+REFUSAL_EVENT_INTERVAL_SECONDS = 60.0
+_REFUSALS_REMEMBERED = 4096
+_ATTESTED_ANNOTATIONS = (
+    ATTESTED_POLICY_ANNOTATION,
+    ATTESTED_UNTIL_ANNOTATION,
+    ATTESTED_CLAIMS_ANNOTATION,
+)
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -63,10 +82,16 @@ def _rfc3339(moment: datetime) -> str:
 class KubernetesBackend:
     """Implements ``WorkloadDirectory`` and ``AttestationReporter`` on the Kubernetes API."""
 
-    def __init__(self, api_client: Any, *, instance: str) -> None:
+    def __init__(
+        self, api_client: Any, *, instance: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
         self._instance = instance
+        self._clock = clock
+        # (pod uid, reason) -> when its last Warning Event was recorded (oldest first).
+        self._refusals: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._refusals_lock = threading.Lock()
 
     # -- WorkloadDirectory
 
@@ -100,7 +125,11 @@ class KubernetesBackend:
         view = self._enclave_container(ref.namespace, ec_name)
         deadline = parse_deadline((metadata.get("annotations") or {}).get(DEADLINE_ANNOTATION))
         return Workload(
-            pod=ref, node_name=node_name, enclave_container=view, tcb_recovery_deadline=deadline
+            pod=ref,
+            node_name=node_name,
+            enclave_container=view,
+            tcb_recovery_deadline=deadline,
+            recorded=_recorded(pod),
         )
 
     def _enclave_container(self, namespace: str, name: str) -> EnclaveContainerView:
@@ -155,57 +184,86 @@ class KubernetesBackend:
 
     def _attested(self, workload: Workload, verified: VerifiedQuote, valid_until: datetime) -> None:
         pod = workload.pod
+        recorded = workload.recorded or _recorded_now(self._core, pod)
         now = _rfc3339(datetime.now(UTC))
         message = (
             f"enclave {verified.mrenclave.hex()[:16]} (isvSvn {verified.isv_svn}) passed "
             f"attestation on a {verified.tcb_status} platform"
         )
+        wanted = {
+            ATTESTED_POLICY_ANNOTATION: workload.enclave_container.policy_hash,
+            ATTESTED_UNTIL_ANNOTATION: _rfc3339(valid_until),
+            ATTESTED_CLAIMS_ANNOTATION: json.dumps(claims_of(verified), sort_keys=True),
+        }
+        annotations = {k: v for k, v in wanted.items() if recorded.annotations.get(k) != v}
+        condition = recorded.condition or {}
+        unchanged = (
+            condition.get("status") == "True"
+            and condition.get("reason") == "Attested"
+            and condition.get("message") == message
+        )
         try:
-            current = _json(self._core.read_namespaced_pod_status(pod.name, pod.namespace, **_RAW))
-            since = _transition_time(current, now)
-            self._core.patch_namespaced_pod(
-                pod.name,
-                pod.namespace,
-                {
-                    "metadata": {
-                        "annotations": {
-                            ATTESTED_POLICY_ANNOTATION: workload.enclave_container.policy_hash,
-                            ATTESTED_UNTIL_ANNOTATION: _rfc3339(valid_until),
-                            ATTESTED_CLAIMS_ANNOTATION: json.dumps(
-                                claims_of(verified), sort_keys=True
-                            ),
-                        }
-                    }
-                },
-                _content_type=MERGE_PATCH,
-            )
-            self._core.patch_namespaced_pod_status(
-                pod.name,
-                pod.namespace,
-                {
-                    "status": {
-                        "conditions": [
-                            {
-                                "type": ATTESTED_CONDITION,
-                                "status": "True",
-                                "reason": "Attested",
-                                "message": message,
-                                "lastProbeTime": now,
-                                "lastTransitionTime": since,
-                            }
-                        ]
-                    }
-                },
-                # Strategic merge: conditions merge by type, the others stay as they are.
-                _content_type=STRATEGIC_MERGE_PATCH,
-            )
+            if annotations:
+                self._core.patch_namespaced_pod(
+                    pod.name,
+                    pod.namespace,
+                    {"metadata": {"annotations": annotations}},
+                    _content_type=MERGE_PATCH,
+                )
+            if not unchanged:
+                self._patch_condition(pod, message, condition, now)
         except ApiException as exc:
             raise _unavailable("mark the pod attested", exc) from None
-        self._event(workload.enclave_container, "Normal", "Attested", f"pod {pod.name}: {message}")
+        if not unchanged:  # a first attestation, or one that proved something else
+            self._event(
+                workload.enclave_container, "Normal", "Attested", f"pod {pod.name}: {message}"
+            )
+
+    def _patch_condition(
+        self, pod: PodRef, message: str, condition: Mapping[str, str], now: str
+    ) -> None:
+        was_true = condition.get("status") == "True"
+        self._core.patch_namespaced_pod_status(
+            pod.name,
+            pod.namespace,
+            {
+                "status": {
+                    "conditions": [
+                        {
+                            "type": ATTESTED_CONDITION,
+                            "status": "True",
+                            "reason": "Attested",
+                            "message": message,
+                            "lastProbeTime": now,
+                            # Kept while the condition stays True.
+                            "lastTransitionTime": (
+                                condition.get("lastTransitionTime") or now if was_true else now
+                            ),
+                        }
+                    ]
+                }
+            },
+            # Strategic merge: conditions merge by type, the others stay as they are.
+            _content_type=STRATEGIC_MERGE_PATCH,
+        )
 
     def _refused(self, workload: Workload, error: AttestationError) -> None:
+        if not self._refusal_due(workload.pod.uid, error.reason):
+            return  # the same refusal was just recorded: a flood must not load the apiserver
         message = f"pod {workload.pod.name}: attestation refused: {printable(error.message, 900)}"
         self._event(workload.enclave_container, "Warning", error.reason, message)
+
+    def _refusal_due(self, pod_uid: str, reason: str) -> bool:
+        key, moment = (pod_uid, reason), self._clock()
+        with self._refusals_lock:
+            last = self._refusals.get(key)
+            if last is not None and moment - last < REFUSAL_EVENT_INTERVAL_SECONDS:
+                return False
+            self._refusals[key] = moment
+            self._refusals.move_to_end(key)
+            while len(self._refusals) > _REFUSALS_REMEMBERED:
+                self._refusals.popitem(last=False)
+        return True
 
     def _event(self, ec: EnclaveContainerView, kind: str, reason: str, message: str) -> None:
         involved = {
@@ -241,12 +299,29 @@ class KubernetesBackend:
             log.warning("cannot record Event %s: %s %s", reason, exc.status, exc.reason)
 
 
-def _transition_time(pod: dict[str, Any], now: str) -> str:
-    """Keep lastTransitionTime when the condition already was True."""
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == ATTESTED_CONDITION and condition.get("status") == "True":
-            return str(condition.get("lastTransitionTime") or now)
-    return now
+def _recorded(pod: dict[str, Any]) -> RecordedAttestation:
+    """The attestation annotations and condition of a pod as read from the API."""
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    condition = next(
+        (
+            {k: str(v) for k, v in c.items()}
+            for c in (pod.get("status") or {}).get("conditions") or []
+            if isinstance(c, dict) and c.get("type") == ATTESTED_CONDITION
+        ),
+        None,
+    )
+    return RecordedAttestation(
+        annotations={k: str(annotations[k]) for k in _ATTESTED_ANNOTATIONS if k in annotations},
+        condition=condition,
+    )
+
+
+def _recorded_now(core: Any, pod: PodRef) -> RecordedAttestation:
+    """For a workload that came without its pod's state: read it."""
+    try:
+        return _recorded(_json(core.read_namespaced_pod(pod.name, pod.namespace, **_RAW)))
+    except ApiException as exc:
+        raise _unavailable("read pod", exc) from None
 
 
 def _json(response: Any) -> dict[str, Any]:

@@ -2,8 +2,12 @@
 
 A nonce is *recorded* once evidence bound to it has been verified (never before: an
 unauthenticated request writes nothing), with the attestation's outcome: the attested
-token, or none when the policy refused. A second record is a replay. With several
-stateless replicas the ledger must be shared: :class:`LeaseNonceLedger` creates a
+token, or none when the policy refused. A second record is a replay. By default each
+nonce is bound to the service process that issued it (:mod:`.sessions`), so
+:class:`MemoryNonceLedger` in that process is the whole truth about it, and a replay is
+refused before its quote is even verified, with no apiserver write at all. For clients
+that cannot keep an exchange on one connection, the ledger can instead be shared
+through the apiserver: :class:`LeaseNonceLedger` creates a
 ``coordination.k8s.io`` Lease named after the nonce's hash in the service's namespace,
 and the apiserver's ``AlreadyExists`` is the replay verdict, atomically, whichever
 replica sees the second attempt. The token kept there lets a client present its
@@ -52,6 +56,11 @@ class NonceLedger(Protocol):
         """The token of the nonce's successful attestation, if there was one."""
         ...
 
+    def known_used(self, nonce: str) -> bool:
+        """Whether this process already knows the nonce was used: a check without I/O
+        before verification, so a replay costs no verification; ``record`` decides."""
+        ...
+
 
 class MemoryNonceLedger:
     """A ledger for one process (tests, benchmarks, a single replica)."""
@@ -70,6 +79,9 @@ class MemoryNonceLedger:
     async def attested_token(self, nonce: str) -> str | None:
         entry = self._used.get(nonce_id(nonce))
         return entry[1] if entry is not None else None
+
+    def known_used(self, nonce: str) -> bool:
+        return nonce_id(nonce) in self._used
 
     def collect_expired(self, now: int) -> int:
         expired = [key for key, (expires, _) in self._used.items() if expires <= now]
@@ -106,6 +118,10 @@ class LeaseNonceLedger:
 
     async def attested_token(self, nonce: str) -> str | None:
         return await asyncio.to_thread(self._token, nonce_id(nonce))
+
+    def known_used(self, nonce: str) -> bool:
+        del nonce  # only the apiserver knows: the Lease's creation is the verdict
+        return False
 
     def _token(self, key: str) -> str | None:
         try:

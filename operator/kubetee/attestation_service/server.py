@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
+import secrets
 import signal
 import time
 
@@ -84,6 +87,8 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         settings.session_key_file.read_bytes().strip(),
         nonce_ttl_seconds=settings.nonce_ttl_seconds,
         token_ttl_seconds=settings.token_ttl_seconds,
+        # Drawn afresh per process: a restarted replica refuses the nonces of its past.
+        replica=secrets.token_hex(16) if settings.replay_ledger == "replica" else None,
     )
     service = KbsService(
         sessions=sessions,
@@ -124,17 +129,58 @@ async def _refresh_collateral(source: PccsCollateral) -> None:
             log.exception("renewing collateral failed; retrying later")
 
 
+def worker_count(settings: ServiceSettings) -> int:
+    """--workers, where 0 means one per CPU this process may run on."""
+    return settings.workers or len(os.sched_getaffinity(0))
+
+
 def run(settings: ServiceSettings) -> None:
+    """Serve; with several workers, the others are child processes on the same port (the
+    kernel spreads connections over them), stopped when this one stops."""
+    count = worker_count(settings)
+    shared_port = count > 1
+    context = multiprocessing.get_context("spawn")
+    others = [
+        context.Process(
+            target=_run_worker,
+            # Metrics come from this process only: a port has one listener.
+            args=(settings.model_copy(update={"metrics_port": 0}), shared_port),
+            name=f"kbs-worker-{index}",
+            daemon=True,
+        )
+        for index in range(1, count)
+    ]
+    for process in others:
+        process.start()
+    try:
+        _run_worker(settings, shared_port)
+    finally:
+        for process in others:
+            process.terminate()
+        for process in others:
+            process.join(timeout=10)
+
+
+def _run_worker(settings: ServiceSettings, shared_port: bool) -> None:
+    if shared_port and multiprocessing.parent_process() is not None:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     service, ledger = build_service(settings)
     app = create_app(service)
     instrument_app(app)
     if settings.metrics_port:
         start_metrics_server("attestation-service", settings.metrics_port)
-    asyncio.run(_serve(app, service, ledger, settings))
+    asyncio.run(_serve(app, service, ledger, settings, reuse_port=shared_port))
 
 
 async def _serve(
-    app: web.Application, service: KbsService, ledger: NonceLedger, settings: ServiceSettings
+    app: web.Application,
+    service: KbsService,
+    ledger: NonceLedger,
+    settings: ServiceSettings,
+    *,
+    reuse_port: bool = False,
 ) -> None:
     limits = ConnectionLimits(
         max_connections=settings.max_connections,
@@ -147,6 +193,7 @@ async def _serve(
         port=settings.port,
         ssl_context=server_context(settings.tls_cert, settings.tls_key),
         limits=limits,
+        reuse_port=reuse_port,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,11 +5,15 @@ nonce and its expiry (nothing the client claims: who attests is learnt from the 
 evidence). ``/attest`` accepts evidence only with a challenge cookie that any replica
 can check with the shared key (HMAC), that has not expired, and whose nonce the
 runtime data repeats; single use is enforced by the replay ledger (:mod:`.replay`),
-which also keeps the outcome. A successful ``/attest`` answers with an *attested*
-token binding the TEE public key, the pod, the workload and the policy it was judged
-by; ``/resource`` accepts it as a cookie or bearer token, or the challenge cookie
-itself, whose nonce the ledger maps to that token (the protocol keeps the ``/auth``
-cookie valid for resources).
+which also keeps the outcome. A signer made with ``replica`` (an id drawn afresh each
+time a service process starts) writes it into every challenge and accepts only its
+own: a nonce is then single-use across all replicas with a ledger in this process's
+memory, since no other process takes it (and a restarted one has another id). The
+client keeps the exchange on one connection, hence one process. A successful
+``/attest`` answers with an *attested* token binding the TEE public key, the pod, the
+workload and the policy it was judged by; ``/resource`` accepts it as a cookie or
+bearer token, or the challenge cookie itself, whose nonce the ledger maps to that token
+(the protocol keeps the ``/auth`` cookie valid for resources).
 
 The two token kinds use separate keys derived from the master key (HKDF), so one
 can never be passed off as the other.
@@ -33,6 +37,7 @@ from enclave_runtime.kbs_protocol import TeePubKey
 from kubetee.attestation_service.errors import (
     AttestationExpiredError,
     NonceExpiredError,
+    NonceOfAnotherReplicaError,
     SessionMissingError,
 )
 
@@ -64,6 +69,8 @@ class PodRef:
 class ChallengeSession:
     nonce: str
     expires_at: int
+    # The service process that issued the nonce, when nonces are bound to it.
+    replica: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +87,14 @@ class AttestedSession:
 class SessionSigner:
     """Signs and checks session cookies with keys derived from the replicas' shared key."""
 
-    def __init__(self, master_key: bytes, *, nonce_ttl_seconds: int, token_ttl_seconds: int):
+    def __init__(
+        self,
+        master_key: bytes,
+        *,
+        nonce_ttl_seconds: int,
+        token_ttl_seconds: int,
+        replica: str | None = None,
+    ):
         if len(master_key) < MIN_MASTER_KEY_BYTES:
             raise ValueError(
                 f"the session key must have at least {MIN_MASTER_KEY_BYTES} bytes, "
@@ -90,28 +104,53 @@ class SessionSigner:
         self._attested_key = OctKey.import_key(_derive(master_key, _ATTESTED))
         self.nonce_ttl_seconds = nonce_ttl_seconds
         self.token_ttl_seconds = token_ttl_seconds
+        self.replica = replica
 
     def new_challenge(self, now: int) -> tuple[ChallengeSession, str]:
         nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode()
-        session = ChallengeSession(nonce=nonce, expires_at=now + self.nonce_ttl_seconds)
-        claims = {
+        session = ChallengeSession(
+            nonce=nonce, expires_at=now + self.nonce_ttl_seconds, replica=self.replica
+        )
+        claims: dict[str, object] = {
             "typ": _CHALLENGE,
             "iss": ISSUER,
             "iat": now,
             "exp": session.expires_at,
             "nonce": nonce,
         }
+        if self.replica is not None:
+            claims["rid"] = self.replica
         return session, jwt.encode({"alg": "HS256"}, claims, self._challenge_key)
 
     def read_challenge(self, cookie: str | None) -> ChallengeSession:
         """The challenge of this cookie; refuses forged and foreign ones (not expired ones:
         see :meth:`check_fresh`; an attested session outlives its challenge's nonce)."""
         claims = _decode(cookie, self._challenge_key, _CHALLENGE, "challenge")
+        replica = claims.get("rid")
         try:
-            session = ChallengeSession(nonce=str(claims["nonce"]), expires_at=int(claims["exp"]))
+            session = ChallengeSession(
+                nonce=str(claims["nonce"]),
+                expires_at=int(claims["exp"]),
+                replica=None if replica is None else str(replica),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise SessionMissingError("the session cookie lacks challenge fields") from exc
         return session
+
+    def issued_here(self, session: ChallengeSession) -> bool:
+        """Whether this process may judge the challenge: it issued it, or nonces are not
+        bound to processes."""
+        return self.replica is None or session.replica == self.replica
+
+    def check_issued_here(self, session: ChallengeSession) -> None:
+        """With nonces bound to this process, refuse one it did not issue: its single use
+        is known only where it was issued (a restarted process has another id)."""
+        if not self.issued_here(session):
+            raise NonceOfAnotherReplicaError(
+                "this nonce was issued by another attestation service replica (or before "
+                "this one restarted), which alone can tell whether it was used; keep the "
+                "exchange on one connection, or start again at /kbs/v0/auth"
+            )
 
     def check_fresh(self, session: ChallengeSession, now: int) -> None:
         """Refuse a challenge whose nonce has expired."""

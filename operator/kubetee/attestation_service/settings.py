@@ -89,9 +89,19 @@ class ServiceSettings(BaseSettings):
         description="Close a connection without a complete request head, or idle, this long.",
     )
     tls_handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    replay_ledger: Literal["lease", "memory"] = Field(
-        default="lease",
-        description="lease: shared by all replicas (Leases); memory: one replica only.",
+    workers: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Processes serving the port (SO_REUSEPORT), each verifying on its own "
+        "core with its own nonces (--replay-ledger=replica); 0: one per CPU this process may "
+        "use. Only the first serves --metrics-port.",
+    )
+    replay_ledger: Literal["replica", "lease", "memory"] = Field(
+        default="replica",
+        description="replica: each nonce bound to the process that issued it and kept in "
+        "its memory (no apiserver write; clients keep the exchange on one connection); "
+        "lease: shared by all replicas through a Lease per nonce; memory: one replica only.",
     )
     nonce_owner: str | None = Field(
         default=None,
@@ -101,6 +111,15 @@ class ServiceSettings(BaseSettings):
         description="ConfigMap in --namespace that owns the nonce Leases, so they are "
         "deleted with it (the chart's, removed by helm uninstall).",
     )
+
+    @model_validator(mode="after")
+    def _workers_need_bound_nonces(self) -> Self:
+        if self.workers != 1 and self.replay_ledger == "memory":
+            raise ValueError(
+                "--replay-ledger=memory keeps nonces in one process: use --replay-ledger=replica "
+                "(or lease) with several --workers"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_collateral_source(self) -> Self:

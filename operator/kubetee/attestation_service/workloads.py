@@ -62,6 +62,15 @@ class EnclaveContainerView:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordedAttestation:
+    """What the pod already says about its attestation when it is read, so a reporter
+    writes only what changed (a steady re-attestation changes little)."""
+
+    annotations: Mapping[str, str]
+    condition: Mapping[str, str] | None  # the Attested condition as the pod has it
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """An attesting pod and the EnclaveContainer it is a replica of."""
 
@@ -71,6 +80,7 @@ class Workload:
     # Set by the operator while the replica's platform is being recovered from
     # (kubetee.tcb.grace): until then a refusal of the platform alone is graced.
     tcb_recovery_deadline: datetime | None = None
+    recorded: RecordedAttestation | None = None
 
 
 class WorkloadDirectory(Protocol):

@@ -1,0 +1,70 @@
+"""What depends on bytes alone, remembered by content: the uncached verifier reads and
+checks the same collateral once, yet any changed byte is read and checked afresh, and
+the quote's own signatures are checked on every call."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from kubetee.attestation import content_cache
+from kubetee.attestation.errors import CollateralInvalidError, QuoteSignatureInvalidError
+from kubetee.attestation.verifier import verify_quote
+from tests.unit.attestation.conftest import RealSample
+
+
+def _flip(signature: bytes, index: int = 10) -> bytes:
+    return signature[:index] + bytes([signature[index] ^ 1]) + signature[index + 1 :]
+
+
+def test_collateral_read_once_still_has_its_signatures_checked(
+    real: RealSample, intel_root: bytes
+) -> None:
+    good = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    # The same texts, already read, under signatures that do not match them.
+    forged_tcb = replace(
+        real.collateral, tcb_info_signature=_flip(real.collateral.tcb_info_signature)
+    )
+    forged_qe = replace(
+        real.collateral, qe_identity_signature=_flip(real.collateral.qe_identity_signature)
+    )
+
+    with pytest.raises(CollateralInvalidError) as tcb:
+        verify_quote(real.quote, forged_tcb, root_ca_der=intel_root, now=real.now)
+    with pytest.raises(CollateralInvalidError) as qe:
+        verify_quote(real.quote, forged_qe, root_ca_der=intel_root, now=real.now)
+
+    assert tcb.value.code == "TCB_INFO_SIGNATURE_INVALID"
+    assert qe.value.code == "QE_IDENTITY_SIGNATURE_INVALID"
+    assert verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now) == good
+
+
+def test_a_quote_with_a_read_chain_still_has_its_signatures_checked(
+    real: RealSample, intel_root: bytes
+) -> None:
+    verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    altered = bytearray(real.quote)
+    altered[100] ^= 1  # the enclave report body: the PCK chain is unchanged
+
+    with pytest.raises(QuoteSignatureInvalidError) as refused:
+        verify_quote(bytes(altered), real.collateral, root_ca_der=intel_root, now=real.now)
+
+    assert refused.value.code == "ISV_SIGNATURE_INVALID"
+
+
+def test_the_same_content_is_read_once_and_failures_are_not_kept(real: RealSample) -> None:
+    text = real.collateral.tcb_info
+    # An equal string built anew: the key is the content, not the object.
+    assert content_cache.tcb_info("".join(text)) is content_cache.tcb_info(text)
+    for _ in range(2):
+        with pytest.raises(CollateralInvalidError):
+            content_cache.tcb_info("{not json")
+
+
+def test_forgetting_everything_gives_the_same_result(real: RealSample, intel_root: bytes) -> None:
+    warm = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    content_cache.forget()
+    assert content_cache.tcb_info.cache_info().currsize == 0
+    cold = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    assert cold == warm

@@ -1,0 +1,34 @@
+"""The service's settings for nonces and workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from kubetee.attestation_service.server import worker_count
+from kubetee.attestation_service.settings import ServiceSettings
+
+
+def _settings(**values: object) -> ServiceSettings:
+    files = {"tls_cert": Path("c"), "tls_key": Path("k"), "session_key_file": Path("s")}
+    return ServiceSettings(**(files | {"collateral": Path("collateral.json")} | values))
+
+
+def test_nonces_are_bound_to_their_replica_by_default() -> None:
+    settings = _settings()
+    assert settings.replay_ledger == "replica"
+    assert settings.workers == 1
+
+
+def test_workers_zero_means_one_per_usable_cpu() -> None:
+    assert worker_count(_settings(workers=0)) == len(os.sched_getaffinity(0))
+    assert worker_count(_settings(workers=3)) == 3
+
+
+def test_several_workers_cannot_share_a_one_process_ledger() -> None:
+    with pytest.raises(ValidationError, match="replay-ledger=replica"):
+        _settings(workers=2, replay_ledger="memory")
+    assert _settings(workers=2, replay_ledger="lease").workers == 2
