@@ -7,7 +7,9 @@ cluster's processes have no kubelet, so ``kubetee cluster up`` starts this super
 looks at each process recorded in the run directory and starts a dead one again, as it
 was started, with a growing back-off (1 s doubling to 30 s, reset after a minute of
 running). A process recorded with a liveness URL that fails
-:data:`LIVENESS_FAILURES` probes in a row is killed and restarted. A process stopped
+:data:`LIVENESS_FAILURES` probes in a row, once it has answered since it started (as a
+startup probe gates a liveness probe; one that never answers within
+:data:`STARTUP_SECONDS` counts as hung too), is killed and restarted. A process stopped
 on purpose (``down``, or a node removed) has no pid file any more and is left alone.
 """
 
@@ -28,8 +30,9 @@ from kubetee.cluster.processes import ManagedProcess, reap_children
 logger = logging.getLogger(__name__)
 
 PROCESS_NAME = "supervisor"
-LIVENESS_FAILURES = 3
-LIVENESS_PERIOD_SECONDS = 2.0
+LIVENESS_FAILURES = 4
+LIVENESS_PERIOD_SECONDS = 3.0
+STARTUP_SECONDS = 120.0
 _BACKOFF = (1.0, 30.0)
 _STEADY_SECONDS = 60.0
 
@@ -41,6 +44,7 @@ class _Watch:
     started: float = 0.0
     liveness_failures: int = 0
     next_probe: float = 0.0
+    answered: bool = False  # the liveness URL answered since the last start
 
 
 def _answers(url: str) -> bool:
@@ -104,7 +108,10 @@ class Supervisor:
         watch.next_probe = now + LIVENESS_PERIOD_SECONDS
         if self._probe(url):
             watch.liveness_failures = 0
+            watch.answered = True
             return True
+        if not watch.answered and now - watch.started < STARTUP_SECONDS:
+            return True  # still starting (a loaded machine may take a while)
         watch.liveness_failures += 1
         if watch.liveness_failures < LIVENESS_FAILURES:
             return True
@@ -138,7 +145,7 @@ class Supervisor:
         watch.restarts += 1
         watch.next_start = 0.0
         watch.started = now
-        watch.next_probe = now + LIVENESS_PERIOD_SECONDS * LIVENESS_FAILURES
+        watch.answered = False
         logger.info("%s started again (pid %d)", process.name, pid)
         return True
 

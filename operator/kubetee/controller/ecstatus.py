@@ -31,6 +31,7 @@ from kubetee.controller.names import ENCLAVE_RESOURCE, EPC_RESOURCE
 from kubetee.controller.service_health import ATTESTATION_UNAVAILABLE, REACHABLE, ServiceHealth
 from kubetee.controller.views import DeploymentView, PodView
 
+NODE_CANNOT_ATTEST = "NodeCannotAttest"
 SCHEDULED = "Scheduled"
 ATTESTED = "Attested"
 READY = "Ready"
@@ -47,6 +48,7 @@ WARNING_REASONS = frozenset(
         "EPCQuotaExceeded",
         "ReplicaFailure",
         ATTESTATION_UNAVAILABLE,
+        NODE_CANNOT_ATTEST,
     }
 )
 # Hex digits of a pinned value shown in status.attestation.pinned (the spec has them all).
@@ -74,6 +76,8 @@ class Observation:
     deployment: DeploymentView | None
     free: FreeEPC
     attestation: ServiceHealth = field(default=REACHABLE)
+    # Nodes whose enclave slots are all unhealthy (quoting service or device plugin down).
+    nodes_cannot_attest: frozenset[str] = frozenset()
 
 
 def _ready(pod: PodView) -> bool:
@@ -141,7 +145,21 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
             f"{counted}; {service.message}",
         )
     elif attested >= desired:
-        attested_condition = Observed(ATTESTED, "True", "ReplicasAttested", counted)
+        at_risk = _on_nodes(obs, [pod for pod in live if pod.attested])
+        note = (
+            f"; {at_risk} cannot re-attest: {_NODE_CAUSE}, and lose their attestation "
+            "when it expires"
+            if at_risk
+            else ""
+        )
+        attested_condition = Observed(ATTESTED, "True", "ReplicasAttested", counted + note)
+    elif stuck := _on_nodes(obs, [pod for pod in live if not pod.attested]):
+        attested_condition = Observed(
+            ATTESTED,
+            "False",
+            NODE_CANNOT_ATTEST,
+            f"{counted}; {stuck} cannot attest: {_NODE_CAUSE}",
+        )
     else:
         attested_condition = Observed(ATTESTED, "False", "AttestationPending", counted)
     ready_message = f"{ready} of {desired} replicas ready"
@@ -154,6 +172,22 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
     else:
         ready_condition = Observed(READY, "False", "ReplicasNotReady", ready_message)
     return [scheduled, attested_condition, ready_condition]
+
+
+_NODE_CAUSE = (
+    "the node's enclave slots are unhealthy (its quoting service, or its EPC device "
+    "plugin, is down; see the node's kubetee.io/enclave allocatable and its daemons' logs)"
+)
+
+
+def _on_nodes(obs: Observation, pods: Sequence[PodView]) -> str:
+    """``2 replicas on node sgx-node-1`` for pods on nodes that cannot attest, or ""."""
+    hit = [pod for pod in pods if pod.node in obs.nodes_cannot_attest]
+    if not hit:
+        return ""
+    nodes = ", ".join(sorted({pod.node for pod in hit}))
+    replicas = "1 replica" if len(hit) == 1 else f"{len(hit)} replicas"
+    return f"{replicas} on node {nodes}"
 
 
 def _pinned(values: Sequence[str]) -> str:

@@ -52,6 +52,14 @@ class NodeView:
     capacity_mib: int
     allocatable_mib: int
     enclave_slots: int
+    enclave_capacity: int = 0
+
+    @property
+    def cannot_run_enclaves(self) -> bool:
+        """Enclave slots advertised but none usable: the node's device plugin marks
+        them unhealthy while its quoting service is down (or is down itself), so no
+        enclave there can attest now."""
+        return self.enclave_capacity > 0 and self.enclave_slots == 0
 
     def matches(self, selector: Mapping[str, str]) -> bool:
         """Whether the node carries every label of ``selector``."""
@@ -71,6 +79,7 @@ def node_view(body: Body) -> NodeView:
         capacity_mib=_int_quantity(capacity.get(EPC_RESOURCE, 0)),
         allocatable_mib=_int_quantity(allocatable.get(EPC_RESOURCE, 0)),
         enclave_slots=_int_quantity(allocatable.get(ENCLAVE_RESOURCE, 0)),
+        enclave_capacity=_int_quantity(capacity.get(ENCLAVE_RESOURCE, 0)),
     )
 
 

@@ -239,6 +239,9 @@ class EnclaveContainerReconciler:
             deployment=one(self._caches.deployments, key),
             free=self._free(placement) if needs_free else accounting.FreeEPC(0, 0, 0, 0),
             attestation=self._attestation(),
+            nodes_cannot_attest=frozenset(
+                node.name for node in self._caches.all_nodes() if node.cannot_run_enclaves
+            ),
         )
         written = self._written.get(key)
         previous = (

@@ -68,6 +68,7 @@ class OperatorRuntime:
         )
         self._generations: dict[ObjectKey, tuple[str, int]] = {}
         self._deployment_generations: dict[ObjectKey, int] = {}
+        self._cannot_run_enclaves: dict[str, bool] = {}
 
     def start(self) -> None:
         self.ec_queue.start()
@@ -133,8 +134,15 @@ class OperatorRuntime:
         self.ec_queue.add(key)
 
     def node_changed(self, node: NodeView) -> None:
-        del node  # any node may join or leave any pool by its labels
+        # Any node may join or leave any pool by its labels.
         self._queue_all_pools()
+        # Replicas on a node that lost (or regained) its enclave slots: their status
+        # names the node while it cannot attest.
+        if self._cannot_run_enclaves.get(node.name) != node.cannot_run_enclaves:
+            self._cannot_run_enclaves[node.name] = node.cannot_run_enclaves
+            for pod in self._caches.pods_on(node.name):
+                if pod.enclave_container:
+                    self.ec_queue.add((pod.namespace, pod.enclave_container))
 
     def pool_changed(self, name: str) -> None:
         self.pool_queue.add(name, after=0)

@@ -123,3 +123,21 @@ def test_a_hung_process_failing_its_liveness_probe_is_killed_and_restarted(
         not Path(f"/proc/{first}").exists()
         or "State:\tZ" in Path(f"/proc/{first}/status").read_text()
     )
+
+
+def test_a_process_still_starting_is_given_time_before_liveness_counts(
+    layout: ClusterLayout,
+) -> None:
+    process = ManagedProcess("kubetee-operator", layout.run_dir, layout.log_dir)
+    first = process.start(SLEEPER, liveness="http://127.0.0.1:9/healthz")
+    clock = Clock()
+    supervisor = Supervisor(layout, clock=clock, probe=lambda _url: False)
+    for _ in range(30):  # 90 s of a slow start: never answered yet, not killed
+        clock.now += 3
+        assert supervisor.check_once() == []
+    assert process.pid() == first
+    restarted: list[str] = []
+    for _ in range(40):  # past the startup allowance it counts as hung
+        clock.now += 3
+        restarted += supervisor.check_once()
+    assert "kubetee-operator" in restarted
