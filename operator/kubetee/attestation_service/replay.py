@@ -37,6 +37,7 @@ TOKEN_ANNOTATION = "kubetee.io/attested-token"  # noqa: S105  # an annotation na
 _CONFLICT = 409
 _NOT_FOUND = 404
 _READINESS_CACHE_SECONDS = 2.0
+_READINESS_TIMEOUT_SECONDS = 3.0
 
 
 def nonce_id(nonce: str) -> str:
@@ -117,7 +118,17 @@ class LeaseNonceLedger:
         asking often must not load the apiserver."""
         now = time.monotonic()
         if self._readiness is None or now - self._readiness[0] > _READINESS_CACHE_SECONDS:
-            self._readiness = (now, await asyncio.to_thread(self._problem))
+            try:
+                # The client retries on its own; a probe wants an answer in time.
+                problem = await asyncio.wait_for(
+                    asyncio.to_thread(self._problem), _READINESS_TIMEOUT_SECONDS
+                )
+            except TimeoutError:
+                problem = (
+                    f"the Kubernetes API does not answer a read of nonce records within "
+                    f"{_READINESS_TIMEOUT_SECONDS:.0f}s"
+                )
+            self._readiness = (now, problem)
         return self._readiness[1]
 
     def _problem(self) -> str | None:
