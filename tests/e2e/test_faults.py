@@ -460,7 +460,11 @@ def test_a_device_plugin_killed_is_restarted_and_nothing_is_lost(
     _nothing_lost(stack, before, workload)
 
 
-def test_a_quoting_service_killed_reattestation_resumes_once_it_is_back(
+def _attested_message(stack: Stack) -> str:
+    return str(condition(stack.api.ec(stack.namespace, EC), "Attested").get("message", ""))
+
+
+def test_a_quoting_service_killed_is_named_in_the_api_and_reattestation_resumes(
     stack: Stack, workload: list[client.V1Pod]
 ) -> None:
     before = _starts(stack, workload)
@@ -471,18 +475,39 @@ def test_a_quoting_service_killed_reattestation_resumes_once_it_is_back(
     with _supervisor_paused(stack):
         old = _kill(quoting)
         started = time.monotonic()
+        seen = len(log.read_text(errors="replace"))
         untils = _untils([pod])
         _request_reattestation(stack, [pod], f"quoting-{time.time():.0f}")
         _until(
             "the runtime to meet the dead quoting service",
-            lambda: "re-attestation not possible" in log.read_text(errors="replace"),
+            lambda: "re-attestation not possible" in log.read_text(errors="replace")[seen:],
             stack,
             within=60,
         )
+        # The cause, where a cluster user looks: the node and the EnclaveContainer.
+        _until(
+            f"{node} to advertise no usable enclave slot",
+            lambda: _allocatable(stack, node).get("kubetee.io/enclave") == "0",
+            stack,
+            within=30,
+        )
+        message = _until(
+            "the EnclaveContainer to name the node that cannot re-attest",
+            lambda: (
+                (m := _attested_message(stack)) and f"on node {node} cannot re-attest" in m and m
+            ),
+            stack,
+            within=30,
+        )
+        assert "quoting service" in message
         assert _secret_file(stack, pod).read_bytes() == SECRET  # an outage is not a refusal
     _until("the quoting service restarted", _restarted(quoting, old), stack, within=60)
     _until("the replica re-attested", _reattested(stack, [pod], untils), stack, within=90)
-    _until("every replica attested and Ready", lambda: _healthy(stack), stack)
+    _until(
+        "every replica attested, Ready, and no node named any more",
+        lambda: _healthy(stack) and "cannot re-attest" not in _attested_message(stack),
+        stack,
+    )
     _report("kill -9 a quoting service", time.monotonic() - started)
     _nothing_lost(stack, before, workload)
 
