@@ -279,3 +279,17 @@ def test_the_charts_lease_is_the_one_the_scheduler_elects_its_leader_with(
     assert lease["metadata"]["name"] == election["resourceName"]
     assert lease["metadata"]["namespace"] == election["resourceNamespace"]
     assert lease["spec"] == {}
+
+
+def test_the_attestation_expiry_policy_reaches_the_operator_and_readiness_means_able_to_attest(
+    render: Render,
+) -> None:
+    everything = render(Path(__file__).parent / "scenarios" / "everything.yaml")
+    for manifests, policy in ((render(), "FailClosed"), (everything, "KeepServing")):
+        specs = pod_specs(manifests)
+        operator = next(v for k, v in specs.items() if k.endswith("-operator"))["containers"][0]
+        env = {e["name"]: e.get("value") for e in operator.get("env", [])}
+        assert env["KUBETEE_ATTESTATION_EXPIRY"] == policy
+    service = next(v for k, v in specs.items() if k.endswith("-attestation"))["containers"][0]
+    assert service["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert service["livenessProbe"]["httpGet"]["path"] == "/healthz"
