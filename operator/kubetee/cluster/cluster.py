@@ -140,7 +140,8 @@ class LocalCluster:
             _wait(
                 lambda: node_ops.all_have_epc(client, names, layout.epc_mib),
                 READY_TIMEOUT,
-                f"the node agents to publish {layout.epc_mib} MiB of kubetee.io/epc per node",
+                f"the node agents to publish {layout.epc_mib} MiB of kubetee.io/epc per node "
+                "and usable enclave slots (each node's quoting service answering)",
                 self._process(f"node-{names[0]}-node-agent"),
             )
         self._restart_stopped_services()

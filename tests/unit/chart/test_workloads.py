@@ -293,3 +293,14 @@ def test_the_attestation_expiry_policy_reaches_the_operator_and_readiness_means_
     service = next(v for k, v in specs.items() if k.endswith("-attestation"))["containers"][0]
     assert service["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert service["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_device_plugin_sees_the_quoting_socket_it_checks(defaults: list[Manifest]) -> None:
+    """Without the socket's directory it would find no quoting service and mark every
+    enclave slot unhealthy."""
+    spec = pod_specs(defaults)[NODE_DAEMONSET]
+    by_name = {c["name"]: c for c in containers(spec)}
+    plugin = by_name["device-plugin"]
+    socket = next(a.split("=", 1)[1] for a in plugin["args"] if a.startswith("--quoting-socket="))
+    mounted = {m["mountPath"].rstrip("/") for m in plugin["volumeMounts"]}
+    assert str(Path(socket).parent) in mounted
