@@ -57,15 +57,16 @@ async def attest_once(
     identity: EnclaveIdentity,
     quoting: QuotingClient,
     context: ssl.SSLContext,
+    url: str | None = None,
 ) -> AttestationOutcome:
-    """Run auth, quote, attest and fetch every secret; raises ``KbsClientError`` or
-    ``QuotingError`` when a step fails."""
+    """Run auth, quote, attest and fetch every secret at ``url`` (default: the first
+    configured); raises ``KbsClientError`` or ``QuotingError`` when a step fails."""
     key_pair = TeeKeyPair.generate(settings.tee_key_curve)
     init_data = pod_init_data(
         PodIdentity(namespace=settings.pod_namespace, name=settings.pod_name, uid=settings.pod_uid)
     )
     async with KbsClient(
-        settings.attestation_url,
+        url or settings.attestation_urls[0],
         ssl_context=context,
         timeout_seconds=min(30.0, settings.attest_timeout_seconds),
     ) as kbs:

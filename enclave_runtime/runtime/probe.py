@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from enclave_runtime.runtime.marker import DEFAULT_SECRETS_DIR, started_marker
+from enclave_runtime.runtime.marker import DEFAULT_SECRETS_DIR, problem_file, started_marker
 
 
 def marker_dir_from_env(environ: Mapping[str, str]) -> Path:
@@ -33,10 +33,21 @@ def _inside(root: Path, path: Path) -> Path:
 def probe(state_dir: Path) -> tuple[bool, str]:
     """(passed, what to print)."""
     marker = started_marker(state_dir)
+    problem = _problem(state_dir)
     try:
         document = json.loads(marker.read_text())
     except FileNotFoundError:
-        return False, "not attested yet"
+        return False, f"not attested yet{problem}"
     except (OSError, ValueError) as exc:
         return False, f"attestation marker unreadable: {exc}"
-    return True, f"attested, enclave {str(document.get('mrenclave', ''))[:16]}"
+    again = f"; re-attestation failing{problem}" if problem else ""
+    return True, f"attested, enclave {str(document.get('mrenclave', ''))[:16]}{again}"
+
+
+def _problem(state_dir: Path) -> str:
+    """``: <reason>: <message>`` of the last failed round, or nothing."""
+    try:
+        document = json.loads(problem_file(state_dir).read_text())
+        return f": {document['reason']}: {document['message']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""

@@ -8,8 +8,9 @@ From the operator's pod template:
   ``threads``, ``isvProdId``, ``isvSvn``, ``files`` ({path, content} or {path,
   mountedAt}), ``secrets`` ({name, file} or {name, env}; never values), ``secretsDir``;
 * ``KUBETEE_POD_NAME``, ``KUBETEE_POD_UID`` (downward API);
-* ``KUBETEE_ATTESTATION_URL``, and the service's CA as a file ``KUBETEE_ATTESTATION_CA``
-  or inline PEM ``KUBETEE_ATTESTATION_CA_PEM``;
+* ``KUBETEE_ATTESTATION_URL``: the attestation service, or several of its replicas
+  separated by commas (the runtime fails over to any that answers), and the service's CA
+  as a file ``KUBETEE_ATTESTATION_CA`` or inline PEM ``KUBETEE_ATTESTATION_CA_PEM``;
 * ``KUBETEE_PODINFO_DIR``: a downward API volume with the pod's ``annotations``.
 
 From the device plugin's Allocate: ``KUBETEE_QUOTING_SOCKET`` (and ``KUBETEE_EPC_MIB``).
@@ -20,6 +21,8 @@ the node agent lays out the container's mounts), ``KUBETEE_SECRETS_DIR``,
 ``KUBETEE_ENCLAVE_FILES_DIR`` (files at ``<dir>/<path>`` instead of ``mountedAt``),
 ``KUBETEE_STATE_DIR``. Tuning:
 ``KUBETEE_REATTEST_INTERVAL_SECONDS``, ``KUBETEE_ATTEST_TIMEOUT_SECONDS``,
+``KUBETEE_UNAVAILABLE_RETRY_SECONDS`` (first retry of a re-attestation no service
+answered, doubling up to the interval),
 ``KUBETEE_SIGNER_KEY``, ``KUBETEE_TEE_KEY_CURVE``.
 """
 
@@ -82,7 +85,8 @@ class RuntimeSettings(BaseSettings):
     enclave_config: EnclaveConfig
     pod_name: str = Field(min_length=1)
     pod_uid: str = Field(min_length=1)
-    attestation_url: str = Field(pattern=r"^https://")
+    # One URL, or the replicas' URLs separated by commas.
+    attestation_url: str = Field(pattern=r"^\s*https://[^,\s]+(\s*,\s*https://[^,\s]+)*\s*$")
     attestation_ca: Path | None = None
     attestation_ca_pem: str | None = None
     root: Path | None = None
@@ -95,6 +99,7 @@ class RuntimeSettings(BaseSettings):
     # Below the service's attestation validity (token TTL, 300s by default).
     reattest_interval_seconds: float = Field(default=120.0, gt=0)
     attest_timeout_seconds: float = Field(default=120.0, gt=0)
+    unavailable_retry_seconds: float = Field(default=5.0, gt=0)
     tee_key_curve: Literal["P-256", "P-384"] = "P-256"
 
     @model_validator(mode="after")
@@ -123,6 +128,11 @@ class RuntimeSettings(BaseSettings):
             if entry.mounted_at is not None:
                 entry.mounted_at = str(inside(Path(entry.mounted_at)))
         return self
+
+    @property
+    def attestation_urls(self) -> list[str]:
+        """Every attestation service URL the runtime may use, in the order given."""
+        return [url.strip() for url in self.attestation_url.split(",")]
 
     @property
     def pod_namespace(self) -> str:

@@ -3,10 +3,18 @@
 * Initial attestation retries while the attestation or quoting service is
   unreachable (the node may still be starting), up to ``attest_timeout_seconds``;
   a refusal ends the runtime at once with exit code 3 and the reason in the log.
+* Every round tries each configured attestation URL (the service's replicas), the
+  one that answered last first, and moves on to the next when one cannot be reached
+  or fails on its side (5xx): one replica down costs nothing.
 * Re-attestation runs every ``reattest_interval_seconds`` and on SIGHUP. A refusal
-  wipes the delivered secrets, withdraws the started marker and exits 3; an
-  unreachable service is retried at the next interval (the attestation's validity
-  at the service runs out meanwhile, and the operator acts on that).
+  wipes the delivered secrets, withdraws the started marker and exits 3; when no
+  replica answers, the round is retried after ``unavailable_retry_seconds``, doubling
+  up to the interval, so the attestation is renewed soon after the service is back
+  and well before its validity runs out (what happens at expiry is the operator's
+  ``attestationExpiry`` policy). The secrets stay meanwhile: an outage of the service
+  is not a refusal.
+* The last failure (which service, why, since when) is kept in
+  ``.kubetee-attestation-problem`` beside the started marker, and the probe prints it.
 * Re-attestation on request: SIGHUP, or a changed ``kubetee.io/reattest-requested``
   annotation in the downward API file (``KUBETEE_PODINFO_DIR``), see :mod:`.requests`.
 * SIGTERM/SIGINT: wipe the secrets and exit 0.
@@ -24,17 +32,22 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 
-from enclave_runtime.kbs_protocol import KbsClientError, KbsProtocolError, KbsRefusedError
+from enclave_runtime.kbs_protocol import (
+    KbsClientError,
+    KbsProtocolError,
+    KbsRefusedError,
+    KbsUnavailableError,
+)
 from enclave_runtime.quoting import QuotingClient, QuotingError
 from enclave_runtime.runtime import delivery
-from enclave_runtime.runtime.attestation import attest_once
+from enclave_runtime.runtime.attestation import AttestationOutcome, attest_once
 from enclave_runtime.runtime.enclave import EnclaveIdentity
 from enclave_runtime.runtime.errors import (
     AttestationRefusedError,
     AttestationUnavailableError,
     RuntimeFailure,
 )
-from enclave_runtime.runtime.marker import started_marker
+from enclave_runtime.runtime.marker import problem_file, started_marker
 from enclave_runtime.runtime.requests import watch_requests
 from enclave_runtime.runtime.settings import RuntimeSettings
 
@@ -62,6 +75,10 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.rounds = 0
+        # The replica that answered last is asked first.
+        self._preferred = settings.attestation_urls[0]
+        # Set while re-attestation fails for want of a service: the next round comes sooner.
+        self._retry_in: float | None = None
 
     def request_reattestation(self) -> None:
         self._wake.set()
@@ -97,8 +114,16 @@ class Supervisor:
                     break
                 try:
                     await self._attest(deadline=time.monotonic())
+                    self._retry_in = None
                 except AttestationUnavailableError as exc:
-                    log.warning("re-attestation postponed to the next interval: %s", exc)
+                    interval = self.settings.reattest_interval_seconds
+                    first = self.settings.unavailable_retry_seconds
+                    self._retry_in = min(self._retry_in * 2 if self._retry_in else first, interval)
+                    log.warning(
+                        "re-attestation not possible, retrying in %.0fs (the secrets stay): %s",
+                        self._retry_in,
+                        exc,
+                    )
         except RuntimeFailure as failure:
             self._withdraw()
             log.error("attestation failed, the workload gets no secrets: %s", failure)  # noqa: TRY400  # the reason is the message; no trace
@@ -113,7 +138,7 @@ class Supervisor:
         try:
             await asyncio.wait(
                 waiters,
-                timeout=self.settings.reattest_interval_seconds,
+                timeout=self._retry_in or self.settings.reattest_interval_seconds,
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -126,9 +151,7 @@ class Supervisor:
         backoff = 1.0
         while True:
             try:
-                outcome = await attest_once(
-                    self.settings, self.identity, self.quoting, self.context
-                )
+                outcome = await self._attest_at_any_replica()
                 break
             except KbsRefusedError as refusal:
                 if refusal.reason in _STALE_SESSION_REASONS and time.monotonic() < deadline:
@@ -138,6 +161,7 @@ class Supervisor:
             except KbsProtocolError as exc:
                 raise AttestationRefusedError(str(exc), "ProtocolError") from None
             except (KbsClientError, QuotingError) as exc:
+                self._note_problem(exc)
                 if time.monotonic() + backoff > deadline:
                     raise AttestationUnavailableError(str(exc)) from None
                 log.warning("attestation not possible yet (retrying in %.0fs): %s", backoff, exc)
@@ -149,6 +173,7 @@ class Supervisor:
         delivery.deliver(self.settings.delivery_dir, self.settings.secrets, outcome.secrets)
         self.rounds += 1
         self._mark_started()
+        problem_file(self.settings.marker_dir).unlink(missing_ok=True)
         if self._on_attested is not None:
             self._on_attested(outcome.secrets)
         log.info(
@@ -159,6 +184,49 @@ class Supervisor:
             len(outcome.secrets),
             ", ".join(sorted(outcome.secrets)) or "-",
         )
+
+    async def _attest_at_any_replica(self) -> AttestationOutcome:
+        """One round at the preferred replica, failing over to every other in turn."""
+        urls = self.settings.attestation_urls
+        ordered = [self._preferred, *(url for url in urls if url != self._preferred)]
+        unavailable: list[str] = []
+        for url in ordered:
+            try:
+                outcome = await attest_once(
+                    self.settings, self.identity, self.quoting, self.context, url
+                )
+            except KbsUnavailableError as exc:
+                unavailable.append(f"{url}: {exc}")
+                if len(unavailable) < len(ordered):
+                    log.warning(
+                        "attestation service %s unavailable (%s); trying %s",
+                        url,
+                        exc,
+                        ordered[len(unavailable)],
+                    )
+                continue
+            if url != self._preferred:
+                log.info("attested at %s (failed over from %s)", url, self._preferred)
+                self._preferred = url
+            return outcome
+        raise KbsUnavailableError(
+            "no attestation service replica answered: " + "; ".join(unavailable)
+        )
+
+    def _note_problem(self, exc: Exception) -> None:
+        """Keep why attestation cannot complete, for the probe (and whoever reads it)."""
+        reason = "QuotingUnavailable" if isinstance(exc, QuotingError) else "AttestationUnavailable"
+        path = problem_file(self.settings.marker_dir)
+        try:
+            since = json.loads(path.read_text()).get("since")
+        except (OSError, ValueError, AttributeError):
+            since = None
+        document = {"reason": reason, "message": str(exc)[:500], "since": since or time.time()}
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            temporary.write_text(json.dumps(document) + "\n")
+            temporary.replace(path)
 
     def _mark_started(self) -> None:
         marker = started_marker(self.settings.marker_dir)

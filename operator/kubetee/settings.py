@@ -40,7 +40,9 @@ class OperatorSettings(BaseSettings):
         description="Scheduler profile of EnclaveContainers without a poolRef.",
     )
     attestation_url: str | None = Field(
-        default=None, description="URL of the attestation service, passed to every runtime."
+        default=None,
+        description="URL of the attestation service, or its replicas' URLs separated by "
+        "commas (runtimes fail over between them), passed to every runtime.",
     )
     attestation_ca: Path | None = Field(
         default=None,
@@ -51,8 +53,8 @@ class OperatorSettings(BaseSettings):
         default=10.0,
         gt=0,
         le=300,
-        description="Seconds between probes of the attestation service's /healthz; while "
-        "it cannot be reached the status says AttestationUnavailable and no replica is "
+        description="Seconds between probes of the attestation service's /readyz; while "
+        "no replica can attest the status says AttestationUnavailable and no replica is "
         "replaced.",
     )
     liveness_endpoint: str | None = Field(

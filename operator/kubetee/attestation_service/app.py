@@ -115,6 +115,8 @@ class KbsService:
     platforms: PlatformCheck | None = None
     # Quotes come from the simulated SGX authority: policies may pin the sample key.
     simulator: bool = False
+    # Why no attestation can complete now (None: it can); answered at /readyz.
+    readiness: Callable[[], Awaitable[str | None]] | None = None
 
     def now(self) -> int:
         return int(self.clock())
@@ -130,6 +132,7 @@ def create_app(service: KbsService) -> web.Application:
     app.router.add_post("/kbs/v0/attest", _attest)
     app.router.add_get("/kbs/v0/resource/{repository}/{type}/{tag}", _resource)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     return app
 
 
@@ -173,7 +176,21 @@ def problem(error: AttestationError) -> web.Response:
 
 
 async def _healthz(_request: web.Request) -> web.Response:
+    """Liveness: the process serves requests (restarting it cures nothing else)."""
     return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    """Readiness: an attestation could complete now (its Kubernetes API and etcd
+    answer). 503 with the cause otherwise, so a Service sends clients elsewhere and the
+    operator reports the cause."""
+    check = request.app[SERVICE_KEY].readiness
+    problem = await check() if check is not None else None
+    if problem is None:
+        return web.json_response({"status": "ok"})
+    return web.json_response(
+        {"status": "unavailable", "reason": "BackendUnavailable", "detail": problem}, status=503
+    )
 
 
 async def _auth(request: web.Request) -> web.Response:

@@ -14,7 +14,11 @@ the replicas and decides, with :func:`decide`:
   False with reason ``ReattestationFailed``, Event, pod evicted so its Deployment
   creates a fresh one);
 * attested, but the attestation's validity has passed (the runtime stopped
-  re-attesting, or was refused): **withdraw** the condition (``AttestationExpired``);
+  re-attesting, or was refused): **withdraw** the condition (``AttestationExpired``),
+  as the expiry policy says (:data:`FAIL_CLOSED`, the default: at once;
+  :data:`KEEP_SERVING`: not while the attestation service cannot attest, and only a
+  grace period after it can again, so an outage of the service alone never takes
+  the workload down);
 * marked attested without the service's annotations (KWOK's default pod stage sets
   every readiness gate True): **withdraw** it (``NotAttested``).
 
@@ -126,6 +130,11 @@ def _judge(
     return None
 
 
+ExpiryPolicy = Literal["FailClosed", "KeepServing"]
+FAIL_CLOSED: ExpiryPolicy = "FailClosed"
+KEEP_SERVING: ExpiryPolicy = "KeepServing"
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     kind: Literal["request", "withdraw", "replace"]
@@ -143,12 +152,15 @@ def decide(
     grace_seconds: float,
     *,
     reachable_since: datetime | None = None,
+    reachable: bool = True,
+    expiry: ExpiryPolicy = FAIL_CLOSED,
 ) -> Action | None:
     """What to do about one replica now, if anything.
 
     ``reachable_since``: when the attestation service last became reachable; the grace
     to re-attest runs from then at the earliest (a replica cannot re-attest while the
-    service is down).
+    service is down). ``reachable``: whether it can attest now. ``expiry``: the policy
+    for attestations whose validity passed.
     """
     if replica.deleting or replica.status != "True":
         return None
@@ -165,6 +177,10 @@ def decide(
             replica, policy, policy_hash, now, grace_seconds, reachable_since=reachable_since
         )
     if replica.attested_until is not None and replica.attested_until <= now:
+        if expiry == KEEP_SERVING and not _expired_past_grace(
+            replica.attested_until, now, grace_seconds, reachable, reachable_since
+        ):
+            return None
         return Action(
             "withdraw",
             "AttestationExpired",
@@ -172,6 +188,20 @@ def decide(
             f"{replica.attested_until.isoformat()}",
         )
     return None
+
+
+def _expired_past_grace(
+    until: datetime,
+    now: datetime,
+    grace_seconds: float,
+    reachable: bool,
+    reachable_since: datetime | None,
+) -> bool:
+    """Under KeepServing: the service could attest for ``grace_seconds`` since expiry."""
+    if not reachable:
+        return False
+    since = max(until, reachable_since) if reachable_since is not None else until
+    return (now - since).total_seconds() >= grace_seconds
 
 
 def _after_policy_change(

@@ -99,6 +99,7 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         reporter=backend,
         # Any root but Intel's is a simulated authority's: its quotes may carry the sample key.
         simulator=root != intel_sgx_root_ca_der(),
+        readiness=ledger.problem if isinstance(ledger, LeaseNonceLedger) else None,
     )
     return service, ledger
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,12 @@ def register(subparsers: Any) -> None:
     )
     update.add_argument("--node", required=True, help="the node to update")
     update.set_defaults(func=_update_platform)
+
+    supervise = commands.add_parser(
+        "supervise",
+        help="restart the cluster's processes when they die (`up` starts it; runs until stopped)",
+    )
+    supervise.set_defaults(func=_supervise)
 
 
 def _cluster(args: argparse.Namespace) -> LocalCluster:
@@ -219,4 +226,21 @@ def _build(_args: argparse.Namespace) -> int:
         Builder().ensure(COMPONENTS)
     except ClusterError as exc:
         return _fail(exc)
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from kubetee.cluster.supervisor import Supervisor  # noqa: PLC0415 - this command only
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        layout = _cluster(args).layout
+    except ClusterError as exc:
+        return _fail(exc)
+    try:
+        Supervisor(layout).run_forever()
+    except KeyboardInterrupt:
+        return 0
     return 0

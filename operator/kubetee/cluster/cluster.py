@@ -29,7 +29,8 @@ from kubetee.cluster.errors import ClusterError
 from kubetee.cluster.kubeconfig import write_kubeconfig
 from kubetee.cluster.layout import PORT_NAMES, ClusterLayout
 from kubetee.cluster.pki import ClusterPKI, ensure_pki
-from kubetee.cluster.processes import ManagedProcess, port_open
+from kubetee.cluster.processes import ManagedProcess, port_open, stopped_by_down
+from kubetee.cluster.supervisor import PROCESS_NAME as SUPERVISOR
 from kubetee.cluster.toolchain import COMPONENTS, Builder, binary_path
 
 READY_TIMEOUT = 90.0
@@ -139,9 +140,12 @@ class LocalCluster:
             _wait(
                 lambda: node_ops.all_have_epc(client, names, layout.epc_mib),
                 READY_TIMEOUT,
-                f"the node agents to publish {layout.epc_mib} MiB of kubetee.io/epc per node",
+                f"the node agents to publish {layout.epc_mib} MiB of kubetee.io/epc per node "
+                "and usable enclave slots (each node's quoting service answering)",
                 self._process(f"node-{names[0]}-node-agent"),
             )
+        self._restart_stopped_services()
+        self._ensure_supervisor()
         self._say(f"cluster '{layout.name}' is up in {time.monotonic() - started:.1f}s")
 
     def _say(self, message: str) -> None:
@@ -211,6 +215,32 @@ class LocalCluster:
                 if process.pid() is None:
                     process.start(args, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
+    def _restart_stopped_services(self) -> None:
+        """Start again what ``down`` stopped besides the cluster's own components: the
+        operator, attestation replicas and metrics server a demo or user ran in it."""
+        for process, record in stopped_by_down(self.layout.run_dir, self.layout.log_dir):
+            if process.pid() is None and not self._is_own(process.name):
+                self._say(f"starting {process.name} again, as it was before 'down'")
+                process.restart(record)
+            process.down_file.unlink(missing_ok=True)
+
+    def _is_own(self, name: str) -> bool:
+        """Components ``up`` starts by itself (with their current arguments)."""
+        return name in CONTROL_PLANE or name.startswith("node-") or name == "sgx-pcs"
+
+    def _ensure_supervisor(self) -> None:
+        """The process that restarts the others when they die (see :mod:`.supervisor`)."""
+        process = self._process(SUPERVISOR)
+        if process.pid() is None:
+            self._say("starting the supervisor (restarts any of these processes that dies)")
+            process.start(
+                [
+                    sys.executable, "-m", "kubetee.cli", "cluster", f"--name={self.layout.name}",
+                    f"--workdir={self.layout.workdir}", "supervise",
+                ],
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+
     def _stop_surplus_node_services(self, names: list[str]) -> None:
         keep = {f"node-{n}-" for n in names} if self.layout.node_services else set()
         for name in self.process_names():
@@ -223,7 +253,13 @@ class LocalCluster:
         """Stop every process this cluster started (last started first)."""
         if self._process("kube-apiserver").pid() is not None:
             self._unregister_aggregated_apis()
-        stopped = [n for n in reversed(self.process_names()) if self._process(n).stop()]
+        # The supervisor first: it would start again what is being stopped.
+        stopped = [SUPERVISOR] if self._process(SUPERVISOR).stop() else []
+        stopped += [
+            n
+            for n in reversed(self.process_names())
+            if self._process(n).stop(keep_record=not purge and not self._is_own(n))
+        ]
         busy = [f"{name}={port}" for name, port in self.layout.ports.items() if port_open(port)]
         if busy:
             raise ClusterError(

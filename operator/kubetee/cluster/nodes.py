@@ -86,11 +86,17 @@ def default_service_account_exists(api: client.ApiClient) -> bool:
 
 
 def all_have_epc(api: client.ApiClient, names: list[str], epc_mib: int) -> bool:
-    """True once every node advertises the configured EPC (published by its node agent)."""
+    """True once every node advertises the configured EPC (published by its node agent)
+    and every enclave slot as usable (its device plugin finds the quoting service)."""
     core = client.CoreV1Api(api)
-    published = {
-        _name(n)
-        for n in core.list_node().items
-        if n.status and (n.status.capacity or {}).get("kubetee.io/epc") == str(epc_mib)
-    }
+    published = set()
+    for node in core.list_node().items:
+        capacity = (node.status.capacity or {}) if node.status else {}
+        allocatable = (node.status.allocatable or {}) if node.status else {}
+        slots = capacity.get("kubetee.io/enclave")
+        if (
+            capacity.get("kubetee.io/epc") == str(epc_mib)
+            and allocatable.get("kubetee.io/enclave") == slots
+        ):
+            published.add(_name(node))
     return set(names) <= published

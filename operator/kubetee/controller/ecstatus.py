@@ -32,6 +32,7 @@ from kubetee.controller.service_health import ATTESTATION_UNAVAILABLE, REACHABLE
 from kubetee.controller.views import DeploymentView, PodView
 from kubetee.tcb.names import PENDING_CONDITION, WITHDRAWN
 
+NODE_CANNOT_ATTEST = "NodeCannotAttest"
 SCHEDULED = "Scheduled"
 ATTESTED = "Attested"
 READY = "Ready"
@@ -50,6 +51,7 @@ WARNING_REASONS = frozenset(
         "NodeLost",
         "NodeNotReady",
         ATTESTATION_UNAVAILABLE,
+        NODE_CANNOT_ATTEST,
     }
 )
 # Hex digits of a pinned value shown in status.attestation.pinned (the spec has them all).
@@ -80,6 +82,8 @@ class Observation:
     # Nodes replicas are bound to that no longer exist, or are not Ready.
     lost_nodes: frozenset[str] = frozenset()
     unready_nodes: frozenset[str] = frozenset()
+    # Nodes whose enclave slots are all unhealthy (quoting service or device plugin down).
+    nodes_cannot_attest: frozenset[str] = frozenset()
 
 
 def _placed(obs: Observation, pod: PodView) -> bool:
@@ -177,7 +181,21 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
             f"{counted}; {service.message}",
         )
     elif attested >= desired:
-        attested_condition = Observed(ATTESTED, "True", "ReplicasAttested", counted)
+        at_risk = _on_nodes(obs, [pod for pod in live if pod.attested])
+        note = (
+            f"; {at_risk} cannot re-attest: {_NODE_CAUSE}, and lose their attestation "
+            "when it expires"
+            if at_risk
+            else ""
+        )
+        attested_condition = Observed(ATTESTED, "True", "ReplicasAttested", counted + note)
+    elif stuck := _on_nodes(obs, [pod for pod in live if not pod.attested]):
+        attested_condition = Observed(
+            ATTESTED,
+            "False",
+            NODE_CANNOT_ATTEST,
+            f"{counted}; {stuck} cannot attest: {_NODE_CAUSE}",
+        )
     else:
         attested_condition = Observed(ATTESTED, "False", "AttestationPending", counted)
     ready_message = f"{ready} of {desired} replicas ready"
@@ -221,6 +239,22 @@ def _tcb_recovery_condition(live: list[PodView]) -> Observed:
         "PlatformsAccepted",
         "every replica runs on a platform attestation.policy accepts",
     )
+
+
+_NODE_CAUSE = (
+    "the node's enclave slots are unhealthy (its quoting service, or its EPC device "
+    "plugin, is down; see the node's kubetee.io/enclave allocatable and its daemons' logs)"
+)
+
+
+def _on_nodes(obs: Observation, pods: Sequence[PodView]) -> str:
+    """``2 replicas on node sgx-node-1`` for pods on nodes that cannot attest, or ""."""
+    hit = [pod for pod in pods if pod.node in obs.nodes_cannot_attest]
+    if not hit:
+        return ""
+    nodes = ", ".join(sorted({pod.node for pod in hit}))
+    replicas = "1 replica" if len(hit) == 1 else f"{len(hit)} replicas"
+    return f"{replicas} on node {nodes}"
 
 
 def _pinned(values: Sequence[str]) -> str:

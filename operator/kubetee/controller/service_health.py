@@ -34,6 +34,6 @@ def not_configured() -> ServiceHealth:
 def unreachable(url: str, error: str, since: str) -> ServiceHealth:
     return ServiceHealth(
         reachable=False,
-        message=f"attestation service {url} cannot be reached since {since} ({error}): "
+        message=f"attestation service {url} cannot attest since {since} ({error}): "
         "replicas can neither attest nor re-attest, and none is replaced until it answers",
     )

@@ -56,6 +56,13 @@ class NodeView:
     # kubetee.io/enclave capacity (all slots the device plugin advertises, healthy or not).
     enclave_capacity: int = 0
 
+    @property
+    def cannot_run_enclaves(self) -> bool:
+        """Enclave slots advertised but none usable: the node's device plugin marks
+        them unhealthy while its quoting service is down (or is down itself), so no
+        enclave there can attest now."""
+        return self.enclave_capacity > 0 and self.enclave_slots == 0
+
     def matches(self, selector: Mapping[str, str]) -> bool:
         """Whether the node carries every label of ``selector``."""
         return all(self.labels.get(key) == value for key, value in selector.items())

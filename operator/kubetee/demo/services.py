@@ -2,9 +2,11 @@
 
 KWOK nodes run no containers, so the chart's Deployments there are Running without any
 code behind them. The demo runs the operator and two attestation-service replicas as
-local processes of the cluster instead (``kubetee cluster status`` lists them and
-``kubetee cluster down`` stops them), each authenticated as the ServiceAccount the chart
-made for it: the apiserver enforces exactly the chart's RBAC on them.
+local processes of the cluster instead (``kubetee cluster status`` lists them,
+``kubetee cluster down`` stops them, the next ``up`` starts them again, and the
+cluster's supervisor restarts one that dies or, for the operator, stops answering),
+each authenticated as the ServiceAccount the chart made for it: the apiserver
+enforces exactly the chart's RBAC on them.
 """
 
 from __future__ import annotations
@@ -144,9 +146,12 @@ def start(kube: Kube, layout: ClusterLayout) -> LocalServices:
                 f"--kubeconfig={operator_kubeconfig}",
                 f"--liveness=http://127.0.0.1:{liveness}/healthz",
                 f"--metrics-port={operator_metrics}",
-                f"--attestation-url={urls[0]}", f"--attestation-ca={tls.ca}",
+                # Every replica: runtimes fail over to any that answers.
+                f"--attestation-url={','.join(urls)}", f"--attestation-ca={tls.ca}",
             ],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # The cluster's supervisor restarts an operator that stops answering.
+            liveness=f"http://127.0.0.1:{liveness}/healthz",
         )  # fmt: skip
     _wait_http(f"http://127.0.0.1:{liveness}/healthz", None, operator)
     return LocalServices(urls, tls.ca, f"http://127.0.0.1:{operator_metrics}/metrics", metrics)

@@ -39,7 +39,7 @@ from kubetee.deviceplugin.constants import (
 )
 from kubetee.deviceplugin.devices import DevicePool
 from kubetee.deviceplugin.errors import FaultFileError
-from kubetee.deviceplugin.faults import Faults, read_faults
+from kubetee.deviceplugin.faults import NO_FAULTS, Faults, read_faults
 from kubetee.deviceplugin.servicer import OPTIONS, DevicePluginService
 from kubetee.deviceplugin.settings import DevicePluginSettings
 from kubetee.deviceplugin.sockets import listen_unix
@@ -109,6 +109,10 @@ class DevicePlugin:
         self.kubelet_socket = settings.plugin_dir / KUBELET_SOCKET_NAME
         self.fault_file = settings.plugin_dir / FAULT_FILE_NAME
         self._fault_signature: tuple[int, int, int] | None = None
+        self._faults = NO_FAULTS
+        # Whether the node's quoting service answers (None: not checked yet).
+        self.quoting_up: bool | None = None
+        self._next_quoting_check = 0.0
 
     @property
     def socket_paths(self) -> list[Path]:
@@ -130,6 +134,7 @@ class DevicePlugin:
     async def check_once(self) -> None:
         """One pass of the watch loop (public so tests can step it)."""
         await self._apply_faults()
+        await self._check_quoting()
         for endpoint in self._endpoints:
             if socket_identity(endpoint.socket_path) is None:
                 logger.warning("%s was removed; serving it again", endpoint.socket_path)
@@ -224,10 +229,46 @@ class DevicePlugin:
             return
         await self.apply_faults(faults)
 
+    async def _check_quoting(self) -> None:
+        """A quoting service that accepts no connection makes every enclave slot
+        unhealthy: the kubelet then lowers the node's allocatable, the scheduler places
+        no new enclave there, and the node's status shows it (as a GPU plugin does
+        with a failed GPU)."""
+        if not self.settings.check_quoting:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_quoting_check:
+            return
+        self._next_quoting_check = loop.time() + self.settings.quoting_check_interval
+        socket = self.settings.quoting_socket
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket)), 1.0)
+            writer.close()
+            up = True
+        except (OSError, TimeoutError):
+            up = False
+        if up == self.quoting_up:
+            return
+        self.quoting_up = up
+        if up:
+            logger.info("quoting service at %s answers: enclave slots usable", socket)
+        else:
+            logger.warning(
+                "quoting service at %s accepts no connection: every enclave slot is "
+                "unhealthy until it does (no enclave here could attest)",
+                socket,
+            )
+        await self.apply_faults(self._faults)
+
     async def apply_faults(self, faults: Faults) -> None:
+        self._faults = faults
         wanted = {
             EPC_RESOURCE: faults.unhealthy_mib,
-            ENCLAVE_RESOURCE: faults.unhealthy_enclaves,
+            ENCLAVE_RESOURCE: (
+                self.pools[ENCLAVE_RESOURCE].size
+                if self.quoting_up is False
+                else faults.unhealthy_enclaves
+            ),
         }
         for resource, count in wanted.items():
             pool = self.pools[resource]

@@ -45,6 +45,14 @@ class DevicePluginSettings(BaseSettings):
     poll_interval: float = Field(
         default=0.2, gt=0, le=10, description="Seconds between checks of the plugin dir."
     )
+    check_quoting: bool = Field(
+        default=True,
+        description="Mark every enclave device unhealthy while the quoting service's socket "
+        "accepts no connection: no enclave placed here could attest.",
+    )
+    quoting_check_interval: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds between checks of the quoting socket."
+    )
 
     @field_validator("quoting_socket")
     @classmethod

@@ -15,6 +15,11 @@ as its own child process):
    ``restartPolicy: Always``), its downward API files follow the pod's annotations,
    and it is stopped (SIGTERM) and its volumes removed when the pod goes away.
 
+As a kubelet does, the agent rides out an unreachable apiserver (restarting, or
+etcd gone): a failed sync is retried with a growing back-off and changes nothing, so
+running sidecars keep running and their delivered secrets stay. Only a pod the
+apiserver says is gone (or finished) has its sidecars stopped.
+
 Output goes to ``<pods dir>/<namespace>_<pod>_<uid>/<container>.log``.
 """
 
@@ -34,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import urllib3.exceptions
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -46,7 +53,10 @@ logger = logging.getLogger(__name__)
 LOCAL_COMMAND = "kubetee"
 STOP_GRACE_SECONDS = 5.0
 _PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
-_RAW: dict[str, Any] = {"_preload_content": False}
+_RAW: dict[str, Any] = {"_preload_content": False, "_request_timeout": 10}
+# What a sync can meet while the apiserver or a device plugin restarts: each is
+# retried, none may end the agent.
+_TRANSIENT = (ApiException, urllib3.exceptions.HTTPError, grpc.RpcError, OSError, TimeoutError)
 
 
 @dataclass
@@ -79,6 +89,7 @@ class PodRuntimes:
         *,
         poll_seconds: float = 1.0,
         backoff_seconds: tuple[float, float] = (2.0, 30.0),
+        retry_seconds: tuple[float, float] = (1.0, 10.0),
     ) -> None:
         self.node_name = node_name
         self._core = k8s.CoreV1Api(api_client)
@@ -86,21 +97,51 @@ class PodRuntimes:
         self.pods_dir = pods_dir
         self._poll = poll_seconds
         self._backoff = backoff_seconds
+        self._retry = retry_seconds
+        self._last_error = ""
         self.sidecars: dict[tuple[str, str], _Sidecar] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         logger.info("running kubetee sidecars of node %s under %s", self.node_name, self.pods_dir)
+        failures = 0
         try:
             while not stop.is_set():
                 try:
                     await self.sync_once()
-                except ApiException as error:
-                    logger.warning("cannot list the pods of %s: %s", self.node_name, error.reason)
+                    failures = 0
+                except _TRANSIENT as error:
+                    failures += 1
+                    self._say_failure(error)
+                else:
+                    if self._last_error:
+                        logger.info("node %s: its pods sync again", self.node_name)
+                        self._last_error = ""
+                # Sidecars keep running meanwhile; only the next look is delayed.
+                delay = (
+                    min(self._retry[0] * 2 ** (failures - 1), self._retry[1])
+                    if failures
+                    else self._poll
+                )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self._poll)
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
         finally:
             for key in list(self.sidecars):
                 await self._stop(key)
+
+    def _say_failure(self, error: BaseException) -> None:
+        """Log once per distinct failure: an apiserver outage must not flood the log."""
+        message = (
+            f"HTTP {error.status} {error.reason}"
+            if isinstance(error, ApiException)
+            else f"{type(error).__name__}: {error}"
+        )
+        if message != self._last_error:
+            self._last_error = message
+            logger.warning(
+                "node %s: cannot sync its pods (retrying; running sidecars keep running): %s",
+                self.node_name,
+                message,
+            )
 
     async def sync_once(self) -> None:
         pods = await asyncio.to_thread(self._list_pods)
@@ -115,7 +156,11 @@ class PodRuntimes:
         for key, (pod, container) in wanted.items():
             sidecar = self.sidecars.get(key)
             if sidecar is None:
-                sidecar = await self._prepare(pod, container)
+                try:
+                    sidecar = await self._prepare(pod, container)
+                except _TRANSIENT as error:  # one pod's trouble holds no other pod back
+                    self._say_failure(error)
+                    continue
                 if sidecar is None:
                     continue
                 self.sidecars[key] = sidecar

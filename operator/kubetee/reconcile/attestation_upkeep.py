@@ -27,7 +27,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from kubetee.api.v1alpha1 import API_VERSION, EnclaveContainerSpec
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.names import ATTESTED_CONDITION, REATTEST_ANNOTATION
-from kubetee.attestation_service.replicas import Action, ReplicaAttestation, decide
+from kubetee.attestation_service.replicas import (
+    FAIL_CLOSED,
+    Action,
+    ExpiryPolicy,
+    ReplicaAttestation,
+    decide,
+)
 from kubetee.attestation_service.workloads import policy_hash
 from kubetee.controller.replacement import EvictionOutcome, eviction_outcome, plan_replacements
 from kubetee.controller.service_health import ServiceHealth
@@ -52,6 +58,13 @@ class UpkeepSettings(BaseSettings):
     attestation_sweep_seconds: float = Field(default=5.0, gt=0)
     reattest_grace_seconds: float = Field(
         default=60.0, gt=0, description="Time a replica has to re-attest after a policy change."
+    )
+    attestation_expiry: ExpiryPolicy = Field(
+        default=FAIL_CLOSED,
+        description="When a replica's attestation validity passes: FailClosed withdraws "
+        "its Attested condition at once (NotReady, no traffic); KeepServing keeps it while "
+        "the attestation service cannot attest, and withdraws it only if the replica has "
+        "not re-attested within the re-attest grace after the service answers again.",
     )
 
 
@@ -129,7 +142,16 @@ class AttestationUpkeep:
         grace = self._settings.reattest_grace_seconds
         replacements: list[tuple[ReplicaAttestation, Action]] = []
         for replica in list(indexes.attestation.get(key, ())):
-            action = decide(replica, policy, digest, now, grace, reachable_since=reachable_since)
+            action = decide(
+                replica,
+                policy,
+                digest,
+                now,
+                grace,
+                reachable_since=reachable_since,
+                reachable=health.reachable,
+                expiry=self._settings.attestation_expiry,
+            )
             if action is None:
                 continue
             if action.kind == "replace":

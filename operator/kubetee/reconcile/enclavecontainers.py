@@ -251,6 +251,9 @@ class EnclaveContainerReconciler:
             unready_nodes=frozenset(
                 name for name, node in nodes.items() if node is not None and not node.ready
             ),
+            nodes_cannot_attest=frozenset(
+                node.name for node in self._caches.all_nodes() if node.cannot_run_enclaves
+            ),
         )
         written = self._written.get(key)
         previous = (

@@ -71,6 +71,7 @@ class OperatorRuntime:
         self._deployment_generations: dict[ObjectKey, int] = {}
         # Whether each node was Ready when last seen: its replicas' status follows changes.
         self._node_ready: dict[str, bool] = {}
+        self._cannot_run_enclaves: dict[str, bool] = {}
 
     def start(self) -> None:
         self.ec_queue.start()
@@ -137,12 +138,21 @@ class OperatorRuntime:
 
     def node_changed(self, node: NodeView, deleted: bool = False) -> None:
         """Any node may join or leave any pool by its labels; the replicas on a node that
-        went away or changed readiness say so at once (not when their pods are gone)."""
+        went away, changed readiness, or lost (or regained) its enclave slots say so at
+        once (not when their pods are gone)."""
         self._queue_all_pools()
         was = self._node_ready.pop(node.name, None) if deleted else self._node_ready.get(node.name)
+        could_not = (
+            self._cannot_run_enclaves.pop(node.name, None)
+            if deleted
+            else self._cannot_run_enclaves.get(node.name)
+        )
         if not deleted:
             self._node_ready[node.name] = node.ready
-        if deleted or (was is not None and was != node.ready):
+            self._cannot_run_enclaves[node.name] = node.cannot_run_enclaves
+        readiness_changed = was is not None and was != node.ready
+        slots_changed = could_not != node.cannot_run_enclaves
+        if deleted or readiness_changed or slots_changed:
             for pod in self._caches.pods_on(node.name):
                 if pod.enclave_container:
                     self.ec_queue.add((pod.namespace, pod.enclave_container))

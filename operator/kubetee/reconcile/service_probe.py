@@ -1,9 +1,12 @@
 """Probing the attestation service the runtimes are pointed at, for the status.
 
-Every ``interval`` seconds a GET of ``<url>/healthz`` over TLS (trusting only the CA
-the runtimes get). Two failures in a row make the service unavailable, one answer
-makes it available again; each change is handed to ``on_change`` (the runtime then
-recomputes every EnclaveContainer's status).
+Every ``interval`` seconds a GET of ``<url>/readyz`` of each of the service's URLs
+(its replicas, as the runtimes get them; over TLS trusting only the CA the runtimes
+get). ``/readyz`` fails when the service could not complete an attestation (its
+Kubernetes API or etcd away), not only when it is down. The service is available while
+any replica is ready, as a runtime fails over to any of them. Two failed rounds in a
+row make it unavailable, one ready replica makes it available again; each change is
+handed to ``on_change`` (the runtime then recomputes every EnclaveContainer's status).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class AttestationServiceProbe:
         on_change: Callable[[ServiceHealth], None],
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._url = url.rstrip("/") if url else None
+        self._urls = [u.strip().rstrip("/") for u in url.split(",")] if url else []
+        self._url = ", ".join(self._urls) or None
         self._context = ssl.create_default_context(cadata=ca_pem) if ca_pem else None
         self._interval = interval
         self._on_change = on_change
@@ -59,7 +63,7 @@ class AttestationServiceProbe:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._url is not None:
+        if self._urls:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -75,12 +79,28 @@ class AttestationServiceProbe:
                 await asyncio.sleep(self._interval)
 
     async def _probe(self, session: aiohttp.ClientSession) -> str | None:
-        """None if the service answered healthy, else what went wrong."""
+        """None if any replica is ready, else what went wrong at each."""
+        failures = await asyncio.gather(*(self._probe_one(session, url) for url in self._urls))
+        if any(failure is None for failure in failures):
+            return None
+        if len(self._urls) == 1:
+            return failures[0]
+        return "; ".join(
+            f"{url}: {failure}" for url, failure in zip(self._urls, failures, strict=True)
+        )
+
+    async def _probe_one(self, session: aiohttp.ClientSession, url: str) -> str | None:
         try:
-            async with session.get(f"{self._url}/healthz", ssl=self._context or True) as answer:
+            async with session.get(f"{url}/readyz", ssl=self._context or True) as answer:
                 if answer.status == 200:
                     return None
-                return f"/healthz answered HTTP {answer.status}"
+                detail = ""
+                with contextlib.suppress(aiohttp.ClientError, ValueError, TimeoutError):
+                    body = await answer.json(content_type=None)
+                    detail = (
+                        f": {str(body.get('detail', ''))[:300]}" if isinstance(body, dict) else ""
+                    )
+                return f"/readyz answered HTTP {answer.status}{detail}"
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             return str(error) or type(error).__name__
 

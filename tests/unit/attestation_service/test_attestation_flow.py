@@ -306,3 +306,24 @@ async def test_attestation_expires(stack: Stack) -> None:
         with pytest.raises(KbsRefusedError) as refused:
             await session.kbs.resource(NAMESPACE, EC_NAME, "db")
     assert refused.value.reason == "AttestationExpired"
+
+
+async def test_readyz_fails_with_the_cause_while_healthz_stays_live(stack: Stack) -> None:
+    problem: list[str | None] = [None]
+
+    async def readiness() -> str | None:
+        return problem[0]
+
+    stack.service.readiness = readiness
+    connector = aiohttp.TCPConnector(ssl=stack.client_context())
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async with session.get(f"{stack.base_url}/readyz") as answer:
+            assert answer.status == 200
+        problem[0] = "the Kubernetes API cannot be reached: MaxRetryError"
+        async with session.get(f"{stack.base_url}/readyz") as answer:
+            assert answer.status == 503
+            body = await answer.json()
+            assert body["reason"] == "BackendUnavailable"
+            assert "cannot be reached" in body["detail"]
+        async with session.get(f"{stack.base_url}/healthz") as answer:
+            assert answer.status == 200

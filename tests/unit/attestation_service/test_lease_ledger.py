@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from kubetee.attestation_service.errors import BackendUnavailableError, NonceReplayedError
@@ -84,3 +85,35 @@ async def test_without_an_owner_leases_are_unowned() -> None:
 def test_an_owner_without_the_core_api_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="core API"):
         LeaseNonceLedger(FakeCoordination(), NAMESPACE, "replica-1", owner=OWNER)
+
+
+class ProbedCoordination(FakeCoordination):
+    """Answers the readiness read as the apiserver does: 404 while it and etcd are up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failure: Exception | None = None
+        self.reads = 0
+
+    def read_namespaced_lease(self, name: str, namespace: str, **_: Any) -> None:
+        self.reads += 1
+        if self.failure is not None:
+            raise self.failure
+        raise ApiException(status=404, reason="Not Found")
+
+
+async def test_readiness_says_why_no_attestation_could_complete() -> None:
+    leases = ProbedCoordination()
+    ledger = LeaseNonceLedger(leases, NAMESPACE, "replica-1")
+    assert await ledger.problem() is None
+
+    ledger._readiness = None  # past the moment the answer is kept
+    leases.failure = ApiException(status=500, reason="etcdserver: request timed out")
+    assert "500" in (await ledger.problem() or "")
+
+    ledger._readiness = None
+    leases.failure = urllib3.exceptions.MaxRetryError(None, "/apis", "refused")  # type: ignore[arg-type]
+    assert "cannot be reached" in (await ledger.problem() or "")
+    reads = leases.reads
+    await ledger.problem()
+    assert leases.reads == reads  # asked again at once: the kept answer, no API call

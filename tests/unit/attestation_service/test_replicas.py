@@ -140,3 +140,24 @@ def test_grace_runs_from_when_the_attestation_service_answered_again() -> None:
     assert decide(replica, ANY, "p2", NOW, 60, reachable_since=back) is None
     later = NOW + timedelta(seconds=31)
     assert decide(replica, ANY, "p2", later, 60, reachable_since=back).kind == "replace"  # type: ignore[union-attr]
+
+
+def test_keep_serving_holds_an_expired_attestation_through_a_service_outage() -> None:
+    expired = replica_attestation(pod(until=NOW - timedelta(minutes=2)))
+    down = decide(expired, ANY, "p1", NOW, 60, reachable=False, expiry="KeepServing")
+    assert down is None  # the service cannot attest: not the replica's fault
+    back = NOW - timedelta(seconds=30)
+    soon = decide(
+        expired, ANY, "p1", NOW, 60, reachable=True, reachable_since=back, expiry="KeepServing"
+    )
+    assert soon is None  # the runtime gets the grace to re-attest
+    later = NOW + timedelta(seconds=31)
+    action = decide(
+        expired, ANY, "p1", later, 60, reachable=True, reachable_since=back, expiry="KeepServing"
+    )
+    assert action is not None
+    assert action.reason == "AttestationExpired"
+    # FailClosed (the default) withdraws at once, outage or not.
+    closed = decide(expired, ANY, "p1", NOW, 60, reachable=False)
+    assert closed is not None
+    assert closed.reason == "AttestationExpired"

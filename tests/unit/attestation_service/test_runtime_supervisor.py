@@ -108,3 +108,63 @@ async def test_annotation_request_triggers_reattestation(stack: Stack) -> None:
     await _until(lambda: supervisor.rounds == 2)
     supervisor.request_stop()
     assert await running == 0
+
+
+def _closed_port_url() -> str:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    return f"https://127.0.0.1:{port}"  # nothing listens there any more
+
+
+async def test_a_dead_replica_is_skipped_for_one_that_answers(stack: Stack) -> None:
+    dead = _closed_port_url()
+    supervisor = _supervisor(stack)
+    supervisor.settings.attestation_url = f"{dead}, {stack.base_url}"
+    supervisor._preferred = dead
+    running = asyncio.create_task(supervisor.run())
+
+    await _until(lambda: supervisor.rounds == 1)
+    assert supervisor._preferred == stack.base_url  # the next round goes there first
+    supervisor.request_stop()
+    assert await running == 0
+
+
+async def test_reattestation_without_any_service_is_retried_soon_and_keeps_the_secrets(
+    stack: Stack,
+) -> None:
+    supervisor = _supervisor(stack)
+    supervisor.settings.reattest_interval_seconds = 3600  # only the retry can bring round 2
+    supervisor.settings.unavailable_retry_seconds = 0.2
+    secrets_dir = supervisor.settings.delivery_dir
+    running = asyncio.create_task(supervisor.run())
+    await _until(lambda: supervisor.rounds == 1)
+
+    url = stack.base_url
+    supervisor.settings.attestation_url = _closed_port_url()
+    supervisor._preferred = supervisor.settings.attestation_url
+    supervisor.request_reattestation()
+    await _until(lambda: "AttestationUnavailable" in probe(secrets_dir)[1])
+    passed, message = probe(secrets_dir)
+    assert passed  # still attested: an outage is not a refusal
+    assert "re-attestation failing" in message
+    assert (secrets_dir / "db").read_bytes() == SECRET_VALUE
+
+    supervisor.settings.attestation_url = url  # the service is back
+    await _until(lambda: supervisor.rounds == 2, within=5)
+    assert "failing" not in probe(secrets_dir)[1]
+    supervisor.request_stop()
+    assert await running == 0
+
+
+async def test_the_probe_names_a_quoting_service_that_is_down(stack: Stack) -> None:
+    supervisor = _supervisor(stack)
+    supervisor.quoting.socket_path = stack.workdir / "absent.sock"
+    supervisor.settings.attest_timeout_seconds = 1.5
+
+    assert await supervisor.run() == 4
+    passed, message = probe(supervisor.settings.delivery_dir)
+    assert not passed
+    assert "not attested yet: QuotingUnavailable" in message

@@ -279,3 +279,28 @@ def test_the_charts_lease_is_the_one_the_scheduler_elects_its_leader_with(
     assert lease["metadata"]["name"] == election["resourceName"]
     assert lease["metadata"]["namespace"] == election["resourceNamespace"]
     assert lease["spec"] == {}
+
+
+def test_the_attestation_expiry_policy_reaches_the_operator_and_readiness_means_able_to_attest(
+    render: Render,
+) -> None:
+    everything = render(Path(__file__).parent / "scenarios" / "everything.yaml")
+    for manifests, policy in ((render(), "FailClosed"), (everything, "KeepServing")):
+        specs = pod_specs(manifests)
+        operator = next(v for k, v in specs.items() if k.endswith("-operator"))["containers"][0]
+        env = {e["name"]: e.get("value") for e in operator.get("env", [])}
+        assert env["KUBETEE_ATTESTATION_EXPIRY"] == policy
+    service = next(v for k, v in specs.items() if k.endswith("-attestation"))["containers"][0]
+    assert service["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert service["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_the_device_plugin_sees_the_quoting_socket_it_checks(defaults: list[Manifest]) -> None:
+    """Without the socket's directory it would find no quoting service and mark every
+    enclave slot unhealthy."""
+    spec = pod_specs(defaults)[NODE_DAEMONSET]
+    by_name = {c["name"]: c for c in containers(spec)}
+    plugin = by_name["device-plugin"]
+    socket = next(a.split("=", 1)[1] for a in plugin["args"] if a.startswith("--quoting-socket="))
+    mounted = {m["mountPath"].rstrip("/") for m in plugin["volumeMounts"]}
+    assert str(Path(socket).parent) in mounted

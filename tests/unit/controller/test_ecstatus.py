@@ -212,3 +212,40 @@ def test_status_says_what_is_pinned_and_what_replicas_proved() -> None:
 def test_pinned_summary_abbreviates_and_counts() -> None:
     policy = AttestationPolicy(mrenclave=["aa" * 32, "bb" * 32], mrsigner=["cc" * 32])
     assert pinned_summary(policy) == f"MRENCLAVE {'aa' * 8}… or 1 more, MRSIGNER {'cc' * 8}…"
+
+
+def _status_on_broken_node(pods: Sequence[dict[str, Any]]) -> EnclaveContainerStatus:
+    obs = Observation(
+        name="demo",
+        generation=4,
+        spec=EnclaveContainerSpec.model_validate(ec_spec(replicas=3)),
+        pool="sgx",
+        blocker=None,
+        pods=[pod_view(p) for p in pods],
+        deployment=None,
+        free=NO_FREE_EPC,
+        nodes_cannot_attest=frozenset({"n2"}),
+    )
+    return compute_status(obs, EnclaveContainerStatus(), NOW)
+
+
+def test_replicas_on_a_node_that_cannot_attest_name_it_as_the_cause() -> None:
+    pods = [
+        pod("p0", node_name="n1", ready=True, attested=True),
+        pod("p1", node_name="n1", ready=True, attested=True),
+        pod("p2", node_name="n2"),
+    ]
+    status = _status_on_broken_node(pods)
+    assert _reasons(status)["Attested"] == ("False", "NodeCannotAttest")
+    assert _reasons(status)["Ready"] == ("False", "NodeCannotAttest")
+    attested = next(c for c in status.conditions if c.type == "Attested")
+    assert "1 replica on node n2 cannot attest" in attested.message
+    assert "quoting service" in attested.message
+
+
+def test_attested_replicas_on_such_a_node_are_attested_but_said_at_risk() -> None:
+    pods = [pod(f"p{i}", node_name=f"n{i}", ready=True, attested=True) for i in range(3)]
+    status = _status_on_broken_node(pods)
+    assert _reasons(status)["Attested"] == ("True", "ReplicasAttested")
+    attested = next(c for c in status.conditions if c.type == "Attested")
+    assert "1 replica on node n2 cannot re-attest" in attested.message

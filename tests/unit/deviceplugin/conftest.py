@@ -88,14 +88,18 @@ async def kubelet(plugin_dir: Path) -> AsyncIterator[KubeletStandIn]:
 
 
 def plugin_settings(plugin_dir: Path, **extra: object) -> DevicePluginSettings:
+    given: dict[str, object] = {
+        "quoting_socket": QUOTING_SOCKET,
+        "check_quoting": False,  # no quoting service here; its own test turns it on
+        **extra,
+    }
     return DevicePluginSettings(
         node_name="node-1",
         plugin_dir=plugin_dir,
         epc_mib=EPC_MIB,
         enclaves=ENCLAVES,
-        quoting_socket=QUOTING_SOCKET,
         poll_interval=0.02,
-        **extra,  # type: ignore[arg-type]
+        **given,  # type: ignore[arg-type]
     )
 
 

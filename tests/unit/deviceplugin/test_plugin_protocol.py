@@ -266,3 +266,28 @@ async def test_registration_refused_by_the_kubelet_is_retried(
         await kubelet.stop()
     assert set(registrations) == {EPC_RESOURCE, ENCLAVE_RESOURCE}
     assert "failed (UNAVAILABLE: kubelet busy); retrying" in caplog.text
+
+
+async def test_enclave_slots_are_unhealthy_while_the_quoting_service_is_down(
+    run_plugin: RunPlugin, dial: Dial, plugin_dir: Path
+) -> None:
+    """No enclave could attest on a node whose quoting service accepts no connection."""
+    socket = plugin_dir / "quoting" / "quoting.sock"
+    socket.parent.mkdir()
+    plugin = await run_plugin(
+        check_quoting=True, quoting_socket=socket, quoting_check_interval=0.05
+    )
+    stream = aiter(dial(plugin.socket_paths[1]).ListAndWatch(pb.Empty()))
+    down = health(await anext(stream))
+    while set(down.values()) != {"Unhealthy"}:
+        down = health(await asyncio.wait_for(anext(stream), 10))
+    assert len(down) == ENCLAVES
+
+    server = await asyncio.start_unix_server(lambda _r, w: w.close(), path=str(socket))
+    try:
+        healed = health(await asyncio.wait_for(anext(stream), 10))
+        assert set(healed.values()) == {"Healthy"}
+        assert plugin.quoting_up is True
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -88,3 +88,23 @@ def test_kopf_keeps_its_marks_under_kubetee_io() -> None:
     assert settings.persistence.finalizer == "kubetee.io/finalizer"
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert settings.persistence.progress_storage.prefix == "kubetee.io"
+
+
+async def test_a_node_losing_its_enclave_slots_requeues_the_replicas_there() -> None:
+    """Their status must name the node while its quoting service is down."""
+    cluster = Cluster()
+    cluster.add_pods([pod("p", node_name="n1", namespace="ns", epc=64)])
+    memo = _memo(cluster)
+    runtime = _runtime(memo)
+    spy = SpyQueue()
+    runtime.ec_queue = spy
+    healthy = node("n1")
+    await epcpool.node_event(kopf.Body(healthy), memo)  # first sight: recorded, queued
+    spy.added.clear()
+    await epcpool.node_event(kopf.Body(healthy), memo)  # nothing changed
+    assert spy.added == []
+    broken = node("n1")
+    broken["status"]["allocatable"] = {**broken["status"]["allocatable"], "kubetee.io/enclave": "0"}
+    await epcpool.node_event(kopf.Body(broken), memo)
+    assert spy.added == [(("ns", "demo"), None)]
+    await runtime.stop()

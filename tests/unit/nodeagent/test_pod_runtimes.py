@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import urllib3.exceptions
 from kubernetes import client as k8s
 
 from kubetee.deviceplugin.api import deviceplugin_pb2 as pb
@@ -224,3 +225,47 @@ def test_enclave_container_runs_locally_and_its_bundle_keeps_binary_data(workdir
     assert (mounted / "enclave.manifest.json").read_text() == "{}"
     names = [c["name"] for c in _local_sidecars(body)]
     assert names == ["kubetee-runtime", "kubetee-enclave"]  # not "app" nor "setup"
+
+
+async def test_an_apiserver_outage_keeps_sidecars_and_their_volumes(workdir: Path) -> None:
+    """Transport errors (the apiserver restarting) neither end the agent nor stop a
+    sidecar: its delivered secrets must survive an outage."""
+    epc = FakePlugin(4, {})
+    enclave = FakePlugin(2, {})
+
+    class FlakyCore(FakeCore):
+        calls = 0
+
+        def list_pod_for_all_namespaces(self, **kwargs: Any) -> Any:
+            self.calls += 1
+            if 2 <= self.calls <= 5:  # the apiserver is away for four looks
+                raise urllib3.exceptions.MaxRetryError(None, "/api/v1/pods", "refused")  # type: ignore[arg-type]
+            if self.calls > 8:
+                stop.set()
+            return super().list_pod_for_all_namespaces(**kwargs)
+
+    runtimes = PodRuntimes(
+        "node-1",
+        k8s.ApiClient(),
+        {"kubetee.io/epc": epc, "kubetee.io/enclave": enclave},  # type: ignore[dict-item]
+        workdir,
+        poll_seconds=0.01,
+        retry_seconds=(0.01, 0.02),
+    )
+    core = FlakyCore()
+    runtimes._core = core  # type: ignore[assignment]
+    stopped: list[tuple[str, str]] = []
+    real_stop = runtimes._stop
+
+    async def record_stop(key: tuple[str, str]) -> None:
+        stopped.append(key)
+        await real_stop(key)
+
+    runtimes._stop = record_stop  # type: ignore[method-assign]
+    stop = asyncio.Event()
+
+    await asyncio.wait_for(runtimes.run(stop), timeout=10)
+
+    assert core.calls > 5  # it went on after the outage
+    assert epc.allocated == [["d-0", "d-1"]]  # allocated once: the sidecar was kept
+    assert stopped == [("uid-1", "kubetee-runtime")]  # only by the final stop
