@@ -83,7 +83,7 @@ class PhaseFigures:
             if key.split(" ", 1)[1] not in BACKGROUND_RESOURCES
         )
 
-    def summary(self, top: int = 12) -> dict[str, Any]:
+    def summary(self, top: int = 20) -> dict[str, Any]:
         def largest(figures: dict[str, Any]) -> dict[str, Any]:
             ranked = sorted(figures.items(), key=lambda item: -item[1])
             return dict(ranked[:top])
