@@ -166,10 +166,11 @@ def wait_until_all(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in stream():
+            if event["type"] in ("ERROR", "BOOKMARK"):
+                break  # e.g. a watch expired under load: watch again (listing all first)
             obj = event["object"]
-            name = obj["metadata"]["name"]
             if event["type"] != "DELETED" and done(obj):
-                finished.add(name)
+                finished.add(obj["metadata"]["name"])
             if len(finished) >= count:
                 return time.monotonic()
             if time.monotonic() > deadline:
