@@ -11,10 +11,16 @@ the script patches EPC into the nodes itself), in one run:
    time from the first create until every EnclaveContainer says ``Scheduled=True``.
 
 It reports both times and their ratio (goal: below 1.25), the operator's peak RSS and
-CPU time, and its API writes per EnclaveContainer (its own counter, by verb; the
-operator reads only through watches). Run:
+CPU time, its API writes per EnclaveContainer (its own counter, by verb; the operator
+reads only through watches) and, for each phase, what the kube-apiserver did (its
+/metrics: CPU seconds, writes of every client by verb and resource, time spent serving
+them, watch events sent, CEL rule time; ``apiserver_figures.py``).
+
+Afterwards it deletes what it created and, when it brought the cluster up, takes the
+cluster down again (``--keep`` leaves both). Run:
 
     .venv/bin/python benchmarks/operator_scale.py            # brings up cluster "bench"
+    .venv/bin/python benchmarks/operator_scale.py --nodes 20 --count 200   # quicker
     .venv/bin/python benchmarks/operator_scale.py --kubeconfig PATH --count 200
 """
 
@@ -30,12 +36,15 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from apiserver_figures import PhaseFigures, difference, snapshot
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -48,6 +57,7 @@ from kubetee.controller.sidecar import RuntimeSettings
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "kubetee.io", "v1alpha1"
 POOL = "bench"
+NAMESPACES = ("bench-plain", "bench-ec")
 NODE_EPC_MIB, NODE_ENCLAVES = 1024, 32
 CREATE_THREADS = 8
 KUBECTL = str(binary_path("kubectl"))
@@ -75,20 +85,24 @@ def pool_spec() -> dict[str, Any]:
     return {"nodeSelector": {"kubetee.io/sgx": "true"}, "epcPerNode": f"{NODE_EPC_MIB}Mi"}
 
 
-def cluster_kubeconfig(args: argparse.Namespace) -> Path:
-    if args.kubeconfig:
-        return Path(args.kubeconfig)
-    kubetee = [sys.executable, "-m", "kubetee.cli", "cluster", "--name", args.cluster_name]
-    log(f"bringing up cluster {args.cluster_name!r} with {args.nodes} nodes")
-    subprocess.run(
-        [*kubetee, "up", "--nodes", str(args.nodes), "--no-node-services"],
-        check=True,
+def kubetee_cluster(args: argparse.Namespace, *command: str, **kwargs: Any) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "kubetee.cli", "cluster", "--name", args.cluster_name, *command],
         cwd=REPO,
-        stdout=sys.stderr,
+        check=kwargs.pop("check", True),
+        **kwargs,
     )
-    path = subprocess.run(
-        [*kubetee, "kubeconfig"], check=True, capture_output=True, text=True, cwd=REPO
-    ).stdout.strip()
+
+
+def cluster_running(args: argparse.Namespace) -> bool:
+    result = kubetee_cluster(args, "status", "--json", capture_output=True, text=True, check=False)
+    return result.returncode == 0 and bool(json.loads(result.stdout)["running"])
+
+
+def bring_up(args: argparse.Namespace) -> Path:
+    log(f"bringing up cluster {args.cluster_name!r} with {args.nodes} nodes")
+    kubetee_cluster(args, "up", "--nodes", str(args.nodes), "--no-node-services", stdout=sys.stderr)
+    path = kubetee_cluster(args, "kubeconfig", capture_output=True, text=True).stdout.strip()
     return Path(path)
 
 
@@ -101,9 +115,11 @@ def give_nodes_epc(core: client.CoreV1Api) -> int:
     return len(nodes)
 
 
-def kubectl_apply(kubeconfig: Path, path: Path) -> None:
+def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> None:
     subprocess.run(
-        [KUBECTL, f"--kubeconfig={kubeconfig}", "apply", "-f", str(path)],
+        [KUBECTL, f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        text=True,
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -150,10 +166,11 @@ def wait_until_all(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for event in stream():
+            if event["type"] in ("ERROR", "BOOKMARK"):
+                break  # e.g. a watch expired under load: watch again (listing all first)
             obj = event["object"]
-            name = obj["metadata"]["name"]
             if event["type"] != "DELETED" and done(obj):
-                finished.add(name)
+                finished.add(obj["metadata"]["name"])
             if len(finished) >= count:
                 return time.monotonic()
             if time.monotonic() > deadline:
@@ -179,12 +196,65 @@ def watch_stream(
     return stream
 
 
-def baseline(
-    api: client.ApiClient, count: int, timeout: float, pids: dict[str, int]
-) -> tuple[float, dict[str, float]]:
-    """Seconds until ``count`` plain Deployments' pods are all bound; CPU spent meanwhile."""
-    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    namespace = "bench-plain"
+@dataclass(frozen=True)
+class Phase:
+    """One measured phase: how long until done, and what it cost."""
+
+    seconds: float
+    cpu_until_done: dict[str, float]  # CPU seconds of each process, first create to done
+    apiserver: PhaseFigures  # first create to done plus the settling time
+
+
+@dataclass(frozen=True)
+class Measuring:
+    """What a phase is measured with."""
+
+    api: client.ApiClient
+    pids: dict[str, int]
+    count: int
+    timeout: float
+    settle: float
+
+
+def measure(
+    measuring: Measuring,
+    create: Callable[[int], None],
+    stream: Callable[[], Iterable[dict[str, Any]]],
+    done: Callable[[dict[str, Any]], bool],
+    what: str,
+) -> Phase:
+    """Create ``count`` objects and wait until the watch says each is done."""
+    finished: dict[str, float] = {}
+    error: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            finished["at"] = wait_until_all(measuring.count, stream, done, measuring.timeout)
+        except BaseException as exc:  # reported by the measuring thread
+            error.append(exc)
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    time.sleep(0.5)  # the watch is open before the first create
+    before = snapshot(measuring.api)
+    cpu_before = cpu_seconds(measuring.pids)
+    start = time.monotonic()
+    create_all(measuring.count, create)
+    log(f"{what}: {measuring.count} created in {time.monotonic() - start:.1f}s")
+    waiter.join()
+    if "at" not in finished:
+        raise RuntimeError(f"{what} did not finish: {error[0] if error else 'unknown'}")
+    cpu = cpu_spent(cpu_before, cpu_seconds(measuring.pids))
+    seconds = finished["at"] - start
+    log(f"{what}: all done after {seconds:.1f}s; {measuring.settle:.0f}s for trailing writes")
+    time.sleep(measuring.settle)
+    return Phase(seconds, cpu, difference(before, snapshot(measuring.api)))
+
+
+def baseline(measuring: Measuring) -> Phase:
+    """Plain Deployments: until their pods are all bound."""
+    core, apps = client.CoreV1Api(measuring.api), client.AppsV1Api(measuring.api)
+    namespace = NAMESPACES[0]
     fresh_namespace(core, namespace)
     spec = EnclaveContainerSpec.model_validate(ec_spec())
     placement = Placement.of_pool(POOL, EPCPoolSpec.model_validate(pool_spec()))
@@ -197,36 +267,16 @@ def baseline(
         del manifest["metadata"]["ownerReferences"]
         apps.create_namespaced_deployment(namespace, manifest)
 
-    bound: dict[str, float] = {}
-    waiter = _in_thread(
-        lambda: bound.setdefault(
-            "at",
-            wait_until_all(
-                count,
-                watch_stream(core.list_namespaced_pod, namespace),
-                lambda pod: bool(pod.get("spec", {}).get("nodeName")),
-                timeout,
-            ),
+    try:
+        return measure(
+            measuring,
+            create,
+            watch_stream(core.list_namespaced_pod, namespace),
+            lambda pod: bool(pod.get("spec", {}).get("nodeName")),
+            "baseline",
         )
-    )
-    cpu_before = cpu_seconds(pids)
-    start = time.monotonic()
-    create_all(count, create)
-    log(f"baseline: {count} Deployments created in {time.monotonic() - start:.1f}s")
-    waiter.join()
-    if "at" not in bound:
-        raise RuntimeError("baseline did not finish")
-    seconds = bound["at"] - start
-    spent = cpu_spent(cpu_before, cpu_seconds(pids))
-    delete_namespace(core, namespace)
-    return seconds, spent
-
-
-def _in_thread(target: Callable[[], Any]) -> threading.Thread:
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    time.sleep(0.5)  # the watch is open before the first create
-    return thread
+    finally:
+        delete_namespace(core, namespace)
 
 
 def free_port() -> int:
@@ -246,24 +296,9 @@ def operator_writes(port: int) -> dict[str, float]:
     return writes
 
 
-def component_pids(cluster_name: str) -> dict[str, int]:
+def component_pids(args: argparse.Namespace) -> dict[str, int]:
     """Processes of the local cluster (empty when it is not one of ours)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubetee.cli",
-            "cluster",
-            "--name",
-            cluster_name,
-            "status",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        check=False,
-    )
+    result = kubetee_cluster(args, "status", "--json", capture_output=True, text=True, check=False)
     if result.returncode != 0:
         return {}
     return {c["name"]: c["pid"] for c in json.loads(result.stdout)["components"] if c["pid"]}
@@ -312,12 +347,9 @@ def proc_figures(pid: int) -> tuple[float, float]:
     return peak, cpu
 
 
-def with_operator(
-    api: client.ApiClient, kubeconfig: Path, count: int, timeout: float, pids: dict[str, int]
-) -> dict[str, Any]:
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    namespace = "bench-ec"
-    fresh_namespace(core, namespace)
+@contextmanager
+def running_operator(kubeconfig: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``kubetee operator`` as a child process, stopped on the way out."""
     port = free_port()
     log_path = Path("/tmp") / f"kubetee-operator-bench-{os.getpid()}.log"  # noqa: S108
     with log_path.open("wb") as log_file:
@@ -337,72 +369,147 @@ def with_operator(
             cwd=REPO,
         )
     try:
-        writes_before = wait_for_metrics(port, operator, log_path)
-
-        def create(index: int) -> None:
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                "enclavecontainers",
-                {
-                    "apiVersion": f"{GROUP}/{VERSION}",
-                    "kind": "EnclaveContainer",
-                    "metadata": {"name": f"ec-{index}"},
-                    "spec": ec_spec(),
-                },
-            )
-
-        def scheduled(obj: dict[str, Any]) -> bool:
-            return any(
-                c.get("type") == "Scheduled" and c.get("status") == "True"
-                for c in (obj.get("status") or {}).get("conditions") or ()
-            )
-
-        result: dict[str, float] = {}
-        waiter = _in_thread(
-            lambda: result.setdefault(
-                "at",
-                wait_until_all(
-                    count,
-                    watch_stream(
-                        custom.list_namespaced_custom_object,
-                        GROUP,
-                        VERSION,
-                        namespace,
-                        "enclavecontainers",
-                    ),
-                    scheduled,
-                    timeout,
-                ),
-            )
-        )
-        watched = {**pids, "operator": operator.pid}
-        cpu_before = cpu_seconds(watched)
-        start = time.monotonic()
-        create_all(count, create)
-        log(f"operator: {count} EnclaveContainers created in {time.monotonic() - start:.1f}s")
-        waiter.join()
-        if "at" not in result:
-            raise RuntimeError(f"not all Scheduled; see {log_path}")
-        seconds = result["at"] - start
-        spent = cpu_spent(cpu_before, cpu_seconds(watched))
-        time.sleep(3)  # let the last status writes and events land before counting
-        writes_after = operator_writes(port)
-        peak_rss, cpu = proc_figures(operator.pid)
-        writes = {k: v - writes_before.get(k, 0) for k, v in writes_after.items()}
-        return {
-            "seconds": seconds,
-            "peak_rss_mib": round(peak_rss, 1),
-            "cpu_seconds": round(cpu, 1),
-            "cpu_during": spent,
-            "writes": writes,
-            "log": str(log_path),
-        }
+        yield operator, port, log_path
     finally:
         operator.send_signal(signal.SIGTERM)
-        operator.wait(timeout=60)
+        try:
+            operator.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+            operator.wait()
+
+
+def scheduled(obj: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Scheduled" and c.get("status") == "True"
+        for c in (obj.get("status") or {}).get("conditions") or ()
+    )
+
+
+def with_operator(measuring: Measuring, kubeconfig: Path) -> tuple[Phase, dict[str, Any]]:
+    """EnclaveContainers with the operator: until each says Scheduled=True."""
+    core = client.CoreV1Api(measuring.api)
+    custom = client.CustomObjectsApi(measuring.api)
+    namespace = NAMESPACES[1]
+    fresh_namespace(core, namespace)
+
+    def create(index: int) -> None:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "enclavecontainers",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "EnclaveContainer",
+                "metadata": {"name": f"ec-{index}"},
+                "spec": ec_spec(),
+            },
+        )
+
+    try:
+        with running_operator(kubeconfig) as (operator, port, log_path):
+            writes_before = wait_for_metrics(port, operator, log_path)
+            cpu_before = proc_figures(operator.pid)[1]
+            phase = measure(
+                Measuring(
+                    measuring.api,
+                    {**measuring.pids, "operator": operator.pid},
+                    measuring.count,
+                    measuring.timeout,
+                    measuring.settle,
+                ),
+                create,
+                watch_stream(
+                    custom.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    "enclavecontainers",
+                ),
+                scheduled,
+                "operator",
+            )
+            writes_after = operator_writes(port)
+            peak_rss, cpu_after = proc_figures(operator.pid)
+            writes = {k: v - writes_before.get(k, 0) for k, v in writes_after.items()}
+            return phase, {
+                "peak_rss_mib": round(peak_rss, 1),
+                "cpu_seconds": round(cpu_after - cpu_before, 1),
+                "writes": {k: int(v) for k, v in sorted(writes.items()) if v},
+                "log": str(log_path),
+            }
+    finally:
         delete_namespace(core, namespace)
+
+
+def prepare(kubeconfig: Path, api: client.ApiClient) -> tuple[int, bool]:
+    """EPC on the nodes, the CRDs and the pool; (nodes, whether the CRDs were new)."""
+    nodes = give_nodes_epc(client.CoreV1Api(api))
+    extensions = client.ApiextensionsV1Api(api)
+    crds_new = not any(
+        crd.spec.group == GROUP for crd in extensions.list_custom_resource_definition().items
+    )
+    kubectl(kubeconfig, "apply", "-f", str(REPO / "crds"))
+    kubectl(
+        kubeconfig,
+        "wait",
+        "--for=condition=Established",
+        "crd/enclavecontainers.kubetee.io",
+        "crd/epcpools.kubetee.io",
+    )
+    pool = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EPCPool",
+        "metadata": {"name": POOL},
+        "spec": pool_spec(),
+    }
+    kubectl(kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(pool))
+    return nodes, crds_new
+
+
+def clean_up(kubeconfig: Path, api: client.ApiClient, crds_new: bool) -> None:
+    """Delete what the benchmark created in a cluster it did not bring up."""
+    log("deleting the benchmark's namespaces, pool and (if it created them) CRDs")
+    core = client.CoreV1Api(api)
+    for namespace in NAMESPACES:
+        delete_namespace(core, namespace)
+    kubectl(kubeconfig, "delete", "epcpool", POOL, "--ignore-not-found")
+    if crds_new:
+        kubectl(kubeconfig, "delete", "-f", str(REPO / "crds"), "--ignore-not-found")
+
+
+def per_workload(count: int, figures: PhaseFigures) -> float:
+    return round(figures.workload_writes() / count, 2)
+
+
+def report(
+    args: argparse.Namespace, nodes: int, plain: Phase, ours: Phase, operator: dict[str, Any]
+) -> dict[str, Any]:
+    writes = operator.pop("writes")
+    return {
+        "nodes": nodes,
+        "enclave_containers": args.count,
+        "plain_deployments_seconds": round(plain.seconds, 1),
+        "operator_seconds": round(ours.seconds, 1),
+        "ratio": round(ours.seconds / plain.seconds, 3),
+        "goal_ratio": 1.25,
+        "operator_peak_rss_mib": operator["peak_rss_mib"],
+        "operator_cpu_seconds": operator["cpu_seconds"],
+        "api_writes_per_enclave_container": round(sum(writes.values()) / args.count, 2),
+        "api_writes_by_kind": writes,
+        # Every client's writes as the apiserver counted them (node heartbeats left out).
+        "apiserver_writes_per_deployment": per_workload(args.count, plain.apiserver),
+        "apiserver_writes_per_enclave_container": per_workload(args.count, ours.apiserver),
+        "apiserver_cpu_seconds_plain": round(plain.apiserver.apiserver_cpu_seconds, 1),
+        "apiserver_cpu_seconds_operator": round(ours.apiserver.apiserver_cpu_seconds, 1),
+        # CPU seconds each process spent until each phase was done (2 cores shared).
+        "cpu_seconds_plain": plain.cpu_until_done,
+        "cpu_seconds_operator": ours.cpu_until_done,
+        "apiserver_plain": plain.apiserver.summary(),
+        "apiserver_operator": ours.apiserver.summary(),
+        "operator_log": operator["log"],
+    }
 
 
 def main() -> int:
@@ -412,65 +519,42 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=10,
+        help="seconds after each phase is done whose writes still count for it",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the cluster running and the benchmark's objects in it",
+    )
     args = parser.parse_args()
 
-    kubeconfig = cluster_kubeconfig(args)
+    brought_up = not args.kubeconfig and not cluster_running(args)
+    kubeconfig = Path(args.kubeconfig) if args.kubeconfig else bring_up(args)
     os.environ["KUBECONFIG"] = str(kubeconfig)
     api = config.new_client_from_config(str(kubeconfig))
     api.configuration.connection_pool_maxsize = CREATE_THREADS * 2
-    core = client.CoreV1Api(api)
-    nodes = give_nodes_epc(core)
-    kubectl_apply(kubeconfig, REPO / "crds")
-    subprocess.run(
-        [
-            KUBECTL,
-            f"--kubeconfig={kubeconfig}",
-            "wait",
-            "--for=condition=Established",
-            "crd/enclavecontainers.kubetee.io",
-            "crd/epcpools.kubetee.io",
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    pool = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "EPCPool",
-        "metadata": {"name": POOL},
-        "spec": pool_spec(),
-    }
-    subprocess.run(
-        [KUBECTL, f"--kubeconfig={kubeconfig}", "apply", "-f", "-"],
-        input=yaml.safe_dump(pool),
-        text=True,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-
-    log(f"{nodes} nodes with {NODE_EPC_MIB} MiB EPC each; baseline of {args.count} pods")
-    pids = component_pids(args.cluster_name)
-    plain, plain_cpu = baseline(api, args.count, args.timeout, pids)
-    log(f"baseline: all bound after {plain:.1f}s; now with the operator")
-    measured = with_operator(api, kubeconfig, args.count, args.timeout, pids)
-    writes = measured.pop("writes")
-    total_writes = sum(writes.values())
-    figures = {
-        "nodes": nodes,
-        "enclave_containers": args.count,
-        "plain_deployments_seconds": round(plain, 1),
-        "operator_seconds": round(measured["seconds"], 1),
-        "ratio": round(measured["seconds"] / plain, 3),
-        "goal_ratio": 1.25,
-        "operator_peak_rss_mib": measured["peak_rss_mib"],
-        "operator_cpu_seconds": measured["cpu_seconds"],
-        "api_writes_per_enclave_container": round(total_writes / args.count, 2),
-        "api_writes_by_kind": {k: int(v) for k, v in sorted(writes.items())},
-        # CPU seconds each process spent while each phase was measured (2 cores shared).
-        "cpu_seconds_plain": plain_cpu,
-        "cpu_seconds_operator": measured["cpu_during"],
-        "note": "the operator reads only through its watches (one per resource kind)",
-    }
-    print(json.dumps(figures))
+    crds_new = False
+    try:
+        nodes, crds_new = prepare(kubeconfig, api)
+        log(f"{nodes} nodes with {NODE_EPC_MIB} MiB EPC each; baseline of {args.count} pods")
+        pids = component_pids(args)
+        measuring = Measuring(api, pids, args.count, args.timeout, args.settle)
+        plain = baseline(measuring)
+        log("now with the operator")
+        ours, operator = with_operator(measuring, kubeconfig)
+        print(json.dumps(report(args, nodes, plain, ours, operator)))
+    finally:
+        if args.keep:
+            log(f"--keep: left running; KUBECONFIG={kubeconfig}")
+        elif brought_up:
+            log(f"taking cluster {args.cluster_name!r} down")
+            kubetee_cluster(args, "down", "--purge", stdout=sys.stderr)
+        else:
+            clean_up(kubeconfig, api, crds_new)
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -30,6 +30,7 @@ from kubetee.controller.disruption import build_disruption_budget
 from kubetee.controller.ecevents import new_causes, warning_message
 from kubetee.controller.ecstatus import (
     READY,
+    SCHEDULED,
     WARNING_REASONS,
     Blocker,
     Observation,
@@ -47,6 +48,12 @@ from kubetee.reconcile.caches import Caches, ObjectKey, one
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# How long a status that only says "replicas are being scheduled" waits for the
+# scheduler's verdict before it is written anyway. Pods of a new Deployment are bound a
+# moment after they are created; writing the moment in between would double the status
+# writes of every new EnclaveContainer (benchmarks/operator_scale.py).
+SCHEDULING_SETTLE = timedelta(seconds=2)
 
 
 def utcnow() -> datetime:
@@ -71,13 +78,17 @@ class EnclaveContainerReconciler:
         defaults: Defaults,
         *,
         requeue: Callable[[ObjectKey], None],
+        requeue_after: Callable[[ObjectKey, float], None] | None = None,
         attestation: Callable[[], ServiceHealth] = lambda: REACHABLE,
         clock: Clock = utcnow,
+        settle: timedelta = SCHEDULING_SETTLE,
     ) -> None:
         self._caches = caches
         self._writer = writer
         self._defaults = defaults
         self._requeue = requeue
+        self._requeue_after = requeue_after
+        self._settle = settle
         self._attestation = attestation
         self._clock = clock
         # What this process wrote last, by key: (uid, value). The caches catch up a
@@ -86,6 +97,8 @@ class EnclaveContainerReconciler:
         self._refused: dict[ObjectKey, tuple[str, str, str]] = {}
         self._written: dict[ObjectKey, tuple[str, EnclaveContainerStatus]] = {}
         self._budgets: dict[ObjectKey, tuple[str, str]] = {}
+        # Since when a status saying only "Scheduling" is held back, by key: (uid, when).
+        self._held: dict[ObjectKey, tuple[str, datetime]] = {}
 
     def deployment_deleted(self, key: ObjectKey) -> None:
         """Forget the applied hash: the next run must create the Deployment again."""
@@ -94,7 +107,13 @@ class EnclaveContainerReconciler:
     async def reconcile(self, key: ObjectKey) -> None:
         view = one(self._caches.enclave_containers, key)
         if view is None:
-            for memory in (self._applied, self._refused, self._written, self._budgets):
+            for memory in (
+                self._applied,
+                self._refused,
+                self._written,
+                self._budgets,
+                self._held,
+            ):
                 memory.pop(key, None)
             operator_metrics().forget_enclave_container(*key)
             return
@@ -266,6 +285,9 @@ class EnclaveContainerReconciler:
             view.namespace, view.name, spec.replicas if spec is not None else 0, status
         )
         if status == previous:
+            self._held.pop(key, None)
+            return
+        if self._hold_while_scheduling(key, view, status):
             return
         await self._writer.patch_status(
             EC_PLURAL, view.namespace, view.name, status.model_dump(mode="json")
@@ -283,6 +305,35 @@ class EnclaveContainerReconciler:
             if condition.type == READY and condition.status == "True":
                 # Ready implies Scheduled and Attested: one Event says all three.
                 await self._event(view, "Normal", condition.reason, condition.message)
+
+    def _hold_while_scheduling(
+        self, key: ObjectKey, view: ResourceView, status: EnclaveContainerStatus
+    ) -> bool:
+        """Whether to hold back a status whose replicas await the scheduler's verdict.
+
+        Held at most ``settle`` from the first such status, then written: a scheduler that
+        never answers still shows. Any verdict (bound, or unschedulable) is written at once.
+        """
+        scheduled = next((c for c in status.conditions if c.type == SCHEDULED), None)
+        if (
+            self._requeue_after is None
+            or scheduled is None
+            or scheduled.reason != "Scheduling"
+            or self._settle <= timedelta(0)
+        ):
+            self._held.pop(key, None)
+            return False
+        now = self._clock()
+        held = self._held.get(key)
+        if held is None or held[0] != view.uid:
+            held = (view.uid, now)
+            self._held[key] = held
+        waited = now - held[1]
+        if waited >= self._settle:
+            self._held.pop(key, None)
+            return False
+        self._requeue_after(key, (self._settle - waited).total_seconds())
+        return True
 
     async def _event(self, view: ResourceView, type_: str, reason: str, message: str) -> None:
         ref = ObjectRef(API_VERSION, "EnclaveContainer", view.name, view.namespace, view.uid)

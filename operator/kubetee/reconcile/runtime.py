@@ -56,6 +56,7 @@ class OperatorRuntime:
                 settings.default_scheduler,
             ),
             requeue=self._queue_enclave_container,
+            requeue_after=self._queue_enclave_container_after,
             attestation=lambda: self.attestation.health,
         )
         self.ec_queue: WorkQueue[ObjectKey] = WorkQueue(
@@ -85,6 +86,9 @@ class OperatorRuntime:
 
     def _queue_enclave_container(self, key: ObjectKey) -> None:
         self.ec_queue.add(key)
+
+    def _queue_enclave_container_after(self, key: ObjectKey, seconds: float) -> None:
+        self.ec_queue.add(key, after=seconds)
 
     def _attestation_changed(self, health: ServiceHealth) -> None:
         del health  # every EnclaveContainer's status says it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import deployment_view, disruption_budget_view
@@ -264,3 +264,79 @@ async def test_a_budget_of_someone_else_is_left_alone() -> None:
         cluster.add_ec("demo", spec)
         await _reconciler(cluster, writer).reconcile(KEY)
     assert (writer.budgets, writer.deleted_budgets) == ([], [])
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _holding_reconciler(
+    cluster: Cluster,
+    writer: RecordingWriter,
+    clock: _Clock,
+    held: list[tuple[tuple[str, str], float]],
+) -> EnclaveContainerReconciler:
+    return EnclaveContainerReconciler(
+        cluster.caches(),
+        writer,
+        Defaults(RuntimeSettings("img"), "kubetee-binpack"),
+        pool_free=lambda pool: None,
+        requeue=lambda key: None,
+        requeue_after=lambda key, seconds: held.append((key, seconds)),
+        clock=clock,
+        settle=timedelta(seconds=2),
+    )
+
+
+async def test_new_enclave_container_gets_one_status_write_once_its_replicas_are_bound() -> None:
+    cluster, writer, clock, held = _cluster(), RecordingWriter(), _Clock(), []
+    reconciler = _holding_reconciler(cluster, writer, clock, held)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    cluster.add_pods([pod(f"p{i}", namespace="ns", phase="Pending") for i in range(3)])
+    await reconciler.reconcile(KEY)
+    # Created, not yet bound: "0 of 3 scheduled" is held back and looked at again later.
+    assert writer.statuses == []
+    assert held == [(KEY, 2.0)]
+    clock.now += timedelta(seconds=0.5)
+    cluster.replicas[KEY] = []
+    cluster.add_pods([pod(f"p{i}", namespace="ns", node_name="n1") for i in range(3)])
+    await reconciler.reconcile(KEY)
+    assert len(writer.statuses) == 1
+    assert _conditions(writer)["Scheduled"] == ("True", "ReplicasScheduled")
+
+
+async def test_status_held_for_the_scheduler_is_written_once_the_settle_time_passed() -> None:
+    cluster, writer, clock, held = _cluster(), RecordingWriter(), _Clock(), []
+    reconciler = _holding_reconciler(cluster, writer, clock, held)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    cluster.add_pods([pod(f"p{i}", namespace="ns", phase="Pending") for i in range(3)])
+    await reconciler.reconcile(KEY)
+    clock.now += timedelta(seconds=1.5)
+    await reconciler.reconcile(KEY)
+    assert writer.statuses == []
+    assert held[-1] == (KEY, 0.5)  # the remaining time, counted from the first hold
+    clock.now += timedelta(seconds=0.5)
+    await reconciler.reconcile(KEY)
+    assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
+
+
+async def test_scheduler_verdict_is_never_held() -> None:
+    cluster, writer, clock, held = _cluster(), RecordingWriter(), _Clock(), []
+    reconciler = _holding_reconciler(cluster, writer, clock, held)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    cluster.add_pods(
+        [
+            pod(f"p{i}", namespace="ns", phase="Pending", unschedulable=INSUFFICIENT_EPC)
+            for i in range(3)
+        ]
+    )
+    await reconciler.reconcile(KEY)
+    assert held == []
+    assert _conditions(writer)["Scheduled"] == ("False", "InsufficientEPC")
