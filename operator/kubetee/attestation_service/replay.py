@@ -23,11 +23,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from kubetee.attestation_service.errors import BackendUnavailableError, NonceReplayedError
@@ -40,8 +38,6 @@ EXPIRES_ANNOTATION = "kubetee.io/expires-at"
 TOKEN_ANNOTATION = "kubetee.io/attested-token"  # noqa: S105  # an annotation name
 _CONFLICT = 409
 _NOT_FOUND = 404
-_READINESS_CACHE_SECONDS = 2.0
-_READINESS_TIMEOUT_SECONDS = 3.0
 
 
 def nonce_id(nonce: str) -> str:
@@ -116,45 +112,9 @@ class LeaseNonceLedger:
         self._holder = holder
         self._owner = owner
         self._owner_reference: dict[str, Any] | None = None
-        self._readiness: tuple[float, str | None] | None = None
 
     async def record(self, nonce: str, expires_at: int, token: str | None) -> None:
         await asyncio.to_thread(self._create, nonce_id(nonce), expires_at, token)
-
-    async def problem(self) -> str | None:
-        """Why no attestation could complete now (the API or its etcd away), or None.
-
-        A GET of one object is read from etcd (not the apiserver's watch cache), as
-        the Lease every attestation writes needs: a nonce record nobody holds
-        answers 404 when both are up. Kept for a moment: anyone may ask /readyz, and
-        asking often must not load the apiserver."""
-        now = time.monotonic()
-        if self._readiness is None or now - self._readiness[0] > _READINESS_CACHE_SECONDS:
-            try:
-                # The client retries on its own; a probe wants an answer in time.
-                problem = await asyncio.wait_for(
-                    asyncio.to_thread(self._problem), _READINESS_TIMEOUT_SECONDS
-                )
-            except TimeoutError:
-                problem = (
-                    f"the Kubernetes API does not answer a read of nonce records within "
-                    f"{_READINESS_TIMEOUT_SECONDS:.0f}s"
-                )
-            self._readiness = (now, problem)
-        return self._readiness[1]
-
-    def _problem(self) -> str | None:
-        try:
-            self._api.read_namespaced_lease(
-                LEASE_PREFIX + "readiness-probe", self._namespace, _request_timeout=3
-            )
-        except ApiException as exc:
-            if exc.status == _NOT_FOUND:
-                return None
-            return f"the Kubernetes API answers {exc.status} {exc.reason} for nonce records"
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return f"the Kubernetes API cannot be reached: {type(exc).__name__}"
-        return None
 
     async def attested_token(self, nonce: str) -> str | None:
         return await asyncio.to_thread(self._token, nonce_id(nonce))

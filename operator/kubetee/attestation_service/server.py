@@ -25,6 +25,7 @@ from kubetee.attestation_service.evidence import (
 )
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
 from kubetee.attestation_service.pccs import PccsCollateral
+from kubetee.attestation_service.readiness import ApiReadiness
 from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, NonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
@@ -99,7 +100,7 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         reporter=backend,
         # Any root but Intel's is a simulated authority's: its quotes may carry the sample key.
         simulator=root != intel_sgx_root_ca_der(),
-        readiness=ledger.problem if isinstance(ledger, LeaseNonceLedger) else None,
+        readiness=ApiReadiness(client.CoordinationV1Api(api), settings.namespace).problem,
     )
     return service, ledger
 

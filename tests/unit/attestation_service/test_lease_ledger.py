@@ -18,6 +18,7 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from kubetee.attestation_service.errors import BackendUnavailableError, NonceReplayedError
+from kubetee.attestation_service.readiness import ApiReadiness
 from kubetee.attestation_service.replay import NONCE_LABEL, LeaseNonceLedger
 
 NAMESPACE = "kubetee-system"
@@ -104,16 +105,16 @@ class ProbedCoordination(FakeCoordination):
 
 async def test_readiness_says_why_no_attestation_could_complete() -> None:
     leases = ProbedCoordination()
-    ledger = LeaseNonceLedger(leases, NAMESPACE, "replica-1")
-    assert await ledger.problem() is None
+    readiness = ApiReadiness(leases, NAMESPACE)
+    assert await readiness.problem() is None
 
-    ledger._readiness = None  # past the moment the answer is kept
+    readiness.forget()  # past the moment the answer is kept
     leases.failure = ApiException(status=500, reason="etcdserver: request timed out")
-    assert "500" in (await ledger.problem() or "")
+    assert "500" in (await readiness.problem() or "")
 
-    ledger._readiness = None
+    readiness.forget()
     leases.failure = urllib3.exceptions.MaxRetryError(None, "/apis", "refused")  # type: ignore[arg-type]
-    assert "cannot be reached" in (await ledger.problem() or "")
+    assert "cannot be reached" in (await readiness.problem() or "")
     reads = leases.reads
-    await ledger.problem()
+    await readiness.problem()
     assert leases.reads == reads  # asked again at once: the kept answer, no API call
