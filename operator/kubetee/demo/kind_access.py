@@ -35,6 +35,13 @@ class KindClusterAccess:
             problem = result.stderr.strip()[-400:]
             raise DemoError(f"kind load docker-image {image} failed: {problem}")
 
+    def image_id(self, image: str) -> str:
+        command = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+        if result.returncode != 0:
+            raise DemoError(f"docker image inspect {image} failed: {result.stderr.strip()[-400:]}")
+        return result.stdout.strip()
+
 
 def build_local_image(image: str, out: TextIO = sys.stderr) -> None:
     """``kubetee image build`` on the locally made Python base."""

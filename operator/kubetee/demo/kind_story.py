@@ -58,6 +58,15 @@ WORKLOAD_URL = "http://127.0.0.1:8080/"
 FETCH = f"import urllib.request as u; print(u.urlopen('{WORKLOAD_URL}', timeout=5).read().decode())"
 # Memory a replica's workload takes to look busy: 56 of its 64 MiB of EPC (87%).
 HOG_MIB = 56
+# The chart's components (values keys) whose pods run the KubeTEE image (the second
+# scheduler runs kube-scheduler's own).
+CHART_COMPONENTS = (
+    "pcs",
+    "operator",
+    "attestationService",
+    "devicePlugin",
+    "metricsAPIServer",
+)
 STEPS = 8
 
 
@@ -70,6 +79,11 @@ class KindAccess(Protocol):
 
     def load_image(self, image: str) -> None:
         """Make a locally built image available on every node."""
+        ...
+
+    def image_id(self, image: str) -> str:
+        """The local image's ID (``sha256:...``): what a rebuilt image under the same tag
+        changes."""
         ...
 
 
@@ -159,12 +173,19 @@ class KindDemo:
         self.step("helm install charts/kubetee: every component a pod")
         self._authority()
         repository, _, tag = self.image.rpartition(":")
+        # A rebuilt image keeps its tag: the image ID in every pod template makes a reused
+        # release roll its pods onto it, instead of keeping the old code running.
+        image_id = self.kind.image_id(self.image).removeprefix("sha256:")[:16]
+        rolled = [
+            f"--set-string={component}.podAnnotations.kubetee\\.io/image-id={image_id}"
+            for component in CHART_COMPONENTS
+        ]
         self.kube.helm(
             "upgrade", "--install", RELEASE, str(repo_root() / "charts" / "kubetee"),
             f"--namespace={RELEASE_NAMESPACE}",
             f"--values={repo_root() / 'deploy' / 'kind' / 'values.yaml'}",
             f"--set=image.repository={repository}", f"--set=image.tag={tag}",
-            "--wait", "--timeout=5m",
+            *rolled, "--wait", "--timeout=5m",
         )  # fmt: skip
         for pod in self._items("pods", f"--namespace={RELEASE_NAMESPACE}"):
             if pod["status"].get("phase") != "Running":
