@@ -99,12 +99,12 @@ async def test_a_node_losing_its_enclave_slots_requeues_the_replicas_there() -> 
     spy = SpyQueue()
     runtime.ec_queue = spy
     healthy = node("n1")
-    await epcpool.node_event(kopf.Body(healthy), memo)  # first sight: recorded, queued
+    await epcpool.node_event(kopf.Body(healthy), "MODIFIED", memo)  # first sight: recorded, queued
     spy.added.clear()
-    await epcpool.node_event(kopf.Body(healthy), memo)  # nothing changed
+    await epcpool.node_event(kopf.Body(healthy), "MODIFIED", memo)  # nothing changed
     assert spy.added == []
     broken = node("n1")
     broken["status"]["allocatable"] = {**broken["status"]["allocatable"], "kubetee.io/enclave": "0"}
-    await epcpool.node_event(kopf.Body(broken), memo)
+    await epcpool.node_event(kopf.Body(broken), "MODIFIED", memo)
     assert spy.added == [(("ns", "demo"), None)]
     await runtime.stop()

@@ -284,7 +284,6 @@ def _holding_reconciler(
         cluster.caches(),
         writer,
         Defaults(RuntimeSettings("img"), "kubetee-binpack"),
-        pool_free=lambda pool: None,
         requeue=lambda key: None,
         requeue_after=lambda key, seconds: held.append((key, seconds)),
         clock=clock,
