@@ -42,14 +42,40 @@ UPGRADE_TAG = "0.1.0-kind-upgrade"
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T | None], timeout: float, what: str) -> T:
+def eventually(
+    check: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    explain: Callable[[], str] | None = None,
+) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(2)
-    pytest.fail(f"timed out after {timeout:.0f}s: {what}")
+    pytest.fail(f"timed out after {timeout:.0f}s: {what}\n{explain() if explain else ''}")
+
+
+def story_state(kind: Kind) -> str:
+    """What a user would look at when the story stalls: the workload's status, its pods,
+    the release's pods, recent events and the operator's last words."""
+    views = [
+        ("get", "ec", "-n", NAMESPACE, "-o", "yaml"),
+        ("get", "pods", "-n", NAMESPACE, "-o", "wide", "--show-labels"),
+        ("get", "pods", "-n", RELEASE_NAMESPACE, "-o", "wide"),
+        ("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp"),
+        ("describe", "pods", "-n", NAMESPACE, "-l", f"{EC_LABEL}={EC_NAME}"),
+        ("logs", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=operator",
+         "--tail=80", "--all-containers"),
+        ("logs", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=attestation",
+         "--tail=40", "--all-containers"),
+    ]  # fmt: skip
+    parts = []
+    for view in views:
+        proc = kind.run_kubectl(*view)
+        parts.append(f"$ kubectl {' '.join(view)}\n{proc.stdout[-6000:]}{proc.stderr[-2000:]}")
+    return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +296,12 @@ def test_node_daemonset_rollout_leaves_running_replicas_untouched(
     eventually(lambda: _epc(kind) == epc, 120, f"the nodes to advertise {epc} again")
     # Quotes come from the new quoting services (new platforms, registered with the PCS).
     kind.kubectl("scale", "ec", EC_NAME, "-n", NAMESPACE, "--replicas=3")
-    eventually(lambda: _replicas_ready(kind, 3), 300, "a third replica attested after the rollout")
+    eventually(
+        lambda: _replicas_ready(kind, 3),
+        300,
+        "a third replica attested after the rollout",
+        lambda: story_state(kind),
+    )
 
 
 def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
@@ -298,7 +329,9 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
                 return False
         return True
 
-    eventually(rolled, 300, "every release pod to run the upgraded image")
+    eventually(
+        rolled, 300, "every release pod to run the upgraded image", lambda: story_state(kind)
+    )
 
     def attested_on_the_new_image() -> bool:
         status = _ec(kind, EC_NAME).get("status") or {}
@@ -317,7 +350,12 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
             and all(image == upgraded for image in runtimes)
         )
 
-    eventually(attested_on_the_new_image, 300, "the replicas to re-attest on the new runtime")
+    eventually(
+        attested_on_the_new_image,
+        300,
+        "the replicas to re-attest on the new runtime",
+        lambda: story_state(kind),
+    )
     secret = kind.json("get", "secret", "demo-db", "-n", NAMESPACE)
     expected = hashlib.sha256(base64.b64decode(secret["data"]["password"])).hexdigest()
     for pod in _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}"):
