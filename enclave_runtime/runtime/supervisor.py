@@ -166,7 +166,8 @@ class Supervisor:
                     raise AttestationUnavailableError(str(exc)) from None
                 log.warning("attestation not possible yet (retrying in %.0fs): %s", backoff, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+                    async with asyncio.timeout(backoff):  # wait_for may swallow a cancel
+                        await self._stop.wait()
                 if self._stop.is_set():
                     raise AttestationUnavailableError("stopped before attestation") from None
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)

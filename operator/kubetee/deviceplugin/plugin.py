@@ -127,7 +127,8 @@ class DevicePlugin:
             while not stop.is_set():
                 await self.check_once()
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.poll_interval)
+                    async with asyncio.timeout(self.settings.poll_interval):
+                        await stop.wait()
         finally:
             await self.close()
 

@@ -122,8 +122,11 @@ class NodeStatusPublisher:
             self._wake.clear()
             synced = await self.sync_once()
             delay = self._resync_interval if synced else self._retry_interval
+            # Not wait_for: on 3.11 it can swallow a cancellation that arrives as the
+            # event is set, and this loop would then outlive the agent's stop.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def sync_once(self) -> bool:
         """Make the Node hold the current counts; False if it must be retried."""

@@ -123,7 +123,8 @@ class PodRuntimes:
                     else self._poll
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):  # wait_for may swallow a cancel
+                        await stop.wait()
         finally:
             for key in list(self.sidecars):
                 await self._stop(key)
