@@ -270,8 +270,11 @@ class EnclaveContainerReconciler:
             unready_nodes=frozenset(
                 name for name, node in nodes.items() if node is not None and not node.ready
             ),
+            # Only the nodes of its replicas matter (not a scan of every node per run).
             nodes_cannot_attest=frozenset(
-                node.name for node in self._caches.all_nodes() if node.cannot_run_enclaves
+                name
+                for name, node in nodes.items()
+                if node is not None and node.cannot_run_enclaves
             ),
         )
         written = self._written.get(key)
