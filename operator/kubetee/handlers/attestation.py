@@ -1,8 +1,8 @@
-"""Replicas' attestation upkeep (:mod:`kubetee.reconcile.attestation_upkeep`): its index
-of each replica's attestation facts, its start and stop, and the EnclaveContainer events
-that judge an EnclaveContainer's replicas at once when its policy changes (so replicas
-the new policy refuses are replaced before anything else happens, such as the rollout of
-a new enclave version)."""
+"""Replicas' attestation upkeep (:mod:`kubetee.reconcile.attestation_upkeep`): its start
+and stop, and the judging of an EnclaveContainer's replicas at once when its policy
+changes (its events call :func:`judge_policy` first, so replicas the new policy refuses
+are replaced before anything else happens, such as the rollout of a new enclave
+version). Each replica's attestation facts are in :mod:`kubetee.handlers.replicas`."""
 
 from __future__ import annotations
 
@@ -12,30 +12,20 @@ from typing import Any
 
 import kopf
 
-from kubetee.api.v1alpha1 import VERSION
-from kubetee.attestation_service.names import EC_LABEL
-from kubetee.attestation_service.replicas import ReplicaAttestation, replica_attestation
-from kubetee.controller.names import EC_PLURAL, GROUP
 from kubetee.controller.service_health import REACHABLE, ServiceHealth
-from kubetee.controller.views import resource_view
+from kubetee.controller.views import ResourceView
+from kubetee.handlers import replicas
 from kubetee.k8s.client import connect
 from kubetee.reconcile.attestation_upkeep import AttestationUpkeep, Indexes, UpkeepSettings
 from kubetee.reconcile.caches import ObjectKey
 from kubetee.reconcile.runtime import OperatorRuntime
 
 
-@kopf.index("", "v1", "pods", labels={EC_LABEL: kopf.PRESENT}, id="attestation_replicas")
-async def attestation_replicas(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[ObjectKey, ReplicaAttestation]:
-    return {(namespace or "", labels[EC_LABEL]): replica_attestation(body)}
-
-
 def _indexes(kwargs: dict[str, Any]) -> Indexes:
     return Indexes(
-        attestation=kwargs["attestation_replicas"],
+        attestation=replicas.attestations(kwargs),
         enclave_containers=kwargs["ec_index"],
-        pods=kwargs["replica_index"],
+        pods=replicas.pods(kwargs),
         deployments=kwargs["deployment_index"],
     )
 
@@ -53,19 +43,13 @@ async def start_attestation_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
     upkeep.task = asyncio.create_task(upkeep.sweep_forever(_indexes(kwargs)))
 
 
-@kopf.on.event(GROUP, VERSION, EC_PLURAL)
-async def policy_changed(
-    body: kopf.Body,
-    type: str,  # kopf's argument name
-    namespace: str | None,
-    name: str,
-    memo: kopf.Memo,
-    **kwargs: Any,
+async def judge_policy(
+    key: ObjectKey, view: ResourceView, memo: kopf.Memo, kwargs: dict[str, Any]
 ) -> None:
+    """An EnclaveContainer was listed or changed: judge its replicas if its policy did."""
     upkeep: AttestationUpkeep | None = memo.get("attestation_upkeep")
-    if upkeep is None or type == "DELETED":
-        return
-    await upkeep.policy_event((namespace or "", name), resource_view(body), _indexes(kwargs))
+    if upkeep is not None:
+        await upkeep.policy_event(key, view, _indexes(kwargs))
 
 
 @kopf.on.cleanup()

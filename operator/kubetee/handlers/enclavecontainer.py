@@ -1,4 +1,5 @@
-"""EnclaveContainers, their owned Deployments and their pods: indexes and events."""
+"""EnclaveContainers and their owned Deployments and PodDisruptionBudgets: indexes and
+events (their pods: :mod:`kubetee.handlers.replicas`)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ from kubetee.controller.names import EC_LABEL, EC_PLURAL, GROUP
 from kubetee.controller.views import (
     DeploymentView,
     DisruptionBudgetView,
-    PodView,
     ResourceView,
     deployment_view,
     disruption_budget_view,
-    pod_view,
     resource_view,
 )
+from kubetee.handlers.attestation import judge_policy
 from kubetee.handlers.lifecycle import runtime_of
 from kubetee.reconcile.caches import ObjectKey
 
@@ -33,10 +33,20 @@ async def ec_index(
 
 @kopf.on.event(GROUP, _VERSION, EC_PLURAL)
 async def ec_event(
-    body: kopf.Body, type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any
+    body: kopf.Body,
+    type: str,  # kopf's argument name
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
 ) -> None:
+    key = (namespace or "", name)
     view = None if type == "DELETED" else resource_view(body)
-    runtime_of(memo).enclave_container_changed(view, (namespace or "", name))
+    if view is not None:
+        # First: replicas a new policy refuses are replaced before anything else happens
+        # (such as the rollout of a new enclave version).
+        await judge_policy(key, view, memo, kwargs)
+    runtime_of(memo).enclave_container_changed(view, key)
 
 
 @kopf.index("apps", "v1", "deployments", labels=_OWNED, id="deployment_index")
@@ -63,10 +73,3 @@ async def budget_event(body: kopf.Body, type: str, memo: kopf.Memo, **_: Any) ->
     runtime_of(memo).disruption_budget_changed(
         disruption_budget_view(body), deleted=type == "DELETED"
     )
-
-
-@kopf.index("", "v1", "pods", labels=_OWNED, id="replica_index")
-async def replica_index(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[ObjectKey, PodView]:
-    return {(namespace or "", labels[EC_LABEL]): pod_view(body)}

@@ -12,10 +12,10 @@ from kubetee.controller.views import (
     PodView,
     ResourceView,
     node_view,
-    pod_view,
     resource_view,
 )
 from kubetee.handlers.lifecycle import runtime_of
+from kubetee.handlers.replicas import cached_pod_view
 
 _VERSION = "v1alpha1"
 
@@ -53,11 +53,11 @@ async def namespace_event(name: str, memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index("", "v1", "pods", id="pod_node_index")
 async def pod_node_index(body: kopf.Body, **_: Any) -> dict[str, PodView]:
-    pod = pod_view(body)
+    pod = cached_pod_view(body)
     # Only what holds EPC on a node counts in the pools' accounting.
     return {pod.node: pod} if pod.holds_epc else {}
 
 
 @kopf.on.event("", "v1", "pods")
 async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    runtime_of(memo).pod_changed(pod_view(body))
+    runtime_of(memo).pod_changed(cached_pod_view(body))

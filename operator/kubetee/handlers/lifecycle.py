@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from kubetee.controller.names import GROUP
+from kubetee.handlers import replicas
 from kubetee.k8s.client import connect
 from kubetee.k8s.writes import KubeWriter
 from kubetee.reconcile.caches import Caches
@@ -81,7 +82,7 @@ async def start(
     # kopf hands every handler its indexes by id; these are the live objects it updates.
     caches = Caches(
         enclave_containers=kwargs["ec_index"],
-        replicas=kwargs["replica_index"],
+        replicas=replicas.pods(kwargs),
         deployments=kwargs["deployment_index"],
         pools=kwargs["pool_index"],
         nodes=kwargs["node_index"],

@@ -1,5 +1,6 @@
-"""TCB recovery (:mod:`kubetee.reconcile.tcb_upkeep`): its index of each replica's TCB
-recovery facts and its start and stop. Nothing runs unless ``KUBETEE_PCCS_URL`` is set."""
+"""TCB recovery (:mod:`kubetee.reconcile.tcb_upkeep`): its start and stop (each replica's
+TCB recovery facts are in :mod:`kubetee.handlers.replicas`). Nothing runs unless
+``KUBETEE_PCCS_URL`` is set."""
 
 from __future__ import annotations
 
@@ -12,28 +13,19 @@ from typing import Any
 import kopf
 
 from kubetee.attestation.roots import intel_sgx_root_ca_der, root_ca_der
-from kubetee.attestation_service.names import EC_LABEL
 from kubetee.attestation_service.pccs import PccsCollateral
 from kubetee.controller.service_health import REACHABLE, ServiceHealth
+from kubetee.handlers import replicas
 from kubetee.k8s.client import connect
 from kubetee.k8s.sync_client import sync_api_client
 from kubetee.pcs.registry import ConfigMapRegistry, parse_registry
-from kubetee.reconcile.caches import ObjectKey
 from kubetee.reconcile.runtime import OperatorRuntime
 from kubetee.reconcile.tcb_upkeep import TcbIndexes, TcbUpkeep
 from kubetee.tcb.metrics import TcbMetrics
-from kubetee.tcb.recovery import TcbReplica, tcb_replica
 from kubetee.tcb.settings import TcbSettings
 from kubetee.tcb.source import TcbEvaluations
 
 logger = logging.getLogger(__name__)
-
-
-@kopf.index("", "v1", "pods", labels={EC_LABEL: kopf.PRESENT}, id="tcb_replicas")
-async def tcb_replicas(
-    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> dict[ObjectKey, TcbReplica]:
-    return {(namespace or "", labels[EC_LABEL]): tcb_replica(body)}
 
 
 @kopf.on.startup()
@@ -73,9 +65,9 @@ async def start_tcb_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
     )
     memo["tcb_upkeep"] = upkeep
     indexes = TcbIndexes(
-        replicas=kwargs["tcb_replicas"],
+        replicas=replicas.tcb_replicas(kwargs),
         enclave_containers=kwargs["ec_index"],
-        pods=kwargs["replica_index"],
+        pods=replicas.pods(kwargs),
         deployments=kwargs["deployment_index"],
         nodes=kwargs["node_index"],
     )

@@ -7,9 +7,9 @@ object from plain dicts of lists.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from kubetee.controller.views import (
     DeploymentView,
@@ -21,6 +21,7 @@ from kubetee.controller.views import (
 
 K = TypeVar("K")
 V = TypeVar("V")
+S = TypeVar("S")
 
 # (namespace, name) of a namespaced object.
 ObjectKey = tuple[str, str]
@@ -32,6 +33,28 @@ def one(index: Mapping[K, Collection[V]], key: K) -> V | None:
     if not values:
         return None
     return next(iter(values))
+
+
+class Projected(Mapping[K, Collection[V]], Generic[K, S, V]):
+    """One part of every value of an index, read as an index of its own.
+
+    Several views of one watched object share one kopf index (kopf calls one handler per
+    index per watch event, and that call costs more than the views); each reader still
+    sees the index of the view it needs.
+    """
+
+    def __init__(self, index: Mapping[K, Collection[S]], part: Callable[[S], V]) -> None:
+        self._index = index
+        self._part = part
+
+    def __getitem__(self, key: K) -> Collection[V]:
+        return tuple(self._part(value) for value in self._index[key])
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
 
 
 @dataclass(frozen=True)

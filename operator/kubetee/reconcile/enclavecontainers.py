@@ -9,9 +9,10 @@ a fixed name).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -99,6 +100,10 @@ class EnclaveContainerReconciler:
         self._budgets: dict[ObjectKey, tuple[str, str]] = {}
         # Since when a status saying only "Scheduling" is held back, by key: (uid, when).
         self._held: dict[ObjectKey, tuple[str, datetime]] = {}
+        # The Deployment manifest last built, by key, with what it was built from: most
+        # runs (a pod changed) only compare its hash, and building it costs more than the
+        # rest of the run.
+        self._manifests: dict[ObjectKey, tuple[Hashable, dict[str, Any]]] = {}
 
     def deployment_deleted(self, key: ObjectKey) -> None:
         """Forget the applied hash: the next run must create the Deployment again."""
@@ -113,6 +118,7 @@ class EnclaveContainerReconciler:
                 self._written,
                 self._budgets,
                 self._held,
+                self._manifests,
             ):
                 memory.pop(key, None)
             operator_metrics().forget_enclave_container(*key)
@@ -171,8 +177,7 @@ class EnclaveContainerReconciler:
                 f"Deployment {view.name!r} exists and is not owned by this EnclaveContainer: "
                 "delete it or rename the EnclaveContainer",
             )
-        owner = Owner(view.namespace, view.name, view.uid)
-        manifest = build_deployment(owner, spec, placement, self._defaults.runtime)
+        manifest = self._manifest(key, view, spec, placement)
         digest = manifest["metadata"]["annotations"][SPEC_HASH_ANNOTATION]
         refused = self._refused.get(key)
         if refused is not None and refused[:2] == (view.uid, digest):
@@ -211,6 +216,29 @@ class EnclaveContainerReconciler:
                 "EPC): rolling the replicas",
             )
         return True, None
+
+    def _manifest(
+        self,
+        key: ObjectKey,
+        view: ResourceView,
+        spec: EnclaveContainerSpec,
+        placement: Placement,
+    ) -> dict[str, Any]:
+        """The Deployment for this spec and placement (the spec is the generation's)."""
+        source = (
+            view.uid,
+            view.generation,
+            placement.pool,
+            tuple(sorted(placement.node_selector.items())),
+            placement.scheduler_name,
+        )
+        built = self._manifests.get(key)
+        if built is not None and built[0] == source:
+            return built[1]
+        owner = Owner(view.namespace, view.name, view.uid)
+        manifest = build_deployment(owner, spec, placement, self._defaults.runtime)
+        self._manifests[key] = (source, manifest)
+        return manifest
 
     async def _sync_disruption_budget(
         self, key: ObjectKey, view: ResourceView, spec: EnclaveContainerSpec
@@ -270,8 +298,11 @@ class EnclaveContainerReconciler:
             unready_nodes=frozenset(
                 name for name, node in nodes.items() if node is not None and not node.ready
             ),
+            # Only the nodes of its replicas matter (not a scan of every node per run).
             nodes_cannot_attest=frozenset(
-                node.name for node in self._caches.all_nodes() if node.cannot_run_enclaves
+                name
+                for name, node in nodes.items()
+                if node is not None and node.cannot_run_enclaves
             ),
         )
         written = self._written.get(key)

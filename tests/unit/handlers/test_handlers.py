@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import kopf
 
-from kubetee.handlers import enclavecontainer, epcpool
+from kubetee.handlers import enclavecontainer, epcpool, replicas
 from kubetee.handlers.lifecycle import configure_kopf
 from kubetee.reconcile.caches import ObjectKey
 from kubetee.reconcile.queue import WorkQueue
@@ -28,9 +28,10 @@ def _runtime(memo: kopf.Memo) -> OperatorRuntime:
 
 async def test_indexes_hold_views_keyed_for_lookups() -> None:
     body = kopf.Body(pod("p", node_name="n1", namespace="ns"))
-    assert list(await enclavecontainer.replica_index(body, "ns", body.metadata.labels)) == [
-        ("ns", "demo")
-    ]
+    index = await replicas.replica_index(body, "ns", body.metadata.labels)
+    assert list(index) == [("ns", "demo")]
+    replica = index[("ns", "demo")]
+    assert (replica.pod.name, replica.attestation.name, replica.tcb.name) == ("p", "p", "p")
     assert list(await epcpool.pod_node_index(body)) == ["n1"]
     unbound = kopf.Body(pod("q", namespace="ns"))
     assert await epcpool.pod_node_index(unbound) == {}
@@ -108,3 +109,67 @@ async def test_a_node_losing_its_enclave_slots_requeues_the_replicas_there() -> 
     await epcpool.node_event(kopf.Body(broken), "MODIFIED", memo)
     assert spy.added == [(("ns", "demo"), None)]
     await runtime.stop()
+
+
+async def test_readers_see_their_view_of_the_one_replica_index() -> None:
+    """Pods, attestation and TCB views of a replica come from one index entry each."""
+    index: dict[ObjectKey, list[replicas.Replica]] = {}
+    for name in ("p", "q"):
+        body = kopf.Body(pod(name, node_name="n1", namespace="ns", attested=True))
+        for key, replica in (
+            await replicas.replica_index(body, "ns", body.metadata.labels)
+        ).items():
+            index.setdefault(key, []).append(replica)
+    kwargs = {replicas.INDEX: index}
+    pods, attestations, tcb = (
+        replicas.pods(kwargs),
+        replicas.attestations(kwargs),
+        replicas.tcb_replicas(kwargs),
+    )
+    assert list(pods) == list(attestations) == list(tcb) == [("ns", "demo")]
+    assert len(pods) == 1
+    assert [p.node for p in pods[("ns", "demo")]] == ["n1", "n1"]
+    assert [a.status for a in attestations[("ns", "demo")]] == ["True", "True"]
+    assert [t.attested for t in tcb[("ns", "demo")]] == [True, True]
+    assert pods.get(("ns", "other"), ()) == ()
+    assert ("ns", "other") not in attestations
+
+
+def test_a_pod_view_is_computed_once_per_event_but_never_reused_for_another() -> None:
+    first = kopf.Body(pod("p", node_name="n1", namespace="ns"))
+    view = replicas.cached_pod_view(first)
+    assert replicas.cached_pod_view(first) is view  # the next handler of the same event
+    moved = kopf.Body(pod("p", node_name="n2", namespace="ns"))
+    assert replicas.cached_pod_view(moved).node == "n2"  # the next event
+    assert replicas.cached_pod_view(first).node == "n1"
+
+
+class SpyUpkeep:
+    """Records the policy events the attestation upkeep is handed, and when."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+
+    async def policy_event(self, key: ObjectKey, view: object, indexes: object) -> None:
+        self.order.append(f"policy {key[1]}")
+
+
+async def test_an_enclave_container_event_judges_its_policy_before_reconciling() -> None:
+    """Replicas a new policy refuses are replaced before anything else (such as a
+    rollout) happens; a deletion has no policy to judge."""
+    memo = _memo(Cluster())
+    runtime = _runtime(memo)
+    order: list[str] = []
+
+    class OrderQueue(SpyQueue):
+        def add(self, key: ObjectKey, after: float | None = None) -> None:
+            order.append(f"queue {key[1]}")
+
+    runtime.ec_queue = OrderQueue()
+    memo["attestation_upkeep"] = SpyUpkeep(order)
+    body = {"metadata": {"name": "demo", "namespace": "ns", "uid": "u", "generation": 1}}
+    body["spec"] = ec_spec()
+    indexes = {"ec_index": {}, replicas.INDEX: {}, "deployment_index": {}}
+    await enclavecontainer.ec_event(kopf.Body(body), "ADDED", "ns", "demo", memo, **indexes)
+    await enclavecontainer.ec_event(kopf.Body(body), "DELETED", "ns", "demo", memo, **indexes)
+    assert order == ["policy demo", "queue demo", "queue demo"]

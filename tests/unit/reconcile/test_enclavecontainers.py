@@ -339,3 +339,21 @@ async def test_scheduler_verdict_is_never_held() -> None:
     await reconciler.reconcile(KEY)
     assert held == []
     assert _conditions(writer)["Scheduled"] == ("False", "InsufficientEPC")
+
+
+async def test_a_pool_selector_change_moves_the_deployment_of_an_unchanged_spec() -> None:
+    """The manifest kept between runs is rebuilt when the pool it was built for changes."""
+    cluster, writer = _cluster(), RecordingWriter()
+    reconciler = _reconciler(cluster, writer)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    assert len(writer.deployments) == 1  # unchanged: built once, not applied again
+    cluster.add_pool("sgx", pool_spec(nodeSelector={"zone": "b"}), generation=2)
+    await reconciler.reconcile(KEY)
+    assert len(writer.deployments) == 2
+    affinity = writer.deployments[1]["spec"]["template"]["spec"]["affinity"]
+    terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    keys = {e["key"] for t in terms["nodeSelectorTerms"] for e in t["matchExpressions"]}
+    assert "zone" in keys
+    assert "kubetee.io/sgx" not in keys
