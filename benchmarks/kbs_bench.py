@@ -41,6 +41,7 @@ from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.api.v1alpha1 import SecretKeyRef
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.cluster_cache import ClusterCache
 from kubetee.attestation_service.connections import ConnectionLimits, start
 from kubetee.attestation_service.evidence import DcapEvidenceVerifier, RegisteredPlatforms
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
@@ -136,7 +137,12 @@ def _worker(spec: ServerSpec) -> None:
         api.configuration.connection_pool_maxsize = 32
         counting = _CountingRest(api.rest_client)
         api.rest_client = counting
-        workloads = reporter = KubernetesBackend(api, instance=f"bench-{os.getpid()}")
+        cache = ClusterCache(api)
+        cache.start()
+        for watched in cache.caches():  # the service refuses until then: wait, as /readyz does
+            if not watched.wait_synced(60):
+                raise SystemExit(f"the {watched.kind} cache did not sync within 60 s")
+        workloads = reporter = KubernetesBackend(api, cache, instance=f"bench-{os.getpid()}")
         if spec.ledger == "lease":
             ledger = LeaseNonceLedger(client.CoordinationV1Api(api), NAMESPACE, "bench")
     service = KbsService(

@@ -16,6 +16,7 @@ from kubernetes import client
 
 from kubetee.attestation.roots import intel_sgx_root_ca_der, root_ca_der
 from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.cluster_cache import ClusterCache
 from kubetee.attestation_service.connections import ConnectionLimits, start
 from kubetee.attestation_service.evidence import (
     CollateralSource,
@@ -25,7 +26,7 @@ from kubetee.attestation_service.evidence import (
 )
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
 from kubetee.attestation_service.pccs import PccsCollateral
-from kubetee.attestation_service.readiness import ApiReadiness
+from kubetee.attestation_service.readiness import ApiReadiness, first_problem
 from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, NonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
@@ -71,7 +72,9 @@ def _platforms(settings: ServiceSettings, api: client.ApiClient) -> RegisteredPl
 
 def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
     api = sync_api_client(settings.kubeconfig)
-    backend = KubernetesBackend(api, instance=settings.instance)
+    cache = ClusterCache(api, settings.secret_namespace_list)
+    cache.start()  # attestations are refused (and /readyz says so) until it has synced
+    backend = KubernetesBackend(api, cache, instance=settings.instance)
     root = _root(settings)
     ledger: NonceLedger
     if settings.replay_ledger == "lease":
@@ -100,7 +103,9 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         reporter=backend,
         # Any root but Intel's is a simulated authority's: its quotes may carry the sample key.
         simulator=root != intel_sgx_root_ca_der(),
-        readiness=ApiReadiness(client.CoordinationV1Api(api), settings.namespace).problem,
+        readiness=first_problem(
+            cache.problem, ApiReadiness(client.CoordinationV1Api(api), settings.namespace).problem
+        ),
     )
     return service, ledger
 
