@@ -101,7 +101,7 @@ class ServiceSettings(BaseSettings):
         le=64,
         description="Processes serving the port (SO_REUSEPORT), each verifying on its own "
         "core with its own nonces (--replay-ledger=replica); 0: one per CPU this process may "
-        "use. Only the first serves --metrics-port.",
+        "use. The first serves the metrics of all on --metrics-port.",
     )
     replay_ledger: Literal["replica", "lease", "memory"] = Field(
         default="replica",
