@@ -141,12 +141,11 @@ def _wait_healthy(
         if process.poll() is not None:
             pytest.fail(f"attestation service exited: {service.log_text()[-3000:]}")
         try:
-            # Ready: its pod, EnclaveContainer and Secret caches have synced.
-            with urllib.request.urlopen(f"{url}/readyz", context=context, timeout=2):  # noqa: S310
+            with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=2):  # noqa: S310
                 return
         except OSError:
             time.sleep(0.3)
-    pytest.fail(f"attestation service at {url} never became ready: {service.log_text()[-3000:]}")
+    pytest.fail(f"attestation service at {url} never answered: {service.log_text()[-3000:]}")
 
 
 class AttestingOperator(OperatorProcess):
