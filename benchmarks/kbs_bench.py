@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.api.v1alpha1 import SecretKeyRef
 from kubetee.attestation.policy import AttestationPolicy
 from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.cluster_cache import ClusterCache
 from kubetee.attestation_service.connections import ConnectionLimits, start
 from kubetee.attestation_service.evidence import DcapEvidenceVerifier, RegisteredPlatforms
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
@@ -84,15 +86,21 @@ class ServerSpec:
 
 
 class _CountingRest:
-    """Counts the writes a kubernetes ApiClient sends (the service's apiserver writes)."""
+    """Counts the writes a kubernetes ApiClient sends (the service's apiserver writes),
+    kept current in ``path`` so the benchmark can read them while the service runs."""
 
-    def __init__(self, rest: Any) -> None:
+    def __init__(self, rest: Any, path: Path) -> None:
         self._rest = rest
+        self._path = path
+        self._lock = threading.Lock()
         self.writes = 0
+        path.write_text("0")
 
     def request(self, method: str, *args: Any, **kwargs: Any) -> Any:
         if method.upper() in _WRITES:
-            self.writes += 1
+            with self._lock:
+                self.writes += 1
+                self._path.write_text(str(self.writes))
         return self._rest.request(method, *args, **kwargs)
 
 
@@ -134,9 +142,14 @@ def _worker(spec: ServerSpec) -> None:
     else:
         api = config.new_client_from_config(str(spec.kubeconfig))
         api.configuration.connection_pool_maxsize = 32
-        counting = _CountingRest(api.rest_client)
+        counting = _CountingRest(api.rest_client, spec.workdir / f"writes-{os.getpid()}")
         api.rest_client = counting
-        workloads = reporter = KubernetesBackend(api, instance=f"bench-{os.getpid()}")
+        cache = ClusterCache(api)
+        cache.start()
+        for watched in cache.caches():  # the service refuses until then: wait, as /readyz does
+            if not watched.wait_synced(60):
+                raise SystemExit(f"the {watched.kind} cache did not sync within 60 s")
+        workloads = reporter = KubernetesBackend(api, cache, instance=f"bench-{os.getpid()}")
         if spec.ledger == "lease":
             ledger = LeaseNonceLedger(client.CoordinationV1Api(api), NAMESPACE, "bench")
     service = KbsService(
@@ -151,8 +164,6 @@ def _worker(spec: ServerSpec) -> None:
         simulator=True,
     )
     asyncio.run(_serve_until_stopped(spec, service))
-    if counting is not None:
-        (spec.workdir / f"writes-{os.getpid()}").write_text(str(counting.writes))
 
 
 async def _serve_until_stopped(spec: ServerSpec, service: KbsService) -> None:
@@ -207,7 +218,7 @@ class Service:
             process.join(timeout=30)
 
     def writes(self) -> int:
-        """The apiserver writes the workers sent (known once they stopped)."""
+        """The apiserver writes the workers have sent so far."""
         return sum(int(p.read_text()) for p in self.spec.workdir.glob("writes-*"))
 
 
@@ -293,14 +304,26 @@ class Apiserver:
 
     def mutating_requests(self) -> int:
         """All writes the apiserver has served (any client), from its own metrics."""
+        return sum(self.mutating_requests_by_resource().values())
+
+    def mutating_requests_by_resource(self) -> dict[str, int]:
+        """The writes the apiserver has served (any client) by resource, e.g.
+        ``pods``, ``pods/status``, ``leases``, ``events``."""
         response = self.api.call_api("GET", f"{self.api.configuration.host}/metrics")
-        total = 0.0
+        totals: dict[str, float] = {}
         for line in response.read().decode().splitlines():
-            if line.startswith("apiserver_request_total{"):
-                verb = re.search(r'verb="([A-Z]+)"', line)
-                if verb and verb.group(1) in _WRITES:
-                    total += float(line.rsplit(" ", 1)[1])
-        return int(total)
+            if not line.startswith("apiserver_request_total{"):
+                continue
+            verb = re.search(r'verb="([A-Z]+)"', line)
+            if not (verb and verb.group(1) in _WRITES):
+                continue
+            resource = re.search(r'resource="([^"]*)"', line)
+            subresource = re.search(r'subresource="([^"]*)"', line)
+            name = resource.group(1) if resource else "?"
+            if subresource and subresource.group(1):
+                name = f"{name}/{subresource.group(1)}"
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        return {name: int(count) for name, count in totals.items()}
 
     def prepare(self, pods: int, progress: Callable[[str], None]) -> list[PodRef]:
         """CRDs, the namespace, the Secret, an EnclaveContainer and ``pods`` replicas

@@ -72,13 +72,27 @@ def pod_init_data(pod: PodIdentity) -> InitData:
 
 def config_id_for(init_data: InitData) -> bytes:
     """The 64-byte CONFIGID binding ``init_data``: its digest, zero padded."""
-    digest = _digest(init_data)
-    return digest + bytes(CONFIG_ID_SIZE - len(digest))
+    return _config_id(init_data, _document(init_data))
 
 
 def pod_of(init_data: InitData) -> PodIdentity:
     """The pod ``init_data`` names; :class:`InitDataError` if it names none."""
-    data = _document(init_data).get("data")
+    return _pod_in(_document(init_data))
+
+
+def pod_and_config_id(init_data: InitData) -> tuple[PodIdentity, bytes]:
+    """:func:`pod_of` and :func:`config_id_for` at once, reading the document once."""
+    document = _document(init_data)
+    return _pod_in(document), _config_id(init_data, document)
+
+
+def _config_id(init_data: InitData, document: dict[str, object]) -> bytes:
+    digest = _digest(init_data, document)
+    return digest + bytes(CONFIG_ID_SIZE - len(digest))
+
+
+def _pod_in(document: dict[str, object]) -> PodIdentity:
+    data = document.get("data")
     if not isinstance(data, dict):
         raise InitDataError("init-data has no [data] table")
     values = [data.get(key) for key in (NAMESPACE_KEY, POD_KEY, POD_UID_KEY)]
@@ -109,8 +123,8 @@ def _document(init_data: InitData) -> dict[str, object]:
     return document
 
 
-def _digest(init_data: InitData) -> bytes:
-    algorithm = _document(init_data).get("algorithm")
+def _digest(init_data: InitData, document: dict[str, object]) -> bytes:
+    algorithm = document.get("algorithm")
     hash_function = ALGORITHMS.get(algorithm) if isinstance(algorithm, str) else None
     if hash_function is None:
         raise InitDataError(f"init-data algorithm must be one of {', '.join(ALGORITHMS)}")

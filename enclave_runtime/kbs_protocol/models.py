@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Literal, Self
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -82,10 +83,17 @@ class TeePubKey(_Wire):
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         """The key as a ``cryptography`` object; ``ValueError`` if it is not on its curve."""
-        curve = _CURVES[self.crv]
-        size = (curve.key_size + 7) // 8
-        x, y = _coordinate(self.x, size), _coordinate(self.y, size)
-        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+        return _public_key(self.crv, self.x, self.y)
+
+
+# One attestation validates its tee-pubkey several times (request, token, resource): the
+# point check is done once per key (keys that fail it are not kept).
+@functools.lru_cache(maxsize=1024)
+def _public_key(crv: str, x_value: str, y_value: str) -> ec.EllipticCurvePublicKey:
+    curve = _CURVES[crv]
+    size = (curve.key_size + 7) // 8
+    x, y = _coordinate(x_value, size), _coordinate(y_value, size)
+    return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
 
 
 def _coordinate(value: str, size: int) -> int:

@@ -40,7 +40,7 @@ from enclave_runtime.kbs_protocol import (
     encrypt_to_tee_key,
     report_data_for,
 )
-from enclave_runtime.kbs_protocol.init_data import InitDataError, config_id_for, pod_of
+from enclave_runtime.kbs_protocol.init_data import InitDataError, pod_and_config_id
 from enclave_runtime.kbs_protocol.models import (
     HASH_ALGORITHM,
     SELECTED_HASH_ALGORITHM,
@@ -347,8 +347,7 @@ def _pod_and_config_id(attestation: Attestation) -> tuple[PodRef, bytes]:
             "send that init-data"
         )
     try:
-        pod = pod_of(init_data)
-        config_id = config_id_for(init_data)
+        pod, config_id = pod_and_config_id(init_data)
     except InitDataError as exc:
         raise PodNotNamedError(f"init-data: {exc}") from None
     return PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid), config_id

@@ -1,8 +1,9 @@
 """The service's view of the cluster, through the Kubernetes API.
 
-Reads pods, EnclaveContainers and Secrets; writes the ``kubetee.io/attested``
+Reads pods, EnclaveContainers and Secrets from the watch caches of ``cluster_cache``
+(no apiserver request on an attestation's path); writes the ``kubetee.io/attested``
 readiness gate condition of an attested pod and Events. The kubernetes client is
-synchronous, so every call runs in a worker thread.
+synchronous, so every write runs in a worker thread.
 
 Only successes change a pod, and only what changed: a steady re-attestation moves the
 ``attested-until`` annotation (one patch); the condition is patched and a Normal Event
@@ -25,15 +26,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from pydantic import ValidationError
 
-from kubetee.api.v1alpha1 import API_VERSION, GROUP, VERSION, EnclaveContainerSpec, SecretKeyRef
+from kubetee.api.v1alpha1 import API_VERSION, SecretKeyRef
 from kubetee.attestation.errors import AttestationError
 from kubetee.attestation.verified import VerifiedQuote
+from kubetee.attestation_service.cluster_cache import ClusterCache, InvalidEnclaveContainer
 from kubetee.attestation_service.errors import (
     BackendUnavailableError,
     ResourceNotFoundError,
@@ -46,11 +47,11 @@ from kubetee.attestation_service.names import (
     ATTESTED_UNTIL_ANNOTATION,
     COMPONENT,
     EC_LABEL,
-    EC_PLURAL,
 )
 from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replicas import claims_of
 from kubetee.attestation_service.sessions import PodRef
+from kubetee.attestation_service.watch_cache import NotSyncedError, WatchCache
 from kubetee.attestation_service.workloads import (
     EnclaveContainerView,
     RecordedAttestation,
@@ -60,6 +61,7 @@ from kubetee.tcb.names import DEADLINE_ANNOTATION
 from kubetee.tcb.recovery import parse_deadline
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _NOT_FOUND = 404
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -83,34 +85,37 @@ class KubernetesBackend:
     """Implements ``WorkloadDirectory`` and ``AttestationReporter`` on the Kubernetes API."""
 
     def __init__(
-        self, api_client: Any, *, instance: str, clock: Callable[[], float] = time.monotonic
+        self,
+        api_client: Any,
+        cache: ClusterCache,
+        *,
+        instance: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
+        self._cache = cache
         self._instance = instance
         self._clock = clock
         # (pod uid, reason) -> when its last Warning Event was recorded (oldest first).
         self._refusals: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._refusals_lock = threading.Lock()
 
-    # -- WorkloadDirectory
+    # -- WorkloadDirectory: dictionary reads of the watch caches, no apiserver request
 
     async def workload_of(self, pod: PodRef) -> Workload:
-        return await asyncio.to_thread(self._workload_of, pod)
+        return self._workload_of(pod)
 
     async def enclave_container(self, namespace: str, name: str) -> EnclaveContainerView:
-        return await asyncio.to_thread(self._enclave_container, namespace, name)
+        return self._enclave_container(namespace, name)
 
     async def secret_value(self, namespace: str, ref: SecretKeyRef) -> bytes:
-        return await asyncio.to_thread(self._secret_value, namespace, ref)
+        return self._secret_value(namespace, ref)
 
     def _workload_of(self, ref: PodRef) -> Workload:
-        try:
-            pod = _json(self._core.read_namespaced_pod(ref.name, ref.namespace, **_RAW))
-        except ApiException as exc:
-            if exc.status == _NOT_FOUND:
-                raise WorkloadUnknownError(f"there is no pod {ref}") from None
-            raise _unavailable("read pod", exc) from None
+        # The cache holds only labelled replicas: an unlabelled pod is "no pod" here too.
+        pod = _cached(self._cache.pods, ref.namespace, ref.name)
+        if pod is None:
+            raise WorkloadUnknownError(f"there is no replica pod {ref}")
         metadata = pod.get("metadata") or {}
         if metadata.get("uid") != ref.uid:
             raise WorkloadUnknownError(f"pod {ref} has another UID: it was replaced")
@@ -133,36 +138,24 @@ class KubernetesBackend:
         )
 
     def _enclave_container(self, namespace: str, name: str) -> EnclaveContainerView:
-        try:
-            body = _json(
-                self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, EC_PLURAL, name, **_RAW
-                )
-            )
-        except ApiException as exc:
-            if exc.status == _NOT_FOUND:
-                raise WorkloadUnknownError(
-                    f"there is no EnclaveContainer {namespace}/{name}"
-                ) from None
-            raise _unavailable("read EnclaveContainer", exc) from None
-        try:
-            spec = EnclaveContainerSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            raise WorkloadUnknownError(
-                f"EnclaveContainer {namespace}/{name} has an invalid spec"
-            ) from None
-        return EnclaveContainerView.from_spec(namespace, name, body["metadata"]["uid"], spec)
+        view = _cached(self._cache.enclave_containers, namespace, name)
+        if view is None:
+            raise WorkloadUnknownError(f"there is no EnclaveContainer {namespace}/{name}")
+        if isinstance(view, InvalidEnclaveContainer):
+            raise WorkloadUnknownError(f"EnclaveContainer {namespace}/{name} has an invalid spec")
+        return view
 
     def _secret_value(self, namespace: str, ref: SecretKeyRef) -> bytes:
-        try:
-            secret = _json(self._core.read_namespaced_secret(ref.name, namespace, **_RAW))
-        except ApiException as exc:
-            if exc.status == _NOT_FOUND:
-                raise ResourceNotFoundError(
-                    f"the Secret {namespace}/{ref.name} does not exist"
-                ) from None
-            raise _unavailable("read Secret", exc) from None
-        encoded = (secret.get("data") or {}).get(ref.key)
+        secrets = self._cache.secrets_of(namespace)
+        if secrets is None:
+            raise ResourceNotFoundError(
+                f"the Secret {namespace}/{ref.name} is in a namespace the service may not "
+                "read (attestationService.secretNamespaces)"
+            )
+        data = _cached(secrets, namespace, ref.name)
+        if data is None:
+            raise ResourceNotFoundError(f"the Secret {namespace}/{ref.name} does not exist")
+        encoded = data.get(ref.key)
         if encoded is None:
             raise ResourceNotFoundError(f"the Secret {namespace}/{ref.name} has no key {ref.key}")
         try:
@@ -322,6 +315,13 @@ def _recorded_now(core: Any, pod: PodRef) -> RecordedAttestation:
         return _recorded(_json(core.read_namespaced_pod(pod.name, pod.namespace, **_RAW)))
     except ApiException as exc:
         raise _unavailable("read pod", exc) from None
+
+
+def _cached(cache: WatchCache[T], namespace: str, name: str) -> T | None:
+    try:
+        return cache.get(namespace, name)
+    except NotSyncedError as exc:
+        raise BackendUnavailableError(f"{exc}: retry in a moment") from None
 
 
 def _json(response: Any) -> dict[str, Any]:

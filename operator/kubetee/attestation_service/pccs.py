@@ -54,12 +54,14 @@ class CollateralMetrics:
             "by kind (tcb_info, qe_identity, pck_crl, root_ca_crl) and id (FMSPC or CA type).",
             ("kind", "id"),
             registry=registry,
+            multiprocess_mode="livemin",  # with --workers: the stalest live worker's
         )
         self.next_update = Gauge(
             names.COLLATERAL_NEXT_UPDATE_TIMESTAMP_SECONDS,
             "UNIX time of the nextUpdate of each cached collateral item.",
             ("kind", "id"),
             registry=registry,
+            multiprocess_mode="livemin",
         )
         self.fetches = Counter(
             names.COLLATERAL_FETCHES_TOTAL,

@@ -1,14 +1,16 @@
 """Whether an attestation could complete now: the service's answer at /readyz.
 
 Every attestation reads the pod, its EnclaveContainer and the released Secret from the
-Kubernetes API (and, with ``--replay-ledger=lease``, writes a nonce Lease), so with the
-API or its etcd away none can complete, whichever nonce ledger is used.
+watch caches (``cluster_cache``: not ready until they have synced), and a first one (or,
+with ``--replay-ledger=lease``, every one) writes to the Kubernetes API, so with the API
+or its etcd away none can complete, whichever nonce ledger is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import urllib3.exceptions
@@ -62,3 +64,19 @@ class ApiReadiness:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             return f"the Kubernetes API cannot be reached: {type(exc).__name__}"
         return None
+
+
+Check = Callable[[], Awaitable[str | None]]
+
+
+def first_problem(*checks: Check) -> Check:
+    """One readiness check: the first of ``checks`` that finds a problem answers."""
+
+    async def problem() -> str | None:
+        for check in checks:
+            found = await check()
+            if found is not None:
+                return found
+        return None
+
+    return problem

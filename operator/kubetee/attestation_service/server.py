@@ -10,12 +10,15 @@ import os
 import secrets
 import signal
 import time
+from pathlib import Path
 
 from aiohttp import web
 from kubernetes import client
+from prometheus_client import REGISTRY
 
 from kubetee.attestation.roots import intel_sgx_root_ca_der, root_ca_der
 from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.cluster_cache import ClusterCache
 from kubetee.attestation_service.connections import ConnectionLimits, start
 from kubetee.attestation_service.evidence import (
     CollateralSource,
@@ -25,13 +28,13 @@ from kubetee.attestation_service.evidence import (
 )
 from kubetee.attestation_service.kubernetes_backend import KubernetesBackend
 from kubetee.attestation_service.pccs import PccsCollateral
-from kubetee.attestation_service.readiness import ApiReadiness
+from kubetee.attestation_service.readiness import ApiReadiness, first_problem
 from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, NonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
 from kubetee.attestation_service.tls import server_context
 from kubetee.k8s.sync_client import sync_api_client
-from kubetee.metrics import start_metrics_server
+from kubetee.metrics import multiprocess, start_metrics_server
 from kubetee.metrics.attestation import instrument_app
 from kubetee.pcs.registry import ConfigMapRegistry, parse_registry
 
@@ -71,7 +74,9 @@ def _platforms(settings: ServiceSettings, api: client.ApiClient) -> RegisteredPl
 
 def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
     api = sync_api_client(settings.kubeconfig)
-    backend = KubernetesBackend(api, instance=settings.instance)
+    cache = ClusterCache(api, settings.secret_namespace_list)
+    cache.start()  # attestations are refused (and /readyz says so) until it has synced
+    backend = KubernetesBackend(api, cache, instance=settings.instance)
     root = _root(settings)
     ledger: NonceLedger
     if settings.replay_ledger == "lease":
@@ -100,7 +105,9 @@ def build_service(settings: ServiceSettings) -> tuple[KbsService, NonceLedger]:
         reporter=backend,
         # Any root but Intel's is a simulated authority's: its quotes may carry the sample key.
         simulator=root != intel_sgx_root_ca_der(),
-        readiness=ApiReadiness(client.CoordinationV1Api(api), settings.namespace).problem,
+        readiness=first_problem(
+            cache.problem, ApiReadiness(client.CoordinationV1Api(api), settings.namespace).problem
+        ),
     )
     return service, ledger
 
@@ -138,15 +145,17 @@ def worker_count(settings: ServiceSettings) -> int:
 
 def run(settings: ServiceSettings) -> None:
     """Serve; with several workers, the others are child processes on the same port (the
-    kernel spreads connections over them), stopped when this one stops."""
+    kernel spreads connections over them), stopped when this one stops. All keep their
+    metrics in one per-run directory, which this one serves on --metrics-port."""
     count = worker_count(settings)
     shared_port = count > 1
+    metrics_dir = multiprocess.enable("kubetee-kbs") if shared_port else None
     context = multiprocessing.get_context("spawn")
     others = [
         context.Process(
             target=_run_worker,
-            # Metrics come from this process only: a port has one listener.
-            args=(settings.model_copy(update={"metrics_port": 0}), shared_port),
+            # A port has one listener: this process serves every worker's metrics.
+            args=(settings.model_copy(update={"metrics_port": 0}), shared_port, None),
             name=f"kbs-worker-{index}",
             daemon=True,
         )
@@ -155,15 +164,17 @@ def run(settings: ServiceSettings) -> None:
     for process in others:
         process.start()
     try:
-        _run_worker(settings, shared_port)
+        _run_worker(settings, shared_port, metrics_dir)
     finally:
         for process in others:
             process.terminate()
         for process in others:
             process.join(timeout=10)
+        if metrics_dir is not None:
+            multiprocess.remove(metrics_dir)
 
 
-def _run_worker(settings: ServiceSettings, shared_port: bool) -> None:
+def _run_worker(settings: ServiceSettings, shared_port: bool, metrics_dir: Path | None) -> None:
     if shared_port and multiprocessing.parent_process() is not None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -172,7 +183,10 @@ def _run_worker(settings: ServiceSettings, shared_port: bool) -> None:
     app = create_app(service)
     instrument_app(app)
     if settings.metrics_port:
-        start_metrics_server("attestation-service", settings.metrics_port)
+        registry = (
+            REGISTRY if metrics_dir is None else multiprocess.collecting_registry(metrics_dir)
+        )
+        start_metrics_server("attestation-service", settings.metrics_port, registry=registry)
     asyncio.run(_serve(app, service, ledger, settings, reuse_port=shared_port))
 
 

@@ -22,6 +22,7 @@ can never be passed off as the other.
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -174,12 +175,17 @@ class SessionSigner:
         return jwt.encode({"alg": "HS256"}, claims, self._attested_key)
 
     def is_challenge(self, value: str) -> bool:
-        """Whether ``value`` is a challenge cookie this service issued (signature only)."""
-        try:
-            _decode(value, self._challenge_key, _CHALLENGE, "challenge")
-        except SessionMissingError:
+        """Whether ``value`` says it is a challenge (its ``typ``, not yet verified): which
+        key to verify it with. Nothing in it is trusted before :meth:`read_challenge` (or
+        :meth:`read_token`) verifies it, so one verification per request suffices."""
+        parts = value.split(".")
+        if len(parts) != 3 or len(value) > _MAX_TOKEN_CHARS:  # a JWS
             return False
-        return True
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, TypeError, RecursionError):
+            return False
+        return isinstance(claims, dict) and claims.get("typ") == _CHALLENGE
 
     def read_token(self, token: str | None, now: int) -> AttestedSession:
         claims = _decode(token, self._attested_key, _ATTESTED, "attestation")

@@ -72,6 +72,12 @@ class ServiceSettings(BaseSettings):
         description="ConfigMap [NAMESPACE/]NAME where the PCS records each node's platform; a "
         "quote must come from the pod's node's platform. Empty: no binding (not recommended).",
     )
+    secret_namespaces: str = Field(
+        default="",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(,[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$",
+        description="Comma-separated namespaces whose Secrets EnclaveContainers may name "
+        "(the service watches only these); empty: every namespace.",
+    )
     kubeconfig: Path | None = Field(default=None, description="Default: in-cluster config.")
     metrics_port: int = Field(
         default=9091, ge=0, le=65535, description="Port of Prometheus /metrics; 0 turns it off."
@@ -95,7 +101,7 @@ class ServiceSettings(BaseSettings):
         le=64,
         description="Processes serving the port (SO_REUSEPORT), each verifying on its own "
         "core with its own nonces (--replay-ledger=replica); 0: one per CPU this process may "
-        "use. Only the first serves --metrics-port.",
+        "use. The first serves the metrics of all on --metrics-port.",
     )
     replay_ledger: Literal["replica", "lease", "memory"] = Field(
         default="replica",
@@ -111,6 +117,10 @@ class ServiceSettings(BaseSettings):
         description="ConfigMap in --namespace that owns the nonce Leases, so they are "
         "deleted with it (the chart's, removed by helm uninstall).",
     )
+
+    @property
+    def secret_namespace_list(self) -> tuple[str, ...]:
+        return tuple(n for n in self.secret_namespaces.split(",") if n)
 
     @model_validator(mode="after")
     def _workers_need_bound_nonces(self) -> Self:

@@ -17,6 +17,7 @@ from kubernetes import client
 
 from kubetee.attestation.errors import DebugEnclaveError, IsvSvnTooLowError
 from kubetee.attestation.verified import VerifiedQuote
+from kubetee.attestation_service.cluster_cache import ClusterCache, _enclave_container, _pod
 from kubetee.attestation_service.kubernetes_backend import (
     REFUSAL_EVENT_INTERVAL_SECONDS,
     KubernetesBackend,
@@ -62,13 +63,30 @@ class FakeCore:
 
 
 @dataclass
-class FakeCustom:
-    def get_namespaced_custom_object(self, *_: Any, **__: Any) -> _Response:
-        ec = {
+class Live:
+    """A synced cache that always holds what the fake apiserver holds now (as if the
+    watch delivered every change at once)."""
+
+    kind: str
+    read: Any
+    synced: bool = True
+
+    def get(self, namespace: str, name: str) -> Any:
+        return self.read(namespace, name)
+
+
+def _cluster(apiserver: FakeCore) -> ClusterCache:
+    ec = _enclave_container(
+        {
             "metadata": {"name": EC_NAME, "namespace": NAMESPACE, "uid": "uid-ec"},
             "spec": ec_spec().model_dump(mode="json", by_alias=True, exclude_none=True),
         }
-        return _Response(json.dumps(ec).encode())
+    )
+    return ClusterCache.of(
+        Live("pod", lambda *_: _pod(apiserver.pod)),
+        Live("EnclaveContainer", lambda *_: ec),
+        Live("Secret", lambda *_: None),
+    )
 
 
 @dataclass
@@ -102,9 +120,10 @@ def clock() -> Clock:
 
 @pytest.fixture
 def backend(apiserver: FakeCore, clock: Clock) -> KubernetesBackend:
-    backend = KubernetesBackend(client.ApiClient(), instance="kbs-0", clock=clock)
+    backend = KubernetesBackend(
+        client.ApiClient(), _cluster(apiserver), instance="kbs-0", clock=clock
+    )
     backend._core = apiserver  # the API objects the backend calls, faked
-    backend._custom = FakeCustom()
     return backend
 
 

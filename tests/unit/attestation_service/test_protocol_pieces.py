@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import aiohttp
@@ -21,6 +22,15 @@ from enclave_runtime.kbs_protocol import (
     encrypt_to_tee_key,
     report_data_for,
 )
+from enclave_runtime.kbs_protocol.init_data import (
+    InitDataError,
+    PodIdentity,
+    config_id_for,
+    pod_and_config_id,
+    pod_init_data,
+    pod_of,
+)
+from enclave_runtime.kbs_protocol.models import InitData
 from enclave_runtime.kbs_protocol.runtime_data import canonical_runtime_data
 from kubetee.attestation_service.errors import (
     AttestationExpiredError,
@@ -112,8 +122,9 @@ def test_jwe_for_another_key_or_tampered_does_not_decrypt() -> None:
     ids=["short", "off-curve", "zero-y", "not-base64url"],
 )
 def test_tee_pubkey_off_the_curve_is_refused_when_it_arrives(x: str, y: str) -> None:
-    with pytest.raises(ValueError, match=r"tee-pubkey|curve|point"):
-        TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x=x, y=y)
+    for _ in range(2):  # every time: a refused key is not remembered as checked
+        with pytest.raises(ValueError, match=r"tee-pubkey|curve|point"):
+            TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x=x, y=y)
 
 
 def test_resource_jwe_header_survives_kbs_types_reserialization() -> None:
@@ -293,3 +304,55 @@ async def test_lease_ledger_keeps_the_outcome_and_refuses_replays() -> None:
     assert await ledger.attested_token("n2") is None
     assert await ledger.attested_token("never-used") is None
     assert all(name.startswith("kbs-nonce-") for name in api.leases)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,  # the runtime's own init-data
+        'version = "0.1.0"\nalgorithm = "sha256"\n[data]\n"kubetee.io/namespace" = "x"\n',
+        'version = "0.1.0"\nalgorithm = "md5"\n',
+        "not toml [",
+    ],
+    ids=["valid", "no-pod", "bad-algorithm", "not-toml"],
+)
+def test_one_read_of_init_data_answers_as_the_two_separate_reads(body: str | None) -> None:
+    init_data = pod_init_data(PodIdentity("shop", "p-1", "u-1"))
+    if body is not None:
+        init_data = InitData(format="toml", body=body)
+
+    def outcome(read: Callable[[], object]) -> object:
+        try:
+            return read()
+        except InitDataError as error:
+            return f"refused: {error}"
+
+    together = outcome(lambda: pod_and_config_id(init_data))
+    apart = outcome(lambda: (pod_of(init_data), config_id_for(init_data)))
+    assert together == apart
+    if body is None:
+        assert together == (PodIdentity("shop", "p-1", "u-1"), config_id_for(init_data))
+
+
+def test_a_cookie_saying_it_is_a_challenge_is_still_verified_before_use() -> None:
+    ours = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    forger = SessionSigner(b"f" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    _, forged = forger.new_challenge(1000)
+    _, genuine = ours.new_challenge(1000)
+    token = ours.issue_token(
+        AttestedSession(
+            pod=PodRef("shop", "p-1", "u-1"),
+            enclave_container="ec",
+            policy_hash="h",
+            tee_pubkey=TeeKeyPair.generate().public_jwk(),
+            expires_at=2000,
+        ),
+        1000,
+    )
+    assert ours.is_challenge(genuine)
+    assert ours.is_challenge(forged)  # says so: which key to check it with ...
+    with pytest.raises(SessionMissingError, match="not one this service issued"):
+        ours.read_challenge(forged)  # ... and that check refuses it
+    assert not ours.is_challenge(token)
+    for garbage in ("", "a.b", "a.!!!.c", "x" * 9000, "a." + "e30" + ".c"):
+        assert not ours.is_challenge(garbage)
