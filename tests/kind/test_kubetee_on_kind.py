@@ -211,9 +211,24 @@ def test_the_hpa_scales_on_memory_the_replicas_really_use(demo: KindDemo, kind: 
     assert "pods metric epc_utilization above target" in reasons
 
 
+def _live_replicas(kind: Kind) -> list[dict[str, Any]]:
+    """The EnclaveContainer's replicas, without pods a kubelet refused at admission.
+
+    While the node DaemonSet rolls, a kubelet may refuse a new replica (its quoting
+    service restarting leaves the enclave slots unhealthy). Kubernetes leaves such a pod
+    Failed and the ReplicaSet replaces it: it is not a replica. Any other failure is.
+    """
+    pods = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+    failed = [p for p in pods if p["status"].get("phase") == "Failed"]
+    assert all(p["status"].get("reason") == "UnexpectedAdmissionError" for p in failed), [
+        (p["metadata"]["name"], p["status"].get("reason")) for p in failed
+    ]
+    return [p for p in pods if p not in failed]
+
+
 def _replicas_ready(kind: Kind, count: int) -> list[dict[str, Any]] | None:
     status = _ec(kind, EC_NAME).get("status") or {}
-    replicas = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+    replicas = _live_replicas(kind)
     ready = [p for p in replicas if _ready(p)]
     if status.get("attestedReplicas") == count and len(replicas) == len(ready) == count:
         return replicas
@@ -335,7 +350,7 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
 
     def attested_on_the_new_image() -> bool:
         status = _ec(kind, EC_NAME).get("status") or {}
-        replicas = _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}")
+        replicas = _live_replicas(kind)
         runtimes = [
             c["image"]
             for p in replicas
@@ -358,7 +373,7 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
     )
     secret = kind.json("get", "secret", "demo-db", "-n", NAMESPACE)
     expected = hashlib.sha256(base64.b64decode(secret["data"]["password"])).hexdigest()
-    for pod in _pods(kind, NAMESPACE, f"{EC_LABEL}={EC_NAME}"):
+    for pod in _live_replicas(kind):
         assert demo.served_hash(pod["metadata"]["name"]) == expected
 
 
