@@ -327,7 +327,12 @@ def test_a_newer_tcb_evaluation_moves_replicas_and_a_microcode_update_brings_the
         )  # fmt: skip
         assert not _attested(withdrawn)
         wait_for("the runtime removed the secret", lambda: not held_secret.exists(), timeout=60)
-        assert "TcbRecoveryDeadlinePassed" in _reasons(api, namespace)
+        # The Event follows the pod's patches, so it may land a moment after them.
+        wait_for(
+            "a TcbRecoveryDeadlinePassed Event",
+            lambda: "TcbRecoveryDeadlinePassed" in _reasons(api, namespace),
+            timeout=30,
+        )
 
         # A microcode update brings the node back to UpToDate ...
         updated = _cluster_cli(
@@ -354,7 +359,12 @@ def test_a_newer_tcb_evaluation_moves_replicas_and_a_microcode_update_brings_the
 
         wait_for("the withdrawn replica attested again", recovered, 180, tcb_operator)
         wait_for("its secret delivered again", held_secret.exists, timeout=60)
-        assert "TcbRecovered" in _reasons(api, namespace)
+        wait_for(
+            "a TcbRecovered Event",
+            lambda: "TcbRecovered" in _reasons(api, namespace),
+            timeout=30,
+            operator=tcb_operator,
+        )
         # ... and it takes replicas again.
         _apply_ec(api, namespace, "pay", {**moved, "replicas": 9})
         wait_for(
