@@ -157,6 +157,8 @@ class PodView:
     identity: EnclaveIdentity | None = None
     # "pending" while TCB recovery moves it, "withdrawn" after its deadline, else "".
     tcb_recovery: str = ""
+    # Why its node's kubelet refused to admit it (Failed before any container ran), else "".
+    admission_refusal: str = ""
 
     @property
     def holds_epc(self) -> bool:
@@ -194,7 +196,22 @@ def pod_view(body: Body) -> PodView:
         template_hash=labels.get("pod-template-hash", ""),
         identity=_attested_identity(metadata.get("annotations") or {}),
         tcb_recovery=_tcb_recovery(metadata.get("annotations") or {}),
+        admission_refusal=_admission_refusal(status),
     )
+
+
+def _admission_refusal(status: Mapping[str, Any]) -> str:
+    """``reason: message`` of a pod its kubelet refused at admission, e.g. when a device
+    plugin had no healthy device to allocate; Kubernetes leaves such pods Failed for good."""
+    if status.get("phase") != "Failed" or not status.get("reason"):
+        return ""
+    started = any(
+        set(container.get("state") or {}) - {"waiting"}
+        for container in status.get("containerStatuses") or ()
+    )
+    if started:
+        return ""
+    return f"{status['reason']}: {status.get('message') or 'no message'}"
 
 
 def _tcb_recovery(annotations: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,6 +114,7 @@ class AttestationUpkeep:
             view = one(indexes.enclave_containers, key)
             if view is None:
                 continue
+            await self._remove_refused(view, indexes.pods.get(key, ()))
             current = self._policy(view)
             if current is not None:
                 await self._sweep_one(key, view, current, indexes, now)
@@ -212,6 +213,39 @@ class AttestationUpkeep:
         for name in plan.evict:
             replica, action = by_name[name]
             await self._evict(view, replica, action, now)
+
+    async def _remove_refused(self, view: ResourceView, pods: Collection[PodView]) -> None:
+        """Remove replicas their kubelet refused at admission (say, while its quoting
+        service restarted): the ReplicaSet has replaced them, and Kubernetes would leave
+        them Failed in ``kubectl get pods`` for good."""
+        for pod in list(pods):
+            if not pod.admission_refusal or pod.terminating:
+                continue
+            # A terminal pod's eviction is a plain deletion: no budget is consulted.
+            REQUESTS.labels("create", "pods/eviction").inc()
+            try:
+                await self._core.create_namespaced_pod_eviction(
+                    pod.name,
+                    pod.namespace,
+                    client.V1Eviction(
+                        metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace)
+                    ),
+                )
+            except client.ApiException as error:
+                if error.status != 404:
+                    logger.warning(
+                        "pod %s/%s: removing it failed: %s", pod.namespace, pod.name, error.status
+                    )
+                continue
+            logger.info("pod %s/%s: removed, refused by node %s", pod.namespace, pod.name, pod.node)
+            await self._post(
+                _ref(view),
+                "Warning",
+                "ReplicaRefusedByNode",
+                f"pod {pod.name} was refused by node {pod.node or '(none)'} at admission "
+                f"({pod.admission_refusal}); its ReplicaSet replaced it and the refused pod "
+                "was removed",
+            )
 
     def _forget_old_evictions(self, now: datetime) -> None:
         for uid, (_, when) in list(self._evicted.items()):

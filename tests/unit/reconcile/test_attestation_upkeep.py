@@ -146,3 +146,45 @@ async def test_nothing_is_evicted_while_the_attestation_service_is_unreachable(
     assert world.core.evictions == []
     assert world.core.status_patches == []
     assert world.events.events == []
+
+
+def _refused(name: str) -> dict[str, Any]:
+    """A replica its kubelet refused at admission: Failed, no container ever started."""
+    body = pod(name, node_name="n2", phase="Failed")
+    body["status"]["reason"] = "UnexpectedAdmissionError"
+    body["status"]["message"] = (
+        "Pod was rejected: Allocate failed due to no healthy devices present; "
+        "cannot allocate unhealthy devices kubetee.io/enclave"
+    )
+    return body
+
+
+async def test_a_replica_refused_at_admission_is_removed_once_with_a_warning(
+    world: World,
+) -> None:
+    world.health[0] = unreachable("https://kbs:8443", "connection refused", "now")  # no replacing
+    world.pods.append(_refused("d"))
+    await world.sweep()
+    assert world.core.evictions == ["d"]  # a terminal pod's eviction is its deletion
+    assert world.events.events == [("Warning", "ReplicaRefusedByNode")]
+
+    # Going: removed once, not again while the watch shows it terminating.
+    world.pods[-1]["metadata"]["deletionTimestamp"] = "2026-11-26T12:00:01Z"
+    await world.sweep(NOW + timedelta(seconds=1))
+    assert world.core.evictions == ["d"]
+    assert world.core.status_patches == []  # the serving replicas were left alone
+
+
+async def test_a_replica_that_failed_after_running_is_not_taken_for_a_refusal(
+    world: World,
+) -> None:
+    world.health[0] = unreachable("https://kbs:8443", "connection refused", "now")
+    crashed = pod("e", node_name="n2", phase="Failed")
+    crashed["status"]["reason"] = "Evicted"
+    crashed["status"]["containerStatuses"] = [
+        {"name": "app", "state": {"terminated": {"exitCode": 137}}}
+    ]
+    world.pods.append(crashed)
+    await world.sweep()
+    assert world.core.evictions == []
+    assert world.events.events == []
