@@ -6,7 +6,6 @@ version). Each replica's attestation facts are in :mod:`kubetee.handlers.replica
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -40,7 +39,7 @@ async def start_attestation_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
 
     upkeep = AttestationUpkeep(await connect(), UpkeepSettings(), health)
     memo["attestation_upkeep"] = upkeep
-    upkeep.task = asyncio.create_task(upkeep.sweep_forever(_indexes(kwargs)))
+    upkeep.start(_indexes(kwargs))
 
 
 async def judge_policy(

@@ -4,7 +4,6 @@ TCB recovery facts are in :mod:`kubetee.handlers.replicas`). Nothing runs unless
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from datetime import datetime
@@ -71,7 +70,7 @@ async def start_tcb_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
         deployments=kwargs["deployment_index"],
         nodes=kwargs["node_index"],
     )
-    upkeep.task = asyncio.create_task(upkeep.sweep_forever(indexes))
+    upkeep.start(indexes)
     logger.info(
         "TCB recovery: nodes judged by the TCB Info of %s every %ss, platforms from %s/%s",
         settings.pccs_url,

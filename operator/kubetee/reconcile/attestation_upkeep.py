@@ -12,8 +12,6 @@ waiting for its turn keeps serving as it was attested.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -41,6 +39,7 @@ from kubetee.controller.views import DeploymentView, PodView, ResourceView
 from kubetee.k8s.errors import ApiError, ApiUnavailableError
 from kubetee.k8s.writes import REQUESTS, KubeWriter, ObjectRef
 from kubetee.reconcile.caches import ObjectKey, one
+from kubetee.reconcile.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +77,9 @@ class Indexes:
     deployments: Mapping[ObjectKey, Any]
 
 
-class AttestationUpkeep:
+class AttestationUpkeep(Sweeper[Indexes]):
     def __init__(self, api_client: Any, settings: UpkeepSettings, health: Health) -> None:
-        self._api_client = api_client
+        super().__init__(api_client, settings.attestation_sweep_seconds, "attestation upkeep")
         self._core = client.CoreV1Api(api_client)
         self._writer = KubeWriter(api_client)
         self._settings = settings
@@ -91,22 +90,6 @@ class AttestationUpkeep:
         # PodDisruptionBudget refused (uid), to tell the user once.
         self._evicted: dict[str, tuple[str, datetime]] = {}
         self._blocked: set[str] = set()
-        self.task: asyncio.Task[None] | None = None
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        await self._api_client.close()
-
-    async def sweep_forever(self, indexes: Indexes) -> None:
-        while True:
-            await asyncio.sleep(self._settings.attestation_sweep_seconds)
-            try:
-                await self.sweep(indexes, datetime.now(UTC))
-            except Exception:
-                logger.exception("attestation upkeep sweep failed; retrying")
 
     async def sweep(self, indexes: Indexes, now: datetime) -> None:
         self._forget_old_evictions(now)

@@ -15,12 +15,11 @@ the deadline, recovered. Each step is an Event on the EnclaveContainer and count
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubernetes.aio import client
@@ -35,6 +34,7 @@ from kubetee.k8s.errors import ApiError, ApiUnavailableError
 from kubetee.k8s.writes import REQUESTS, KubeWriter, ObjectRef
 from kubetee.pcs.registry import ConfigMapRegistry, PlatformRecord, RegistryUnavailableError
 from kubetee.reconcile.caches import ObjectKey, one
+from kubetee.reconcile.sweeper import Sweeper
 from kubetee.tcb.facts import PlatformTcb, node_patch
 from kubetee.tcb.metrics import TcbMetrics
 from kubetee.tcb.names import (
@@ -69,7 +69,7 @@ class TcbIndexes:
     nodes: Mapping[str, Collection[NodeView]]
 
 
-class TcbUpkeep:
+class TcbUpkeep(Sweeper[TcbIndexes]):
     def __init__(  # noqa: PLR0917 - its collaborators, each a seam for tests
         self,
         api_client: Any,
@@ -79,7 +79,7 @@ class TcbUpkeep:
         health: Health,
         metrics: TcbMetrics,
     ) -> None:
-        self._api_client = api_client
+        super().__init__(api_client, settings.tcb_sweep_seconds, "TCB recovery")
         self._core = client.CoreV1Api(api_client)
         self._writer = KubeWriter(api_client)
         self._settings = settings
@@ -92,22 +92,6 @@ class TcbUpkeep:
         self._blocked: set[str] = set()
         self._registry_failing = False
         self._statuses_seen: set[str] = set()
-        self.task: asyncio.Task[None] | None = None
-
-    async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-        await self._api_client.close()
-
-    async def sweep_forever(self, indexes: TcbIndexes) -> None:
-        while True:
-            await asyncio.sleep(self._settings.tcb_sweep_seconds)
-            try:
-                await self.sweep(indexes, datetime.now(UTC))
-            except Exception:
-                logger.exception("TCB recovery sweep failed; retrying")
 
     async def sweep(self, indexes: TcbIndexes, now: datetime) -> None:
         records = await self._records()
