@@ -32,6 +32,9 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     for step in range(1, 8):
         assert f"[{step}/7]" in output
     assert "3 replicas scheduled by the real kube-scheduler on EPC" in output
+    # TCB recovery runs as the chart sets it up: each node judged by the PCS's TCB Info.
+    assert "3 nodes labelled with their SGX TCB status" in output
+    assert output.count("SGX TCB UpToDate under evaluation") == 3
     assert "3/3 replicas attested; only then did each workload start and use the secret" in output
     assert output.count("serves the secret's hash") == 3
     assert "Event MeasurementMismatch" in output

@@ -149,12 +149,23 @@ def start(kube: Kube, layout: ClusterLayout) -> LocalServices:
                 # Every replica: runtimes fail over to any that answers.
                 f"--attestation-url={','.join(urls)}", f"--attestation-ca={tls.ca}",
             ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **_tcb_recovery_env(layout)},
             # The cluster's supervisor restarts an operator that stops answering.
             liveness=f"http://127.0.0.1:{liveness}/healthz",
         )  # fmt: skip
     _wait_http(f"http://127.0.0.1:{liveness}/healthz", None, operator)
     return LocalServices(urls, tls.ca, f"http://127.0.0.1:{operator_metrics}/metrics", metrics)
+
+
+def _tcb_recovery_env(layout: ClusterLayout) -> dict[str, str]:
+    """TCB recovery as the chart configures it: nodes judged by the local PCS's TCB Info,
+    platforms read from its registry (the chart's Role lets the operator read it)."""
+    return {
+        "KUBETEE_PCCS_URL": pcs.url(layout),
+        "KUBETEE_PCCS_CA": str(pcs.tls_files(layout).ca),
+        "KUBETEE_SGX_ROOT_CA": str(pcs.root_ca(layout)),
+        "KUBETEE_PLATFORM_REGISTRY": pcs.REGISTRY,
+    }
 
 
 def _wait_healthy(url: str, ca: Path, process: ManagedProcess) -> None:

@@ -33,6 +33,7 @@ from kubetee.demo.kube import Kube, wait_for
 from kubetee.demo.tampered import tampered_bundle
 from kubetee.metrics import local as local_metrics
 from kubetee.nodeagent.pod_runtimes import pod_directory
+from kubetee.tcb.names import FMSPC_LABEL, TCB_EVALUATION_LABEL, TCB_STATUS_LABEL
 
 NAMESPACE = "kubetee-demo"
 EC_NAME = "demo"
@@ -130,6 +131,14 @@ class Demo:
             self.say(f"attestation service replica at {url}")
         metrics = local_metrics.start(self.layout, out=self.out)
         self.say(f"custom.metrics.k8s.io/v1beta2 served at {metrics.address}:{metrics.port}")
+        judged = wait_for(self._tcb_judged_nodes, 90, "the operator to label each node's TCB")
+        for node, labels in judged:
+            self.say(
+                f"{node}: SGX TCB {labels[TCB_STATUS_LABEL]} under evaluation "
+                f"{labels[TCB_EVALUATION_LABEL]} (FMSPC {labels.get(FMSPC_LABEL, '?')}), "
+                "judged by the operator from the PCS's TCB Info"
+            )
+        self.findings.add(f"{len(judged)} nodes labelled with their SGX TCB status")
 
     def deploy_workload(self) -> None:
         self.step("EPCPool + EnclaveContainer: 3 replicas x 64Mi, scheduled by EPC")
@@ -278,6 +287,16 @@ class Demo:
             "-f=-",
             input_text=yaml.safe_dump(namespace) + "---\n" + manifest,
         )
+
+    def _tcb_judged_nodes(self) -> list[tuple[str, dict[str, str]]] | None:
+        nodes = self.kube.core.list_node(label_selector="kubetee.io/sgx=true").items
+        labelled = [
+            (str(node.metadata.name), dict(node.metadata.labels or {}))
+            for node in nodes
+            if node.metadata is not None
+        ]
+        judged = [(name, labels) for name, labels in labelled if TCB_STATUS_LABEL in labels]
+        return judged if nodes and len(judged) == len(nodes) else None
 
     def _reset_namespace(self) -> None:
         if self.kube.recreate_namespace(NAMESPACE, 120):
