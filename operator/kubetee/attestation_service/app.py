@@ -280,6 +280,7 @@ async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
             workload.enclave_container.policy,
             workload.tcb_recovery_deadline,
             datetime.fromtimestamp(now, UTC),
+            pending_since=workload.tcb_recovery_since,
         )
         if graced:
             log.info(

@@ -58,7 +58,7 @@ from kubetee.attestation_service.workloads import (
     Workload,
 )
 from kubetee.tcb.names import DEADLINE_ANNOTATION
-from kubetee.tcb.recovery import parse_deadline
+from kubetee.tcb.recovery import parse_deadline, pending_since
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -134,6 +134,7 @@ class KubernetesBackend:
             node_name=node_name,
             enclave_container=view,
             tcb_recovery_deadline=deadline,
+            tcb_recovery_since=pending_since(pod),
             recorded=_recorded(pod),
         )
 

@@ -80,6 +80,8 @@ class Workload:
     # Set by the operator while the replica's platform is being recovered from
     # (kubetee.tcb.grace): until then a refusal of the platform alone is graced.
     tcb_recovery_deadline: datetime | None = None
+    # When the pod's TcbRecoveryPending condition turned True: it bounds the deadline.
+    tcb_recovery_since: datetime | None = None
     recorded: RecordedAttestation | None = None
 
 

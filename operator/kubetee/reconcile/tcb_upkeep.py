@@ -205,8 +205,10 @@ class TcbUpkeep(Sweeper[TcbIndexes]):
     ) -> None:
         """Write a replica's pending, withdrawn or recovered state, then say so."""
         stamp = format_time(now)
+        # Pending since it first was: the service bounds the grace by that moment.
+        since = format_time(replica.pending_since) if replica.pending_since else stamp
         annotations: dict[str, str | None]
-        conditions = [_condition(PENDING_CONDITION, "True", verdict, stamp)]
+        conditions = [_condition(PENDING_CONDITION, "True", verdict, stamp, since)]
         if verdict.kind == "pending":
             assert verdict.deadline is not None  # noqa: S101 - a pending verdict has one
             annotations = {DEADLINE_ANNOTATION: format_time(verdict.deadline)}
@@ -225,19 +227,20 @@ class TcbUpkeep(Sweeper[TcbIndexes]):
             conditions = [_condition(PENDING_CONDITION, "False", verdict, stamp)]
             event_type, step = "Normal", "recovered"
         try:
-            REQUESTS.labels("patch", "pods").inc()
-            await self._core.patch_namespaced_pod(
-                replica.name,
-                replica.namespace,
-                {"metadata": {"annotations": annotations}},
-                _content_type=_MERGE_PATCH,
-            )
+            # The condition first: the service grants a deadline only with it.
             REQUESTS.labels("patch", "pods/status").inc()
             await self._core.patch_namespaced_pod_status(
                 replica.name,
                 replica.namespace,
                 {"status": {"conditions": conditions}},
                 _content_type=_STRATEGIC_MERGE_PATCH,
+            )
+            REQUESTS.labels("patch", "pods").inc()
+            await self._core.patch_namespaced_pod(
+                replica.name,
+                replica.namespace,
+                {"metadata": {"annotations": annotations}},
+                _content_type=_MERGE_PATCH,
             )
         except client.ApiException as error:
             if error.status != 404:
@@ -349,14 +352,16 @@ class TcbUpkeep(Sweeper[TcbIndexes]):
         return self._policies[key]
 
 
-def _condition(type_: str, status: str, verdict: Verdict, stamp: str) -> dict[str, str]:
+def _condition(
+    type_: str, status: str, verdict: Verdict, stamp: str, since: str | None = None
+) -> dict[str, str]:
     return {
         "type": type_,
         "status": status,
         "reason": verdict.reason,
         "message": verdict.message[:1024],
         "lastProbeTime": stamp,
-        "lastTransitionTime": stamp,
+        "lastTransitionTime": since or stamp,
     }
 
 

@@ -6,7 +6,12 @@ when a newer TCB evaluation makes the replica's platform unacceptable; without t
 runtime's next periodic re-attestation would be refused and the secrets gone at once,
 before the replica could be moved. Only refusals of the platform's TCB status or
 advisories are graced, only before the deadline, and never a deadline further away
-than the policy's ``tcbRecoveryGraceSeconds`` (an edited annotation buys no more).
+than the policy's ``tcbRecoveryGraceSeconds``.
+
+Anyone who may patch the pod may edit its annotation, so the annotation alone grants
+nothing: the grace also needs the pod's ``TcbRecoveryPending`` condition, in pods/status
+that only the operator and this service write, and ends at the latest the policy's grace
+after that condition turned True (re-writing the annotation buys no more time).
 """
 
 from __future__ import annotations
@@ -26,13 +31,20 @@ def apply_policy_in_grace(
     policy: AttestationPolicy,
     deadline: datetime | None,
     now: datetime,
+    *,
+    pending_since: datetime | None,
 ) -> bool:
-    """Apply ``policy``; True when it refused the platform but the grace holds."""
+    """Apply ``policy``; True when it refused the platform but the grace holds.
+
+    ``deadline`` is the pod's annotation, ``pending_since`` when its ``TcbRecoveryPending``
+    condition turned True (None without one)."""
     try:
         apply_policy(verified, policy)
     except (TcbStatusNotAcceptedError, AdvisoryNotAcceptedError):
-        limit = now + timedelta(seconds=policy.tcb_recovery_grace_seconds)
-        if deadline is None or not now < deadline <= limit:
+        grace = timedelta(seconds=policy.tcb_recovery_grace_seconds)
+        if deadline is None or pending_since is None:
+            raise
+        if not now < deadline <= now + grace or now >= pending_since + grace:
             raise
         return True
     return False

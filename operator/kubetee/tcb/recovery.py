@@ -53,6 +53,8 @@ class TcbReplica:
     claims: Mapping[str, Any] | None
     deadline: datetime | None
     withdrawn: bool
+    # When its TcbRecoveryPending condition turned True (kept while it stays True).
+    pending_since: datetime | None = None
 
 
 def tcb_replica(body: Mapping[str, Any]) -> TcbReplica:
@@ -77,7 +79,16 @@ def tcb_replica(body: Mapping[str, Any]) -> TcbReplica:
         claims=claims if isinstance(claims, dict) else None,
         deadline=parse_deadline(annotations.get(DEADLINE_ANNOTATION)),
         withdrawn=annotations.get(STATE_ANNOTATION) == WITHDRAWN,
+        pending_since=pending_since(body),
     )
+
+
+def pending_since(body: Mapping[str, Any]) -> datetime | None:
+    """When the pod's ``TcbRecoveryPending`` condition turned True; None unless it is."""
+    for condition in (body.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == PENDING_CONDITION and condition.get("status") == "True":
+            return parse_deadline(condition.get("lastTransitionTime"))
+    return None
 
 
 def parse_deadline(value: str | None) -> datetime | None:
@@ -176,7 +187,8 @@ def _refused(
     replica: TcbReplica, where: str, refusal: PolicyError, grace_seconds: int, now: datetime
 ) -> Verdict:
     if replica.deadline is None:
-        deadline = now + timedelta(seconds=grace_seconds)
+        # A deadline annotation removed while the condition stayed True restarts nothing.
+        deadline = (replica.pending_since or now) + timedelta(seconds=grace_seconds)
         return Verdict(
             "pending",
             PENDING_CONDITION,

@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -346,3 +347,24 @@ async def test_readiness_waits_for_the_caches_before_asking_the_api(cluster: Clu
     await _synced(cluster)
     assert await ready() is None
     assert asked == ["api"]
+
+
+async def test_the_tcb_grace_reads_the_operators_condition_not_only_the_annotation(
+    cluster: Cluster,
+) -> None:
+    await _synced(cluster)
+    deadline = {"kubetee.io/tcb-recovery-deadline": "2026-12-01T00:10:00Z"}
+    # The annotation alone (anyone who may patch the pod can write it): no grace start.
+    cluster.pods.apply({"type": "MODIFIED", "object": _replica(7, annotations=deadline)})
+    workload = await cluster.backend.workload_of(POD)
+    assert workload.tcb_recovery_deadline is not None
+    assert workload.tcb_recovery_since is None
+    # With the operator's TcbRecoveryPending condition (pods/status): since it turned True.
+    pending = _replica(8, annotations=deadline)
+    pending["status"]["conditions"] = [
+        {"type": "TcbRecoveryPending", "status": "True",
+         "lastTransitionTime": "2026-12-01T00:00:00Z"},
+    ]  # fmt: skip
+    cluster.pods.apply({"type": "MODIFIED", "object": pending})
+    workload = await cluster.backend.workload_of(POD)
+    assert workload.tcb_recovery_since == datetime(2026, 12, 1, tzinfo=UTC)

@@ -167,11 +167,49 @@ def _verified(status: str) -> VerifiedQuote:
 def test_the_service_graces_only_a_refused_platform_and_only_before_a_bounded_deadline() -> None:
     policy = _policy(tcbRecoveryGraceSeconds=600)
     later = NOW + timedelta(seconds=300)
-    assert apply_policy_in_grace(_verified("OutOfDate"), policy, later, NOW) is True
-    assert apply_policy_in_grace(_verified("UpToDate"), policy, None, NOW) is False
+    since = NOW - timedelta(seconds=60)
+    assert apply_policy_in_grace(_verified("OutOfDate"), policy, later, NOW, pending_since=since)
+    assert not apply_policy_in_grace(_verified("UpToDate"), policy, None, NOW, pending_since=None)
     for deadline in (None, NOW, NOW - timedelta(seconds=1), NOW + timedelta(seconds=601)):
         with pytest.raises(TcbStatusNotAcceptedError):
-            apply_policy_in_grace(_verified("OutOfDate"), policy, deadline, NOW)
+            apply_policy_in_grace(
+                _verified("OutOfDate"), policy, deadline, NOW, pending_since=since
+            )
+
+
+def test_an_annotation_edited_by_whoever_may_patch_pods_buys_no_grace() -> None:
+    policy = _policy(tcbRecoveryGraceSeconds=600)
+    later = NOW + timedelta(seconds=300)
+    # A deadline annotation without the operator's TcbRecoveryPending condition (which is
+    # in pods/status): no grace at all.
+    with pytest.raises(TcbStatusNotAcceptedError):
+        apply_policy_in_grace(_verified("OutOfDate"), policy, later, NOW, pending_since=None)
+    # Re-written forward, it still ends the policy's grace after the condition turned True.
+    long_ago = NOW - timedelta(seconds=600)
+    with pytest.raises(TcbStatusNotAcceptedError):
+        apply_policy_in_grace(_verified("OutOfDate"), policy, later, NOW, pending_since=long_ago)
+
+
+def test_a_deadline_annotation_removed_while_pending_restarts_no_grace() -> None:
+    policy = _policy(tcbRecoveryGraceSeconds=600)
+    since = NOW - timedelta(seconds=500)
+    again = judge_replica(_replica(pending_since=since), _facts("OutOfDate"), policy, 600, NOW)
+    assert again is not None
+    assert again.kind == "pending"
+    assert again.deadline == since + timedelta(seconds=600)  # not NOW + 600
+
+
+def test_the_pending_condition_gives_the_moment_recovery_began() -> None:
+    body: dict[str, Any] = {
+        "metadata": {"name": "pay-1", "namespace": "shop"},
+        "status": {"conditions": [
+            {"type": "TcbRecoveryPending", "status": "True",
+             "lastTransitionTime": "2026-11-30T11:55:00Z"},
+        ]},
+    }  # fmt: skip
+    assert tcb_replica(body).pending_since == datetime(2026, 11, 30, 11, 55, tzinfo=UTC)
+    body["status"]["conditions"][0]["status"] = "False"
+    assert tcb_replica(body).pending_since is None
 
 
 def test_the_grace_is_no_part_of_the_policys_identity_and_is_validated() -> None:
