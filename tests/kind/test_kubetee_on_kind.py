@@ -33,6 +33,8 @@ from kubetee.demo.kind_story import (
     TAMPERED,
     KindDemo,
 )
+from kubetee.pcs.api import TCB_PATH
+from kubetee.tcb.names import FMSPC_LABEL
 from tests.kind.conftest import Kind, repo_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]
@@ -375,6 +377,39 @@ def test_helm_upgrade_to_a_new_image_tag_keeps_the_workload_attested(
     expected = hashlib.sha256(base64.b64decode(secret["data"]["password"])).hexdigest()
     for pod in _live_replicas(kind):
         assert demo.served_hash(pod["metadata"]["name"]) == expected
+
+
+def test_publish_tcb_works_in_the_charts_pcs(demo: KindDemo, kind: Kind) -> None:
+    """The chart keeps the authority in a read-only Secret: ``kubetee pcs publish-tcb``,
+    run in the PCS pod with no path, changes the PCS's writable copy, and the PCS serves
+    the newer evaluation at once."""
+    pcs = kind.kubectl(
+        "get", "deploy", "-n", RELEASE_NAMESPACE, "-l", "app.kubernetes.io/component=pcs",
+        "-o", "name",
+    ).strip()  # fmt: skip
+    labels = [n["metadata"]["labels"] for n in kind.json("get", "nodes")["items"]]
+    fmspc = next(found[FMSPC_LABEL] for found in labels if FMSPC_LABEL in found)
+    fetch = (
+        "import json, ssl, urllib.request; "
+        "context = ssl.create_default_context(cafile='/etc/kubetee/tls/ca.crt'); "
+        "context.check_hostname = False; "
+        f"url = 'https://127.0.0.1:8081{TCB_PATH}?fmspc={fmspc}'; "
+        "body = json.load(urllib.request.urlopen(url, context=context, timeout=10)); "
+        "print(body['tcbInfo']['tcbEvaluationDataNumber'])"
+    )
+
+    def served_evaluation() -> int:
+        return int(kind.kubectl("exec", "-n", RELEASE_NAMESPACE, pcs, "--", "python3", "-c", fetch))
+
+    before = served_evaluation()
+    published = json.loads(
+        kind.kubectl(
+            "exec", "-n", RELEASE_NAMESPACE, pcs, "--",
+            "kubetee", "pcs", "publish-tcb", f"--fmspc={fmspc}", "--advisory=INTEL-SA-09999",
+        )
+    )  # fmt: skip
+    assert published["tcbEvaluationDataNumber"] == before + 1
+    assert served_evaluation() == before + 1
 
 
 def test_helm_uninstall_leaves_no_nonce_lease(demo: KindDemo, kind: Kind) -> None:

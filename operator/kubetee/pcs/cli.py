@@ -4,8 +4,14 @@
     kubetee pcs serve --authority-dir D --node-service-account NS/NAME [--registry NAME]
         [--namespace NS] [--kubeconfig F] [--audience A] --tls-cert F --tls-key F
     kubetee pcs serve --static-dir D [--tls-cert F --tls-key F]
-    kubetee pcs publish-tcb --authority-dir D --fmspc HEX [--raise-component I]
+    kubetee pcs publish-tcb [--authority-dir D] --fmspc HEX [--raise-component I]
         [--pcesvn N] [--previous-status OutOfDate] [--advisory ID]...
+
+``serve --state-dir S`` serves the TCB evaluations from a writable copy of the
+authority's settings in S (made at start unless S holds one), for an authority mounted
+read-only, as the chart mounts its Secret; ``publish-tcb`` then changes S, which is its
+default directory where ``$KUBETEE_PCS_STATE_DIR`` names it (the chart sets it), so
+``kubectl exec deploy/<release>-pcs -- kubetee pcs publish-tcb --fmspc HEX`` works.
 
 ``--static-dir`` serves a directory of real collateral (nine-field JSON files) over the
 same API and registers nothing.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +51,13 @@ def register(subparsers: Any) -> None:
     source = serve.add_mutually_exclusive_group(required=True)
     source.add_argument("--authority-dir", type=Path, help="the simulated authority (pcs init)")
     source.add_argument("--static-dir", type=Path, help="a directory of real collateral *.json")
+    serve.add_argument(
+        "--state-dir",
+        type=Path,
+        default=_state_dir(),
+        help="a writable directory for the TCB evaluations publish-tcb changes, seeded "
+        "from --authority-dir (default: $KUBETEE_PCS_STATE_DIR)",
+    )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
     serve.add_argument("--port", type=int, default=8081, help="HTTPS port (default 8081)")
     serve.add_argument("--tls-cert", type=Path, help="serving certificate (PEM)")
@@ -75,7 +89,15 @@ def register(subparsers: Any) -> None:
         "tcbEvaluationDataNumber. A running `pcs serve` of the same directory signs "
         "collateral from it at its next request.",
     )
-    publish.add_argument("--authority-dir", type=Path, required=True, help="the authority")
+    state = _state_dir()
+    publish.add_argument(
+        "--authority-dir",
+        type=Path,
+        default=state,
+        required=state is None,
+        help="the authority, or the --state-dir of the PCS serving it "
+        "(default: $KUBETEE_PCS_STATE_DIR)",
+    )
     publish.add_argument("--fmspc", required=True, help="the family, 12 hex digits")
     publish.add_argument(
         "--raise-component",
@@ -145,6 +167,11 @@ def _publish(args: argparse.Namespace) -> int:
         return _fail(f"cannot write {args.authority_dir}: {error.strerror}")
     sys.stdout.write(json.dumps(published.to_json()) + "\n")
     return 0
+
+
+def _state_dir() -> Path | None:
+    value = os.environ.get("KUBETEE_PCS_STATE_DIR")
+    return Path(value) if value else None
 
 
 def _fail(message: str) -> int:

@@ -124,6 +124,21 @@ def load_settings(authority_dir: Path) -> AuthoritySettings:
         raise PublishError(f"{path} is not readable: {error}") from None
 
 
+def seed_state(authority_dir: Path, state_dir: Path) -> AuthoritySettings:
+    """The settings in ``state_dir``, copied there from ``authority_dir`` unless it holds
+    some already (a restarted container keeps what was published in its pod's life)."""
+    try:
+        return load_settings(state_dir)
+    except PublishError:
+        pass
+    try:
+        settings = load_settings(authority_dir)
+    except PublishError as error:
+        raise ValueError(str(error)) from None
+    save_settings(state_dir, settings)
+    return settings
+
+
 def save_settings(authority_dir: Path, settings: AuthoritySettings) -> None:
     """Write ``authority.json`` whole (rename), so the PCS never reads half a file."""
     text = json.dumps(settings.to_json(), indent=2) + "\n"

@@ -11,6 +11,7 @@ from enclave_runtime.sgx.authority import SimulatedAuthority
 from kubetee.attestation_service.tls import server_context
 from kubetee.k8s.sync_client import sync_api_client
 from kubetee.pcs.auth import NodeAuthenticator
+from kubetee.pcs.evaluations import SETTINGS_FILE, seed_state
 from kubetee.pcs.registry import ConfigMapRegistry
 from kubetee.pcs.registry_writes import ConfigMapRegistryWriter
 from kubetee.pcs.server import Registrar, create_app
@@ -24,7 +25,12 @@ def serve(args: argparse.Namespace, namespace: str) -> None:
     registrar: Registrar | None = None
     if args.authority_dir is not None:
         authority = SimulatedAuthority.load(args.authority_dir)
-        store = SimulatedStore(authority, settings_file=args.authority_dir / "authority.json")
+        settings_dir = args.authority_dir
+        if args.state_dir is not None:
+            settings_dir = args.state_dir
+            authority.settings = seed_state(args.authority_dir, args.state_dir)
+            log.info("TCB evaluations served from %s (publish-tcb changes them)", settings_dir)
+        store = SimulatedStore(authority, settings_file=settings_dir / SETTINGS_FILE)
         api = sync_api_client(args.kubeconfig)
         registrar = Registrar(
             authority=authority,

@@ -46,6 +46,11 @@ class CollateralStore(Protocol):
 
 T = TypeVar("T")
 
+# Collateral is stamped this long before it is first served, as Intel's is issued well
+# before any verifier fetches it: a verifier that read its clock (in whole seconds) just
+# before fetching must not find fresh collateral "not yet valid".
+ISSUE_LEAD = timedelta(seconds=60)
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
@@ -101,7 +106,7 @@ class SimulatedStore:
             self._reload_if_changed()
             entry = self._issued.get(key)
             if entry is None or not entry[0] <= now < entry[0] + self._renew_after:
-                entry = (now, issue(now))
+                entry = (now, issue(now - ISSUE_LEAD))
                 self._issued[key] = entry
             return cast(T, entry[1])
 

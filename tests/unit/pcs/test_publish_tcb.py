@@ -5,6 +5,7 @@ by it (OutOfDate, with the advisory and the higher evaluation number)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -139,3 +140,39 @@ def authority_dir_of(authority: SimulatedAuthority, tmp_path: Path) -> Path:
     directory = tmp_path / "saved"
     authority.save(directory)
     return directory
+
+
+def test_a_read_only_authority_publishes_into_its_state_dir(
+    authority_dir: Path, tmp_path: Path
+) -> None:
+    """As the chart runs it: the authority a read-only Secret, the evaluations a writable
+    copy that publish-tcb finds through $KUBETEE_PCS_STATE_DIR."""
+    state = tmp_path / "state"
+    state.mkdir()
+    seeded = evaluations.seed_state(authority_dir, state)
+    number = seeded.tcb_evaluation_data_number
+    authority_dir.chmod(0o500)  # read-only, as a Secret volume is
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "kubetee.cli", "pcs", "publish-tcb", "--fmspc=00606A000000"],
+            capture_output=True, text=True, check=False, timeout=60,
+            env={**os.environ, "KUBETEE_PCS_STATE_DIR": str(state)},
+        )  # fmt: skip
+    finally:
+        authority_dir.chmod(0o700)
+    assert result.returncode == 0, result.stderr
+    assert evaluations.load_settings(state).tcb_evaluation_data_number == number + 1
+    assert evaluations.load_settings(authority_dir).tcb_evaluation_data_number == number
+    # A restarted server keeps what was published in its pod's life.
+    again = evaluations.seed_state(authority_dir, state)
+    assert again.tcb_evaluation_data_number == number + 1
+
+
+def test_publish_without_a_directory_says_which_to_name() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBETEE_PCS_STATE_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kubetee.cli", "pcs", "publish-tcb", "--fmspc=00606A000000"],
+        capture_output=True, text=True, check=False, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--authority-dir" in result.stderr
