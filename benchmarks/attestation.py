@@ -20,11 +20,11 @@ cluster (``kubetee cluster up``'s control plane, built binaries from
 ``~/.cache/kubetee``) with the EnclaveContainer, its Secret and one replica pod per
 client; the service keeps them in memory by watches (as in production) and writes the
 pods' attestation through the real API.
-There it runs twice: with nonces bound to their replica (the default) and with the
-previous Lease per nonce (``--replay-ledger=lease``), and reports the writes the service
-sent per attestation (counted at its API client), all writes the apiserver served per
-attestation and by resource (any client: the control plane's own heartbeats and leader
-elections included), and the apiserver's CPU per attestation.
+There it runs twice, on kept connections: with nonces bound to their replica (the
+default) and with the previous Lease per nonce (``--replay-ledger=lease``), and reports
+the writes the service sent per attestation (counted at its API client), all writes the
+apiserver served per attestation and by resource (any client: the control plane's own
+heartbeats and leader elections included), and the apiserver's CPU per attestation.
 
 Baselines in the same run: bare HTTPS round trips at the same concurrency (``GET
 /healthz`` on a new connection each, and on kept connections), and the cached quote
