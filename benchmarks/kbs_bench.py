@@ -228,33 +228,39 @@ class Service:
 async def attest_once(
     url: str, context: ssl.SSLContext, platform: SimulatedPlatform, pod: PodRef
 ) -> None:
-    """One whole attestation as the runtime makes it: one connection, /auth, a quote
-    bound to the session, /attest, /resource, the secret unwrapped."""
-    key = TeeKeyPair.generate()
+    """One whole attestation on a new connection (as runtimes did before they kept one)."""
     async with KbsClient(url, ssl_context=context) as kbs:
-        init_data = pod_init_data(PodIdentity(pod.namespace, pod.name, pod.uid))
-        challenge = await kbs.auth()
-        data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key.public_jwk())
-        body = replace(
-            make_report_body(
-                MRENCLAVE,
-                MRSIGNER,
-                debug=False,
-                isv_prod_id=1,
-                isv_svn=2,
-                report_data=report_data_for(data),
-            ),
-            config_id=config_id_for(init_data),
+        await attest_on(kbs, platform, pod)
+
+
+async def attest_on(kbs: KbsClient, platform: SimulatedPlatform, pod: PodRef) -> None:
+    """One whole attestation as the runtime makes it on its (kept) client: a new TEE key,
+    /auth, a quote bound to this session's nonce and key, /attest, /resource, the secret
+    unwrapped. Nothing is reused from an earlier round but the connection."""
+    key = TeeKeyPair.generate()
+    init_data = pod_init_data(PodIdentity(pod.namespace, pod.name, pod.uid))
+    challenge = await kbs.auth()
+    data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key.public_jwk())
+    body = replace(
+        make_report_body(
+            MRENCLAVE,
+            MRSIGNER,
+            debug=False,
+            isv_prod_id=1,
+            isv_svn=2,
+            report_data=report_data_for(data),
+        ),
+        config_id=config_id_for(init_data),
+    )
+    evidence = SgxEvidence(quote=base64.b64encode(platform.quote(body)).decode())
+    await kbs.attest(
+        Attestation(
+            init_data=init_data,
+            runtime_data=data,
+            tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
         )
-        evidence = SgxEvidence(quote=base64.b64encode(platform.quote(body)).decode())
-        await kbs.attest(
-            Attestation(
-                init_data=init_data,
-                runtime_data=data,
-                tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
-            )
-        )
-        released = await kbs.resource(NAMESPACE, EC, "db")
+    )
+    released = await kbs.resource(NAMESPACE, EC, "db")
     if decrypt_response(released, key) != SECRET:
         raise RuntimeError("released secret does not match")
 

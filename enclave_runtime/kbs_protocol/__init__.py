@@ -19,6 +19,7 @@ attestation service (the server).
 
 from enclave_runtime.kbs_protocol.errors import (
     KbsClientError,
+    KbsConnectionLostError,
     KbsProtocolError,
     KbsRefusedError,
     KbsUnavailableError,
@@ -51,6 +52,7 @@ __all__ = [
     "InitData",
     "JweResponse",
     "KbsClientError",
+    "KbsConnectionLostError",
     "KbsProtocolError",
     "KbsRefusedError",
     "KbsUnavailableError",

@@ -1,8 +1,16 @@
-"""An asyncio KBS client: one attestation session per :class:`KbsClient`.
+"""An asyncio KBS client: one kept-alive connection for any number of attestation rounds.
 
-The session lives in the ``kbs-session-id`` cookie the service sets, kept by
+A round's session lives in the ``kbs-session-id`` cookie the service sets, kept by
 aiohttp's cookie jar between ``auth``, ``attest`` and the resource requests, all sent
-over one kept-alive connection (to one replica of the service).
+over one kept-alive connection (to one process of one replica of the service, which
+alone can judge the nonce it issued). ``auth`` starts a new round: it forgets the last
+round's cookie. A :class:`KbsClient` kept for the runtime's life reuses its
+connection for every re-attestation (one TLS handshake instead of one per round) for
+as long as the service keeps it open (its keep-alive timeout); once the service has
+closed it, the next request opens a new one. A request that the closing overtook
+fails with :class:`KbsConnectionLostError`: ``auth`` (which changes nothing on the
+service) is then sent once more on a new connection, a later step ends the round
+(its nonce belongs to the lost connection's process; the caller starts a new round).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import aiohttp
 from pydantic import JsonValue, ValidationError
 
 from enclave_runtime.kbs_protocol.errors import (
+    KbsConnectionLostError,
     KbsProtocolError,
     KbsRefusedError,
     KbsUnavailableError,
@@ -43,16 +52,22 @@ class KbsClient:
         *,
         ssl_context: ssl.SSLContext | None = None,
         timeout_seconds: float = 30.0,
+        keepalive_seconds: float = 15.0,
     ) -> None:
+        """``keepalive_seconds``: how long this side keeps an idle connection for the next
+        request (the service may close it sooner: see its keep-alive timeout)."""
         self._base_url = base_url.rstrip("/")
         # unsafe=True: the jar must keep cookies of IP-address hosts (loopback, Service IPs)
         self._session = aiohttp.ClientSession(
             cookie_jar=aiohttp.CookieJar(unsafe=True),
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
             # One connection for the whole exchange: the service binds a nonce to the
-            # replica that issued it, and one TLS handshake serves all three requests.
+            # replica that issued it, and one TLS handshake serves all three requests
+            # (and the next rounds', while the connection lives).
             connector=aiohttp.TCPConnector(
-                ssl=ssl_context if ssl_context is not None else True, limit=1
+                ssl=ssl_context if ssl_context is not None else True,
+                limit=1,
+                keepalive_timeout=keepalive_seconds,
             ),
         )
 
@@ -71,9 +86,16 @@ class KbsClient:
         await self._session.close()
 
     async def auth(self, extra_params: JsonValue = "") -> Challenge:
-        """Ask for a challenge; ``extra_params`` as kbs_protocol sends them (none for SGX)."""
+        """Start a round: ask for a challenge; ``extra_params`` as kbs_protocol sends them
+        (none for SGX). The last round's session cookie is forgotten first."""
+        self._session.cookie_jar.clear()
         request = Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX, extra_params=extra_params)
-        body = await self._call("auth", "POST", "/auth", request.to_wire())
+        try:
+            body = await self._call("auth", "POST", "/auth", request.to_wire())
+        except KbsConnectionLostError:
+            # The service closed the kept connection as the request went out: /auth
+            # changes nothing there, so it is sent again, on a new connection.
+            body = await self._call("auth", "POST", "/auth", request.to_wire())
         return _parse(Challenge, body, "auth")
 
     async def attest(self, attestation: Attestation) -> str:
@@ -107,6 +129,10 @@ class KbsClient:
                 except ValueError as exc:
                     raise KbsProtocolError(f"{step}: response is not JSON") from exc
                 return result
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
+            raise KbsConnectionLostError(
+                f"{step}: the connection to the attestation service closed: {exc}"
+            ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KbsUnavailableError(
                 f"{step}: cannot reach the attestation service: {exc}"

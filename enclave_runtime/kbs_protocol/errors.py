@@ -5,6 +5,7 @@ Hierarchy::
     KbsClientError              an attestation round did not yield the resources
     ├── KbsProtocolError        a payload is malformed or does not decrypt
     ├── KbsUnavailableError          the service cannot be reached or answers 5xx
+    │   └── KbsConnectionLostError   a kept connection closed under a request
     └── KbsRefusedError              the service refused (4xx) and said why: ``reason``
 """
 
@@ -21,6 +22,11 @@ class KbsProtocolError(KbsClientError):
 
 class KbsUnavailableError(KbsClientError):
     """The attestation service could not be reached or failed on its side."""
+
+
+class KbsConnectionLostError(KbsUnavailableError):
+    """The connection closed while a request was on it (the service closed it as idle
+    just then, or restarted): a new round on a new connection may well succeed."""
 
 
 class KbsRefusedError(KbsClientError):

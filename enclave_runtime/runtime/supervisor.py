@@ -3,6 +3,9 @@
 * Initial attestation retries while the attestation or quoting service is
   unreachable (the node may still be starting), up to ``attest_timeout_seconds``;
   a refusal ends the runtime at once with exit code 3 and the reason in the log.
+* One KBS client per attestation URL lives as long as the runtime: re-attestation
+  reuses its connection while the service keeps it open (its keep-alive timeout), and
+  opens a new one, transparently, once the service has closed it.
 * Every round tries each configured attestation URL (the service's replicas), the
   one that answered last first, and moves on to the next when one cannot be reached
   or fails on its side (5xx): one replica down costs nothing.
@@ -38,9 +41,10 @@ from enclave_runtime.kbs_protocol import (
     KbsRefusedError,
     KbsUnavailableError,
 )
+from enclave_runtime.kbs_protocol.client import KbsClient
 from enclave_runtime.quoting import QuotingClient, QuotingError
 from enclave_runtime.runtime import delivery
-from enclave_runtime.runtime.attestation import AttestationOutcome, attest_once
+from enclave_runtime.runtime.attestation import AttestationOutcome, attest_once, kbs_client
 from enclave_runtime.runtime.enclave import EnclaveIdentity
 from enclave_runtime.runtime.errors import (
     AttestationRefusedError,
@@ -79,6 +83,8 @@ class Supervisor:
         self._preferred = settings.attestation_urls[0]
         # Set while re-attestation fails for want of a service: the next round comes sooner.
         self._retry_in: float | None = None
+        # One client (and kept connection) per service URL, made in the running loop.
+        self._clients: dict[str, KbsClient] = {}
 
     def request_reattestation(self) -> None:
         self._wake.set()
@@ -100,6 +106,9 @@ class Supervisor:
         try:
             return await self._run()
         finally:
+            for kbs in self._clients.values():
+                await kbs.close()
+            self._clients.clear()
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -194,7 +203,7 @@ class Supervisor:
         for url in ordered:
             try:
                 outcome = await attest_once(
-                    self.settings, self.identity, self.quoting, self.context, url
+                    self.settings, self.identity, self.quoting, self.context, url, self._kbs(url)
                 )
             except KbsUnavailableError as exc:
                 unavailable.append(f"{url}: {exc}")
@@ -213,6 +222,11 @@ class Supervisor:
         raise KbsUnavailableError(
             "no attestation service replica answered: " + "; ".join(unavailable)
         )
+
+    def _kbs(self, url: str) -> KbsClient:
+        if url not in self._clients:
+            self._clients[url] = kbs_client(self.settings, self.context, url)
+        return self._clients[url]
 
     def _note_problem(self, exc: Exception) -> None:
         """Keep why attestation cannot complete, for the probe (and whoever reads it)."""

@@ -334,6 +334,21 @@ def test_one_read_of_init_data_answers_as_the_two_separate_reads(body: str | Non
         assert together == (PodIdentity("shop", "p-1", "u-1"), config_id_for(init_data))
 
 
+def test_kept_readings_of_init_data_answer_as_fresh_ones() -> None:
+    pod = PodIdentity("shop", "p-1", "u-1")
+    valid = pod_init_data(pod)
+    padded = InitData(format="toml", body=valid.body + "#" * 2000 + "\n")  # too big to keep
+    for init_data in (valid, padded, valid, padded):
+        digest = hashlib.sha384(init_data.body.encode()).digest()
+        assert pod_and_config_id(init_data) == (pod, digest + bytes(16))
+        assert config_id_for(init_data) == digest + bytes(16)
+    # A refusal is not kept as an answer: the same document is refused every time.
+    no_pod = InitData(format="toml", body='version = "0.1.0"\nalgorithm = "sha384"\n')
+    for _ in range(2):
+        with pytest.raises(InitDataError, match=r"no \[data\] table"):
+            pod_and_config_id(no_pod)
+
+
 def test_a_cookie_saying_it_is_a_challenge_is_still_verified_before_use() -> None:
     ours = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
     forger = SessionSigner(b"f" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)

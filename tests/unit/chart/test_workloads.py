@@ -304,3 +304,29 @@ def test_the_device_plugin_sees_the_quoting_socket_it_checks(defaults: list[Mani
     socket = next(a.split("=", 1)[1] for a in plugin["args"] if a.startswith("--quoting-socket="))
     mounted = {m["mountPath"].rstrip("/") for m in plugin["volumeMounts"]}
     assert str(Path(socket).parent) in mounted
+
+
+def _attestation_serve_args(manifests: list[Manifest]) -> argparse.Namespace:
+    parser = build_parser()
+    return next(
+        parser.parse_args(args)
+        for _, args, _ in _kubetee_invocations(manifests)
+        if args[:2] == ["attestation-service", "serve"]
+    )
+
+
+def test_attestation_keepalive_and_connection_limit_reach_the_service(
+    defaults: list[Manifest], render: Render
+) -> None:
+    default = _attestation_serve_args(defaults)
+    assert (default.keepalive_timeout_seconds, default.max_connections) == ("15", "256")
+    # Kept connections across the runtimes' 120 s rounds: a longer timeout, more connections.
+    kept = _attestation_serve_args(
+        render(
+            set_values=(
+                "attestationService.keepaliveTimeoutSeconds=180",
+                "attestationService.maxConnections=2048",
+            )
+        )
+    )
+    assert (kept.keepalive_timeout_seconds, kept.max_connections) == ("180", "2048")

@@ -1,0 +1,218 @@
+"""The runtime keeps one connection to the service for its life: re-attestation reuses it
+while the service's keep-alive timeout allows, reconnects once the service has closed it,
+and a round whose connection closed under it starts again; nonces stay single-use on
+the kept connection and across connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from enclave_runtime.kbs_protocol import SESSION_COOKIE, KbsConnectionLostError
+from enclave_runtime.kbs_protocol.client import KbsClient
+from enclave_runtime.runtime.attestation import attest_once, kbs_client
+from kubetee.attestation_service.app import create_app
+from kubetee.attestation_service.connections import ConnectionLimits, start
+from kubetee.attestation_service.tls import server_context
+
+from .conftest import API_KEY_VALUE, SECRET_VALUE, Stack, identity
+from .test_attestation_flow import Session, _post_attest
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Served:
+    """The stack's service behind the production listener (:func:`connections.start`),
+    recording the client connection (its peer address) of every request."""
+
+    stack: Stack
+    peers: list[tuple[str, int]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    # Steps whose next requests (this many) have their connection closed unanswered.
+    drops: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def connections(self) -> int:
+        return len(set(self.peers))
+
+
+async def _serve(stack: Stack, keepalive_timeout: float) -> AsyncIterator[Served]:
+    served = Served(stack)
+
+    @web.middleware
+    async def record(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        assert request.transport is not None
+        served.peers.append(request.transport.get_extra_info("peername"))
+        served.requests.append(request.path.rsplit("/", 1)[-1])
+        step = request.path.removeprefix("/kbs/v0/").split("/", 1)[0]
+        if served.drops[step] > 0:
+            served.drops[step] -= 1
+            request.transport.close()  # as when the idle timer fires with the request in flight
+            raise web.HTTPServiceUnavailable
+        return await handler(request)
+
+    app = create_app(stack.service)
+    app.middlewares.insert(0, record)
+    runner, listener, _ = await start(
+        app,
+        host="127.0.0.1",
+        port=0,
+        ssl_context=server_context(stack.tls.certificate, stack.tls.key),
+        limits=ConnectionLimits(keepalive_timeout=keepalive_timeout),
+    )
+    port = listener.sockets[0].getsockname()[1]
+    served.stack = Stack(
+        f"https://127.0.0.1:{port}",
+        stack.tls,
+        stack.cluster,
+        stack.clock,
+        stack.sockets,
+        stack.workdir,
+        stack.service,
+    )
+    served.stack.set_policy()
+    yield served
+    listener.close()
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def kept(stack: Stack) -> AsyncIterator[Served]:
+    """The service keeping idle connections 30 s (longer than any test's rounds)."""
+    async for served in _serve(stack, keepalive_timeout=30):
+        yield served
+
+
+@pytest.fixture
+async def brief(stack: Stack) -> AsyncIterator[Served]:
+    """The service closing connections idle for 0.2 s."""
+    async for served in _serve(stack, keepalive_timeout=0.2):
+        yield served
+
+
+async def _rounds(served: Served, count: int, *, pause: float = 0.0) -> list[dict[str, bytes]]:
+    stack = served.stack
+    pod = stack.add_pod("payments-1")
+    settings = stack.runtime_settings(pod)
+    outcomes = []
+    async with kbs_client(settings, stack.client_context(), stack.base_url) as kbs:
+        for _ in range(count):
+            outcome = await attest_once(
+                settings, identity(settings), stack.quoting(), stack.client_context(), kbs=kbs
+            )
+            outcomes.append(outcome.secrets)
+            await asyncio.sleep(pause)
+    return outcomes
+
+
+async def test_re_attestation_reuses_the_kept_connection(kept: Served) -> None:
+    outcomes = await _rounds(kept, 3)
+
+    assert outcomes == [{"db": SECRET_VALUE, "api": API_KEY_VALUE}] * 3
+    # Three rounds of auth, attest and two resources: twelve requests, one connection.
+    assert len(kept.requests) == 12
+    assert kept.connections == 1
+    assert [o.reason for o in kept.stack.cluster.outcomes] == ["Attested"] * 3
+
+
+async def test_a_connection_the_service_closed_as_idle_is_replaced(brief: Served) -> None:
+    outcomes = await _rounds(brief, 2, pause=0.6)
+
+    assert outcomes == [{"db": SECRET_VALUE, "api": API_KEY_VALUE}] * 2
+    assert brief.connections == 2  # the first closed by the service's keep-alive timeout
+
+
+async def test_auth_is_sent_again_when_its_connection_closed_under_it(kept: Served) -> None:
+    kept.drops["auth"] = 1
+
+    outcomes = await _rounds(kept, 1)
+
+    assert outcomes == [{"db": SECRET_VALUE, "api": API_KEY_VALUE}]
+    assert kept.requests[:2] == ["auth", "auth"]
+    assert kept.connections == 2
+
+
+async def test_a_round_whose_connection_closed_mid_round_starts_again(kept: Served) -> None:
+    kept.drops["attest"] = 1
+
+    outcomes = await _rounds(kept, 1)
+
+    # The lost round's nonce went with its connection: a new round, a new nonce.
+    assert outcomes == [{"db": SECRET_VALUE, "api": API_KEY_VALUE}]
+    assert kept.requests[:4] == ["auth", "attest", "auth", "attest"]
+    assert [o.reason for o in kept.stack.cluster.outcomes] == ["Attested"]
+
+
+async def test_a_connection_lost_twice_in_one_round_is_reported(kept: Served) -> None:
+    stack = kept.stack
+    pod = stack.add_pod("payments-1")
+    settings = stack.runtime_settings(pod)
+    kept.drops["attest"] = 2
+
+    async with kbs_client(settings, stack.client_context(), stack.base_url) as kbs:
+        with pytest.raises(KbsConnectionLostError, match="attest: the connection"):
+            await attest_once(
+                settings, identity(settings), stack.quoting(), stack.client_context(), kbs=kbs
+            )
+
+    # One new round, not a loop: the supervisor decides what comes next.
+    assert kept.requests == ["auth", "attest", "auth", "attest"]
+    assert stack.cluster.outcomes == []
+
+
+async def test_a_new_round_forgets_the_last_rounds_session_cookie(kept: Served) -> None:
+    stack = kept.stack
+    pod = stack.add_pod("payments-1")
+    async with Session(stack, pod) as session:
+        first = session.cookie()
+        await session.kbs.auth()
+        assert session.cookie() != first
+        assert len([c for c in session.kbs._session.cookie_jar if c.key == SESSION_COOKIE]) == 1
+
+
+async def test_a_nonce_used_on_a_kept_connection_is_refused_there_and_elsewhere(
+    kept: Served,
+) -> None:
+    stack = kept.stack
+    pod = stack.add_pod("payments-1")
+    async with Session(stack, pod) as session:
+        cookie = session.cookie()
+        data = session.runtime_data()
+        attestation = session.attestation(data, await session.quote_for(data))
+        await session.kbs.attest(attestation)
+        # Replayed on the same kept connection, after a later round began on it ...
+        await session.kbs.auth()
+        session.kbs._session.cookie_jar.clear()  # only the replayed cookie goes
+        async with session.kbs._session.post(  # the client's own (kept) connection
+            f"{stack.base_url}/kbs/v0/attest",
+            json=attestation.to_wire(),
+            headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
+        ) as response:
+            same = response.status, await response.json()
+        assert kept.connections == 1
+    # ... and on a new connection.
+    other = await _post_attest(stack, cookie, attestation)
+
+    for status, problem in (same, other):
+        assert (status, problem["reason"]) == (401, "NonceReplayed")
+    assert kept.connections == 2
+    assert [o.reason for o in stack.cluster.outcomes] == ["Attested"]
+
+
+async def test_the_client_keeps_its_connection_past_the_re_attestation_interval(
+    stack: Stack,
+) -> None:
+    settings = stack.runtime_settings(stack.add_pod("payments-1"))
+    async with kbs_client(settings, stack.client_context(), stack.base_url) as kbs:
+        connector = kbs._session.connector
+        assert isinstance(connector, aiohttp.TCPConnector)
+        # The service's timeout decides when a kept connection closes, not the runtime.
+        assert connector._keepalive_timeout > settings.reattest_interval_seconds
+        assert isinstance(kbs, KbsClient)
