@@ -2,9 +2,17 @@
 
 A snapshot before and after the phase; their difference says how many requests each
 client made by verb and resource, how long the apiserver spent serving them, how many
-watch events it sent (and how many bytes), how much time CEL validation rules took,
-and the apiserver's CPU seconds. Works against any cluster whose kubeconfig may read
-``/metrics`` (the local cluster's admin may).
+watch events it sent (and how many bytes), the apiserver's CEL validation metric, and
+the apiserver's CPU seconds.
+
+The CEL metric (``apiserver_cel_evaluation_duration_seconds``) is wall time, observed
+at every schema node on the way down to a rule, each observation including the nodes
+below it: about six per EnclaveContainer write, and a sum that exceeds the CPU it
+measures (more than the whole apiserver's extra CPU in a busy run). It says that and
+where rules run, not what they cost; ``crd_validation_cost.py`` measures the cost.
+
+Works against any cluster whose kubeconfig may read ``/metrics`` (the local cluster's
+admin may).
 """
 
 from __future__ import annotations
@@ -72,8 +80,8 @@ class PhaseFigures:
     serving_seconds: dict[str, float]  # "VERB resource" -> seconds spent answering
     watch_events: dict[str, int]  # resource -> events sent to watchers
     watch_mib: dict[str, float]  # resource -> MiB sent to watchers
-    cel_seconds: float
-    cel_evaluations: int
+    cel_seconds: float  # nested wall time (see above), not CPU
+    cel_evaluations: int  # schema nodes visited, not rules evaluated
 
     def workload_writes(self) -> int:
         """Writes that scale with the workloads (all but node heartbeats)."""

@@ -292,3 +292,42 @@ def test_a_vanished_node_shows_at_once_in_the_enclave_container_and_its_pool(
             ),
             timeout=60,
         )
+
+
+def test_each_quantity_mistake_is_named_once_by_the_one_rule_per_field(
+    cluster: E2ECluster, namespace: str
+) -> None:
+    """One CEL rule checks each quantity (cheap on every write); its message still
+    names which mistake was made, once, and a mistake in one field never hides
+    another's."""
+    cases: list[tuple[Any, str]] = [
+        ("abc", "abc: must be a positive quantity such as 64Mi"),
+        ("-64Mi", "-64Mi: must be a positive quantity such as 64Mi"),
+        ("2Ti", "2Ti: must be at most 1Ti"),
+        ("1025Gi", "1025Gi: must be at most 1Ti"),
+        ("1500Ki", "1500Ki: must be a whole number of MiB"),
+        (1000, "1000: must be a whole number of MiB"),  # an integer counts bytes
+    ]
+    for index, (epc, message) in enumerate(cases):
+        manifest = enclave_container(f"quantity-{index}", 1)
+        manifest["spec"]["epc"] = epc
+        stderr = _refusal(cluster, namespace, manifest)
+        assert stderr.count("spec.epc") == 1, stderr
+        assert message in stderr, stderr
+
+    both = enclave_container("two-mistakes", 1, epc="abc", enclave={"heapSize": "1500Ki"})
+    stderr = _refusal(cluster, namespace, both)
+    assert stderr.count("spec.epc") == 1, stderr
+    assert "abc: must be a positive quantity such as 64Mi" in stderr
+    assert stderr.count("spec.enclave.heapSize") == 1, stderr
+    assert "1500Ki: must be a whole number of MiB" in stderr
+
+    pool = epc_pool(f"quota-{uuid.uuid4().hex[:6]}")
+    pool["spec"]["quotas"] = [
+        {"namespace": namespace, "epc": "2Gi"},
+        {"namespace": "b", "epc": "3Ti"},
+    ]
+    stderr = _refusal(cluster, namespace, pool)
+    assert "quotas[0]" not in stderr, stderr
+    assert stderr.count("spec.quotas[1].epc") == 1, stderr
+    assert "3Ti: must be at most 1Ti" in stderr

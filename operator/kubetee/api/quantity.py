@@ -35,6 +35,15 @@ _QUANTITY = re.compile(r"^(?P<number>[+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)(?P<
 MAX_EPC_MIB = 1024 * 1024
 
 
+# What the CRD's rule says of each mistake (the value is put in front).
+POSITIVE_MESSAGE = "must be a positive quantity such as 64Mi"
+AT_MOST_MESSAGE = "must be at most 1Ti"
+WHOLE_MEBIBYTES_MESSAGE = (
+    "must be a whole number of MiB (EPC is counted in MiB; a bare number counts bytes), "
+    "such as 64Mi or 1Gi"
+)
+
+
 class QuantityError(ValueError):
     """A value that is not a whole, positive number of MiB."""
 
@@ -87,33 +96,40 @@ def _check_mebibytes(value: str) -> str:
     return value
 
 
-def _quantity_rules(value: str) -> list[dict[str, str]]:
-    """Rules the apiserver checks on the quantity ``value`` (a CEL string expression).
+# The bounds of the CEL rule below, in bytes.
+_MAX_EPC_BYTES = MAX_EPC_MIB * MIB
 
-    A value that is no quantity, or not positive, fails the first rule only: the others
-    skip it, so each mistake is reported once. The messages name the value (the
-    apiserver shows an integer-or-string field's value as "").
+
+def _quantity_rules(value: str) -> list[dict[str, str]]:
+    """The rule the apiserver checks on the quantity ``value`` (a CEL string expression).
+
+    One rule, so the apiserver checks each quantity once per write (it evaluates every
+    rule of an object on every write, status patches included); its message expression,
+    evaluated only for a refused value, names the first mistake (no quantity or not
+    positive, above 1Ti, not a whole number of MiB), so each mistake is reported once.
+    The messages name the value (the apiserver shows an integer-or-string field's value
+    as "").
     """
     quantity = f"quantity({value})"
-    valid = f"isQuantity({value}) && {quantity}.isGreaterThan(quantity('0'))"
+    whole_mebibytes = (
+        f"isQuantity({value}) && {quantity}.isInteger() && {quantity}.asInteger() > 0 "
+        f"&& {quantity}.asInteger() <= {_MAX_EPC_BYTES} "
+        f"&& {quantity}.asInteger() % {MIB} == 0"
+    )
+    mistake = (
+        f"!isQuantity({value}) || !{quantity}.isGreaterThan(quantity('0')) "
+        f"? '{POSITIVE_MESSAGE}' "
+        f": {quantity}.compareTo(quantity('{format_mebibytes(MAX_EPC_MIB)}')) > 0 "
+        f"? '{AT_MOST_MESSAGE}' "
+        f": '{WHOLE_MEBIBYTES_MESSAGE}'"
+    )
     return [
         {
-            "rule": valid,
-            "messageExpression": f"{value} + ': must be a positive quantity such as 64Mi'",
-            "message": "must be a positive quantity such as 64Mi",
-        },
-        {
-            "rule": f"!({valid}) || {quantity}.compareTo(quantity('1Ti')) <= 0",
-            "message": "must be at most 1Ti",
-        },
-        {
-            "rule": f"!({valid}) || {quantity}.compareTo(quantity('1Ti')) > 0 "
-            f"|| ({quantity}.isInteger() && {quantity}.asInteger() % 1048576 == 0)",
-            "messageExpression": f"{value} + ': must be a whole number of MiB (EPC is counted "
-            "in MiB; a bare number counts bytes), such as 64Mi or 1Gi'",
-            "message": "must be a whole number of MiB (EPC is counted in MiB; a bare number "
-            "counts bytes), such as 64Mi or 1Gi",
-        },
+            "rule": whole_mebibytes,
+            "messageExpression": f"{value} + ': ' + ({mistake})",
+            "message": "must be a positive whole number of MiB, at most "
+            f"{format_mebibytes(MAX_EPC_MIB)}, such as 64Mi",
+        }
     ]
 
 

@@ -16,6 +16,7 @@ from kubetee.api.crdgen import (
     custom_resource_definition,
     render,
 )
+from kubetee.api.quantity import AT_MOST_MESSAGE, POSITIVE_MESSAGE, WHOLE_MEBIBYTES_MESSAGE
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 
@@ -83,7 +84,7 @@ def test_cel_rules_reach_the_schema() -> None:
         for rule in node.get("x-kubernetes-validations", [])
     ]
     assert "secret names must be unique" in messages
-    assert "must be a positive quantity such as 64Mi" in messages
+    assert "must be a positive whole number of MiB, at most 1Ti, such as 64Mi" in messages
     assert any("exactly one of file or env" in m for m in messages)
     assert any("heapSize must fit in epc" in m for m in messages)
 
@@ -100,3 +101,24 @@ def test_epcpool_is_cluster_scoped_with_short_name() -> None:
     assert crd["spec"]["scope"] == "Cluster"
     assert crd["spec"]["names"]["shortNames"] == ["epcp"]
     assert yaml.safe_load(render(EPC_POOL)) == crd
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.name)
+def test_each_quantity_is_checked_by_one_rule_naming_each_mistake(
+    resource: CustomResource,
+) -> None:
+    """The apiserver runs every rule on every write (status patches too): a quantity is
+    parsed by one rule, whose message expression still names the mistake made."""
+    quantities = [
+        (path, node)
+        for path, node in _walk(_root(resource), resource.kind)
+        if any("isQuantity(" in r["rule"] for r in node.get("x-kubernetes-validations", []))
+        and "properties" not in node
+    ]
+    assert quantities, "no quantity field found"
+    for path, node in quantities:
+        rules = node["x-kubernetes-validations"]
+        assert len(rules) == 1, path
+        expression = rules[0]["messageExpression"]
+        for mistake in (POSITIVE_MESSAGE, AT_MOST_MESSAGE, WHOLE_MEBIBYTES_MESSAGE):
+            assert f"'{mistake}'" in expression, (path, mistake)
