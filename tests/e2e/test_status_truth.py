@@ -188,6 +188,15 @@ def test_quantities_as_kubernetes_users_write_them_and_each_mistake_once(
     )
     assert status["perReplica"] == "64Mi"
 
+    # A whole number of MiB written with a fraction is one: 0.0625Gi is 64Mi.
+    api.apply(enclave_container("fraction", 0, epc="0.0625Gi"), namespace)
+    status = wait_for(
+        "the status of a fractional epc",
+        lambda: api.ec(namespace, "fraction").get("status", {}).get("epc"),
+        operator=operator,
+    )
+    assert status["perReplica"] == "64Mi"
+
 
 def test_epc_per_node_is_checked_against_what_the_nodes_advertise(
     api: Api, operator: OperatorProcess, pools: Callable[..., str]

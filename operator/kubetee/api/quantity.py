@@ -96,10 +96,6 @@ def _check_mebibytes(value: str) -> str:
     return value
 
 
-# The bounds of the CEL rule below, in bytes.
-_MAX_EPC_BYTES = MAX_EPC_MIB * MIB
-
-
 def _quantity_rules(value: str) -> list[dict[str, str]]:
     """The rule the apiserver checks on the quantity ``value`` (a CEL string expression).
 
@@ -111,10 +107,15 @@ def _quantity_rules(value: str) -> list[dict[str, str]]:
     as "").
     """
     quantity = f"quantity({value})"
+    # isInteger() is false for a quantity written with a fraction, such as 1.5Gi
+    # (1536Mi): those are judged in floating point, exact for whole MiB up to 1Ti (2^40
+    # bytes); what it cannot tell apart (a nano-byte off) the operator's model refuses.
+    mebibytes = f"{quantity}.asApproximateFloat() / {float(MIB)}"
     whole_mebibytes = (
-        f"isQuantity({value}) && {quantity}.isInteger() && {quantity}.asInteger() > 0 "
-        f"&& {quantity}.asInteger() <= {_MAX_EPC_BYTES} "
-        f"&& {quantity}.asInteger() % {MIB} == 0"
+        f"isQuantity({value}) && {quantity}.isGreaterThan(quantity('0')) "
+        f"&& {quantity}.compareTo(quantity('{format_mebibytes(MAX_EPC_MIB)}')) <= 0 "
+        f"&& ({quantity}.isInteger() ? {quantity}.asInteger() % {MIB} == 0 "
+        f": double(int({mebibytes})) == {mebibytes})"
     )
     mistake = (
         f"!isQuantity({value}) || !{quantity}.isGreaterThan(quantity('0')) "
