@@ -33,12 +33,13 @@ from kubetee.attestation_service.replicas import (
     decide,
 )
 from kubetee.attestation_service.workloads import policy_hash
-from kubetee.controller.replacement import EvictionOutcome, eviction_outcome, plan_replacements
+from kubetee.controller.replacement import EvictionOutcome, plan_replacements
 from kubetee.controller.service_health import ServiceHealth
 from kubetee.controller.views import DeploymentView, PodView, ResourceView
 from kubetee.k8s.errors import ApiError, ApiUnavailableError
-from kubetee.k8s.writes import REQUESTS, KubeWriter, ObjectRef
+from kubetee.k8s.writes import KubeWriter, ObjectRef
 from kubetee.reconcile.caches import ObjectKey, one
+from kubetee.reconcile.eviction import request_eviction
 from kubetee.reconcile.sweeper import Sweeper
 
 logger = logging.getLogger(__name__)
@@ -205,20 +206,11 @@ class AttestationUpkeep(Sweeper[Indexes]):
             if not pod.admission_refusal or pod.terminating:
                 continue
             # A terminal pod's eviction is a plain deletion: no budget is consulted.
-            REQUESTS.labels("create", "pods/eviction").inc()
-            try:
-                await self._core.create_namespaced_pod_eviction(
-                    pod.name,
-                    pod.namespace,
-                    client.V1Eviction(
-                        metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace)
-                    ),
-                )
-            except client.ApiException as error:
-                if error.status != 404:
-                    logger.warning(
-                        "pod %s/%s: removing it failed: %s", pod.namespace, pod.name, error.status
-                    )
+            outcome, status = await request_eviction(self._core, pod.namespace, pod.name)
+            if outcome is EvictionOutcome.GONE:
+                continue
+            if outcome is not EvictionOutcome.EVICTED:
+                logger.warning("pod %s/%s: removing it failed: %s", pod.namespace, pod.name, status)
                 continue
             logger.info("pod %s/%s: removed, refused by node %s", pod.namespace, pod.name, pod.node)
             await self._post(
@@ -240,19 +232,7 @@ class AttestationUpkeep(Sweeper[Indexes]):
     ) -> None:
         """Evict the replica; only once the apiserver took the eviction, say why."""
         ref = _ref(view)
-        REQUESTS.labels("create", "pods/eviction").inc()
-        try:
-            await self._core.create_namespaced_pod_eviction(
-                replica.name,
-                replica.namespace,
-                client.V1Eviction(
-                    metadata=client.V1ObjectMeta(name=replica.name, namespace=replica.namespace)
-                ),
-            )
-            status: int | None = None
-        except client.ApiException as error:
-            status = error.status
-        outcome = eviction_outcome(status)
+        outcome, status = await request_eviction(self._core, replica.namespace, replica.name)
         if outcome is EvictionOutcome.RETRY_LATER:
             if replica.uid not in self._blocked:
                 self._blocked.add(replica.uid)

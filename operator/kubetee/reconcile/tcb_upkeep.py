@@ -27,13 +27,14 @@ from pydantic import ValidationError
 
 from kubetee.api.v1alpha1 import API_VERSION, EnclaveContainerSpec
 from kubetee.attestation_service.names import ATTESTED_CONDITION, REATTEST_ANNOTATION
-from kubetee.controller.replacement import EvictionOutcome, eviction_outcome, plan_replacements
+from kubetee.controller.replacement import EvictionOutcome, plan_replacements
 from kubetee.controller.service_health import ServiceHealth
 from kubetee.controller.views import DeploymentView, NodeView, PodView, ResourceView
 from kubetee.k8s.errors import ApiError, ApiUnavailableError
 from kubetee.k8s.writes import REQUESTS, KubeWriter, ObjectRef
 from kubetee.pcs.registry import ConfigMapRegistry, PlatformRecord, RegistryUnavailableError
 from kubetee.reconcile.caches import ObjectKey, one
+from kubetee.reconcile.eviction import request_eviction
 from kubetee.reconcile.sweeper import Sweeper
 from kubetee.tcb.facts import PlatformTcb, node_patch
 from kubetee.tcb.metrics import TcbMetrics
@@ -293,19 +294,7 @@ class TcbUpkeep(Sweeper[TcbIndexes]):
     async def _evict(
         self, view: ResourceView, replica: TcbReplica, verdict: Verdict, now: datetime
     ) -> None:
-        REQUESTS.labels("create", "pods/eviction").inc()
-        status: int | None = None
-        try:
-            await self._core.create_namespaced_pod_eviction(
-                replica.name,
-                replica.namespace,
-                client.V1Eviction(
-                    metadata=client.V1ObjectMeta(name=replica.name, namespace=replica.namespace)
-                ),
-            )
-        except client.ApiException as error:
-            status = error.status
-        outcome = eviction_outcome(status)
+        outcome, status = await request_eviction(self._core, replica.namespace, replica.name)
         if outcome is EvictionOutcome.RETRY_LATER:
             if replica.uid not in self._blocked:
                 self._blocked.add(replica.uid)
