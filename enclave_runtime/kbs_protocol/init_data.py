@@ -78,14 +78,6 @@ def pod_init_data(pod: PodIdentity) -> InitData:
 
 def config_id_for(init_data: InitData) -> bytes:
     """The 64-byte CONFIGID binding ``init_data``: its digest, zero padded."""
-    if len(init_data.body) <= _CACHED_BODY_CHARS:
-        return _config_id_cached(init_data.format, init_data.body)
-    return _config_id(init_data, _document(init_data))
-
-
-@functools.lru_cache(maxsize=_CACHED_DOCUMENTS)
-def _config_id_cached(format_: str, body: str) -> bytes:
-    init_data = InitData(format=format_, body=body)
     return _config_id(init_data, _document(init_data))
 
 

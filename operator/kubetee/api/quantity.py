@@ -35,15 +35,6 @@ _QUANTITY = re.compile(r"^(?P<number>[+-]?[0-9]+(?:\.[0-9]*)?|[+-]?\.[0-9]+)(?P<
 MAX_EPC_MIB = 1024 * 1024
 
 
-# What the CRD's rule says of each mistake (the value is put in front).
-POSITIVE_MESSAGE = "must be a positive quantity such as 64Mi"
-AT_MOST_MESSAGE = "must be at most 1Ti"
-WHOLE_MEBIBYTES_MESSAGE = (
-    "must be a whole number of MiB (EPC is counted in MiB; a bare number counts bytes), "
-    "such as 64Mi or 1Gi"
-)
-
-
 class QuantityError(ValueError):
     """A value that is not a whole, positive number of MiB."""
 
@@ -84,6 +75,15 @@ def format_mebibytes(mebibytes: int) -> str:
     if mebibytes != 0 and mebibytes % 1024 == 0:
         return f"{mebibytes // 1024}Gi"
     return f"{mebibytes}Mi"
+
+
+# What the CRD's rule says of each mistake (the value is put in front).
+POSITIVE_MESSAGE = "must be a positive quantity such as 64Mi"
+AT_MOST_MESSAGE = f"must be at most {format_mebibytes(MAX_EPC_MIB)}"
+WHOLE_MEBIBYTES_MESSAGE = (
+    "must be a whole number of MiB (EPC is counted in MiB; a bare number counts bytes), "
+    "such as 64Mi or 1Gi"
+)
 
 
 def _as_text(value: object) -> object:

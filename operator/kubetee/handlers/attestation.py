@@ -6,18 +6,16 @@ version). Each replica's attestation facts are in :mod:`kubetee.handlers.replica
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import kopf
 
-from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.controller.views import ResourceView
 from kubetee.handlers import replicas
+from kubetee.handlers.lifecycle import attestation_health
 from kubetee.k8s.client import connect
 from kubetee.reconcile.attestation_upkeep import AttestationUpkeep, Indexes, UpkeepSettings
 from kubetee.reconcile.caches import ObjectKey
-from kubetee.reconcile.runtime import OperatorRuntime
 
 
 def _indexes(kwargs: dict[str, Any]) -> Indexes:
@@ -31,13 +29,7 @@ def _indexes(kwargs: dict[str, Any]) -> Indexes:
 
 @kopf.on.startup()
 async def start_attestation_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
-    def health() -> tuple[ServiceHealth, datetime | None]:
-        runtime: OperatorRuntime | None = memo.get("runtime")
-        if runtime is None:  # not started yet
-            return REACHABLE, None
-        return runtime.attestation.health, runtime.attestation.reachable_since
-
-    upkeep = AttestationUpkeep(await connect(), UpkeepSettings(), health)
+    upkeep = AttestationUpkeep(await connect(), UpkeepSettings(), attestation_health(memo))
     memo["attestation_upkeep"] = upkeep
     upkeep.start(_indexes(kwargs))
 

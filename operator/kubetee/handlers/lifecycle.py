@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import kopf
 
 from kubetee.controller.names import GROUP
+from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.handlers import replicas
 from kubetee.k8s.client import connect
 from kubetee.k8s.writes import KubeWriter
@@ -59,6 +62,19 @@ def runtime_of(memo: kopf.Memo) -> OperatorRuntime:
     """The runtime the startup handler put into kopf's memo."""
     runtime: OperatorRuntime = memo["runtime"]
     return runtime
+
+
+def attestation_health(memo: kopf.Memo) -> Callable[[], tuple[ServiceHealth, datetime | None]]:
+    """How the attestation service is doing and since when it answers, as the running
+    runtime's probe sees it (reachable until the runtime has started)."""
+
+    def health() -> tuple[ServiceHealth, datetime | None]:
+        runtime: OperatorRuntime | None = memo.get("runtime")
+        if runtime is None:  # not started yet
+            return REACHABLE, None
+        return runtime.attestation.health, runtime.attestation.reachable_since
+
+    return health
 
 
 @kopf.on.login()

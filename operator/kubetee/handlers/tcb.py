@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
 from typing import Any
 
 import kopf
 
 from kubetee.attestation.roots import intel_sgx_root_ca_der, root_ca_der
 from kubetee.attestation_service.pccs import PccsCollateral
-from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.handlers import replicas
+from kubetee.handlers.lifecycle import attestation_health
 from kubetee.k8s.client import connect
 from kubetee.k8s.sync_client import sync_api_client
 from kubetee.pcs.registry import ConfigMapRegistry, parse_registry
-from kubetee.reconcile.runtime import OperatorRuntime
 from kubetee.reconcile.tcb_upkeep import TcbIndexes, TcbUpkeep
 from kubetee.tcb.metrics import TcbMetrics
 from kubetee.tcb.settings import TcbSettings
@@ -33,12 +31,6 @@ async def start_tcb_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
     if not settings.enabled or settings.pccs_url is None:
         logger.info("TCB recovery is off: set KUBETEE_PCCS_URL to label nodes and recover")
         return
-
-    def health() -> tuple[ServiceHealth, datetime | None]:
-        runtime: OperatorRuntime | None = memo.get("runtime")
-        if runtime is None:
-            return REACHABLE, None
-        return runtime.attestation.health, runtime.attestation.reachable_since
 
     root = (
         root_ca_der(settings.sgx_root_ca.read_bytes())
@@ -59,7 +51,7 @@ async def start_tcb_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
         settings,
         TcbEvaluations(collateral, root),
         registry,
-        health,
+        attestation_health(memo),
         TcbMetrics(),
     )
     memo["tcb_upkeep"] = upkeep
