@@ -512,6 +512,68 @@ def test_a_quoting_service_killed_is_named_in_the_api_and_reattestation_resumes(
     _nothing_lost(stack, before, workload)
 
 
+def _pod_processes(stack: Stack, pod: client.V1Pod) -> set[int]:
+    """Live processes of the pod's sidecars and workload (their KUBETEE_ROOT is its root)."""
+    marker = f"KUBETEE_ROOT={pod_dir(stack.cluster, pod) / 'root'}".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker in environ and state != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def test_a_node_agent_killed_adopts_its_running_runtimes(
+    stack: Stack, workload: list[client.V1Pod]
+) -> None:
+    before = _starts(stack, workload)
+    pod = workload[0]
+    node = _node_of(pod)
+    agent = stack.process(f"node-{node}-node-agent")
+    log = stack.layout.log_dir / f"{agent.name}.log"
+    running = _pod_processes(stack, pod)
+    assert running, f"no process runs for {pod.metadata.name}"
+    seen = len(log.read_text(errors="replace"))
+    old = _kill(agent)
+    started = time.monotonic()
+    _until("the node agent restarted", _restarted(agent, old), stack, within=60)
+    _until(
+        "the restarted agent to adopt the running runtime",
+        lambda: (
+            f"pod {stack.namespace}/{pod.metadata.name}: adopted sidecar"
+            in log.read_text(errors="replace")[seen:]
+        ),
+        stack,
+        within=30,
+    )
+    time.sleep(3)  # several of its syncs: a second runtime would have started by now
+    assert _pod_processes(stack, pod) == running, "the agent started a second runtime"
+    _until("every replica attested and Ready", lambda: _healthy(stack), stack)
+    _report("kill -9 a node agent (runtimes adopted)", time.monotonic() - started)
+    _nothing_lost(stack, before, workload)
+
+    # The adopted runtime is supervised as before: when it dies it is started again.
+    runtime = min(running)  # the sidecar started before its workload child
+    untils = _untils([pod])
+    os.kill(runtime, signal.SIGKILL)
+    _until(
+        "the agent to restart the adopted runtime, and it to attest again",
+        lambda: (
+            _runtime_starts(stack, pod) == before[pod.metadata.uid] + 1
+            and _reattested(stack, [pod], untils)()
+        ),
+        stack,
+        within=90,
+    )
+    _until("every replica attested and Ready", lambda: _healthy(stack), stack)
+
+
 def test_a_frozen_operator_is_replaced_and_catches_up(
     stack: Stack, workload: list[client.V1Pod]
 ) -> None:

@@ -13,7 +13,10 @@ as its own child process):
    ConfigMap and Secret keys); ``KUBETEE_ROOT`` points the process at its mounts;
 3. the process is restarted with a growing back-off when it exits (its
    ``restartPolicy: Always``), its downward API files follow the pod's annotations,
-   and it is stopped (SIGTERM) and its volumes removed when the pod goes away.
+   and it is stopped (SIGTERM) and its volumes removed when the pod goes away;
+4. a sidecar still running from an agent that died (``kill -9``) is adopted, not
+   started twice, and one whose pod went away meanwhile is stopped
+   (:mod:`.adoption`).
 
 As a kubelet does, the agent rides out an unreachable apiserver (restarting, or
 etcd gone): a failed sync is retried with a growing back-off and changes nothing, so
@@ -45,6 +48,13 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubetee.deviceplugin.constants import HEALTHY
+from kubetee.nodeagent.adoption import (
+    AdoptedProcess,
+    SidecarRecord,
+    record_path,
+    records,
+    start_ticks,
+)
 from kubetee.nodeagent.plugin_client import PluginClient
 from kubetee.nodeagent.pod_filesystem import MEMORY_ROOT, PodFilesystem, field_value
 
@@ -70,7 +80,9 @@ class _Sidecar:
     env: dict[str, str]
     log_path: Path
     allocations: dict[str, list[str]]
-    process: asyncio.subprocess.Process | None = None
+    plugin_env: dict[str, str] = field(default_factory=dict)
+    plugin_mounts: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | AdoptedProcess | None = None
     started_at: float = 0.0
     failures: int = 0
     next_start: float = 0.0
@@ -100,6 +112,9 @@ class PodRuntimes:
         self._retry = retry_seconds
         self._last_error = ""
         self.sidecars: dict[tuple[str, str], _Sidecar] = {}
+        # Sidecars left running by a previous agent whose pods are gone are stopped
+        # once, at the first look at the pods.
+        self._orphans_checked = False
 
     async def run(self, stop: asyncio.Event) -> None:
         logger.info("running kubetee sidecars of node %s under %s", self.node_name, self.pods_dir)
@@ -152,6 +167,9 @@ class PodRuntimes:
                 continue
             for container in _local_sidecars(pod):
                 wanted[(pod["metadata"]["uid"], container["name"])] = (pod, container)
+        if not self._orphans_checked:
+            await self._stop_orphans(set(wanted))
+            self._orphans_checked = True
         for key in [k for k in self.sidecars if k not in wanted]:
             await self._stop(key)
         for key, (pod, container) in wanted.items():
@@ -178,13 +196,18 @@ class PodRuntimes:
     async def _prepare(self, pod: dict[str, Any], container: dict[str, Any]) -> _Sidecar | None:
         metadata = pod["metadata"]
         label = f"{metadata['namespace']}/{metadata['name']}"
-        allocated = await self._allocate(label, container)
-        if allocated is None:
-            return None
-        allocations, envs, mounts = allocated
         pod_dir = pod_directory(
             self.pods_dir, metadata["namespace"], metadata["name"], metadata["uid"]
         )
+        running = self._running_record(pod_dir, metadata["uid"], container["name"])
+        if running is not None:  # it keeps the devices it was given
+            allocations = running.allocations
+            envs, mounts = running.plugin_env, running.plugin_mounts
+        else:
+            allocated = await self._allocate(label, container)
+            if allocated is None:
+                return None
+            allocations, envs, mounts = allocated
         memory_dir = MEMORY_ROOT / f"kubetee-{self.node_name}-{metadata['uid']}"
         filesystem = PodFilesystem(pod_dir, memory_dir)
         await asyncio.to_thread(filesystem.lay_out, pod, container, self._read_object, mounts)
@@ -194,8 +217,7 @@ class PodRuntimes:
         env["KUBETEE_ROOT"] = str(filesystem.root)
         command = [*(container.get("command") or []), *(container.get("args") or [])]
         argv = [sys.executable, "-m", "kubetee.cli", *command[1:]]
-        logger.info("pod %s: running sidecar %s locally (%s)", label, container["name"], pod_dir)
-        return _Sidecar(
+        sidecar = _Sidecar(
             key=(metadata["uid"], container["name"]),
             pod_label=label,
             filesystem=filesystem,
@@ -203,7 +225,48 @@ class PodRuntimes:
             env=env,
             log_path=pod_dir / f"{container['name']}.log",
             allocations=allocations,
+            plugin_env=dict(envs),
+            plugin_mounts=dict(mounts),
         )
+        if running is not None:
+            sidecar.process = AdoptedProcess(running)
+            sidecar.started_at = time.monotonic()
+            logger.info(
+                "pod %s: adopted sidecar %s, still running as pid %d",
+                label,
+                container["name"],
+                running.pid,
+            )
+        else:
+            logger.info(
+                "pod %s: running sidecar %s locally (%s)", label, container["name"], pod_dir
+            )
+        return sidecar
+
+    def _running_record(self, pod_dir: Path, uid: str, container: str) -> SidecarRecord | None:
+        """The record of this container's process, if a previous agent left it running."""
+        record = SidecarRecord.load(record_path(pod_dir, container))
+        if record is None or (record.node, record.pod_uid) != (self.node_name, uid):
+            return None
+        return record if record.running() else None
+
+    async def _stop_orphans(self, wanted: set[tuple[str, str]]) -> None:
+        """Stop what a previous agent left running for pods that are gone or finished."""
+        for path, record in await asyncio.to_thread(records, self.pods_dir):
+            key = (record.pod_uid, record.container)
+            if record.node != self.node_name or key in wanted or key in self.sidecars:
+                continue
+            if record.running():
+                await _terminate(AdoptedProcess(record))
+                logger.info(
+                    "stopped sidecar %s (pid %d) left running for pod uid %s, which is gone",
+                    record.container,
+                    record.pid,
+                    record.pod_uid,
+                )
+            memory_dir = MEMORY_ROOT / f"kubetee-{self.node_name}-{record.pod_uid}"
+            await asyncio.to_thread(PodFilesystem(path.parent, memory_dir).remove)
+            path.unlink(missing_ok=True)
 
     async def _allocate(
         self, label: str, container: Mapping[str, Any]
@@ -302,7 +365,7 @@ class PodRuntimes:
                 "pod %s: sidecar %s exited with code %s; restarting in %.0fs",
                 sidecar.pod_label,
                 sidecar.key[1],
-                process.returncode,
+                "unknown (adopted)" if isinstance(process, AdoptedProcess) else process.returncode,
                 delay,
             )
         if now < sidecar.next_start:
@@ -315,22 +378,42 @@ class PodRuntimes:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # it outlives an agent that dies: see .adoption
             )
         sidecar.started_at = now
+        ticks = start_ticks(sidecar.process.pid)
+        if ticks is not None:
+            record = SidecarRecord(
+                node=self.node_name,
+                pod_uid=sidecar.key[0],
+                container=sidecar.key[1],
+                pid=sidecar.process.pid,
+                start_ticks=ticks,
+                allocations=sidecar.allocations,
+                plugin_env=sidecar.plugin_env,
+                plugin_mounts=sidecar.plugin_mounts,
+            )
+            record.save(sidecar.filesystem.pod_dir)
 
     async def _stop(self, key: tuple[str, str]) -> None:
         sidecar = self.sidecars.pop(key)
-        process = sidecar.process
-        if process is not None and process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        if sidecar.process is not None:
+            await _terminate(sidecar.process)
+        record_path(sidecar.filesystem.pod_dir, key[1]).unlink(missing_ok=True)
         await asyncio.to_thread(sidecar.filesystem.remove)
         logger.info("pod %s: sidecar %s stopped", sidecar.pod_label, key[1])
+
+
+async def _terminate(process: asyncio.subprocess.Process | AdoptedProcess) -> None:
+    """SIGTERM, then SIGKILL after the grace: as a kubelet stops a container."""
+    if process.returncode is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 def pod_directory(pods_dir: Path, namespace: str, name: str, uid: str) -> Path:
