@@ -52,6 +52,7 @@ ATTESTED = "kubetee.io/attested"
 UNTIL = "kubetee.io/attested-until"
 REATTEST = "kubetee.io/reattest-requested"
 CONVERGE_SECONDS = 150.0
+OVERDUE_SECONDS = 140
 
 
 @dataclass
@@ -144,6 +145,8 @@ def _start_services(
             "KUBETEE_ATTESTATION_SWEEP_SECONDS": "1",
             "KUBETEE_ATTESTATION_PROBE_SECONDS": "1",
             "KUBETEE_REATTEST_GRACE_SECONDS": "8",
+            # Runtimes renew every 120 s: a silence of 140 s is a missed renewal.
+            "KUBETEE_REATTEST_OVERDUE_SECONDS": str(OVERDUE_SECONDS),
             "KUBETEE_STATUS_DELAY": "0.2",
             "KUBETEE_POOL_DELAY": "0.2",
             "KUBETEE_METRICS_PORT": "0",
@@ -529,6 +532,16 @@ def _pod_processes(stack: Stack, pod: client.V1Pod) -> set[int]:
     return found
 
 
+def _runtime_process(stack: Stack, pod: client.V1Pod) -> int:
+    """The pod's runtime sidecar (``kubetee runtime``), among its processes."""
+    for pid in _pod_processes(stack, pod):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv[-3:] == [b"kubetee.cli", b"runtime", b""]:
+                return pid
+    raise AssertionError(f"no runtime process runs for {pod.metadata.name}")
+
+
 def test_a_node_agent_killed_adopts_its_running_runtimes(
     stack: Stack, workload: list[client.V1Pod]
 ) -> None:
@@ -559,7 +572,7 @@ def test_a_node_agent_killed_adopts_its_running_runtimes(
     _nothing_lost(stack, before, workload)
 
     # The adopted runtime is supervised as before: when it dies it is started again.
-    runtime = min(running)  # the sidecar started before its workload child
+    runtime = _runtime_process(stack, pod)
     untils = _untils([pod])
     os.kill(runtime, signal.SIGKILL)
     _until(
@@ -571,6 +584,47 @@ def test_a_node_agent_killed_adopts_its_running_runtimes(
         stack,
         within=90,
     )
+    _until("every replica attested and Ready", lambda: _healthy(stack), stack)
+
+
+def _events(stack: Stack, reason: str) -> list[client.CoreV1Event]:
+    found = stack.api.core.list_namespaced_event(
+        stack.namespace, field_selector=f"reason={reason}"
+    ).items
+    return [e for e in found if e.involved_object.name == EC]
+
+
+def test_a_hung_runtime_is_named_before_its_attestation_expires(
+    stack: Stack, workload: list[client.V1Pod]
+) -> None:
+    """A cause the cluster cannot see (the runtime hangs; the service and node are fine)
+    still reaches the API: a Warning names the replica while it is still attested."""
+    _until("every replica attested and Ready", lambda: _healthy(stack), stack)
+    pod = _pods(stack)[0]
+    runtime = _runtime_process(stack, pod)
+    os.kill(runtime, signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        warning = _until(
+            "a ReattestationOverdue Warning naming the hung replica",
+            lambda: next(iter(_events(stack, "ReattestationOverdue")), None),
+            stack,
+            within=OVERDUE_SECONDS + 60,
+        )
+        assert warning.type == "Warning"
+        assert f"pod {pod.metadata.name} has not renewed its attestation" in warning.message
+        assert "kubectl logs" in warning.message
+        _report("a hung runtime named in a Warning", time.monotonic() - started)
+        assert _attested(stack.api.core.read_namespaced_pod(pod.metadata.name, stack.namespace))
+    finally:
+        os.kill(runtime, signal.SIGCONT)
+    _until(
+        "a ReattestationResumed Event once it renews",
+        lambda: _events(stack, "ReattestationResumed"),
+        stack,
+        within=90,
+    )
+    assert len(_events(stack, "ReattestationOverdue")) == 1  # the other replica renewed
     _until("every replica attested and Ready", lambda: _healthy(stack), stack)
 
 

@@ -33,6 +33,8 @@ from kubetee.attestation_service.replicas import (
     decide,
 )
 from kubetee.attestation_service.workloads import policy_hash
+from kubetee.controller.names import RUNTIME_CONTAINER
+from kubetee.controller.overdue import REATTESTATION_OVERDUE, RenewalClock
 from kubetee.controller.replacement import EvictionOutcome, plan_replacements
 from kubetee.controller.service_health import ServiceHealth
 from kubetee.controller.views import DeploymentView, PodView, ResourceView
@@ -58,6 +60,13 @@ class UpkeepSettings(BaseSettings):
     attestation_sweep_seconds: float = Field(default=5.0, gt=0)
     reattest_grace_seconds: float = Field(
         default=60.0, gt=0, description="Time a replica has to re-attest after a policy change."
+    )
+    reattest_overdue_seconds: float = Field(
+        default=180.0,
+        gt=0,
+        description="Time without a renewed attestation (runtimes renew every 120 s) after "
+        "which a ReattestationOverdue Warning names the replica, before its attestation "
+        "expires.",
     )
     attestation_expiry: ExpiryPolicy = Field(
         default=FAIL_CLOSED,
@@ -91,9 +100,13 @@ class AttestationUpkeep(Sweeper[Indexes]):
         # PodDisruptionBudget refused (uid), to tell the user once.
         self._evicted: dict[str, tuple[str, datetime]] = {}
         self._blocked: set[str] = set()
+        self._renewals = RenewalClock(settings.reattest_overdue_seconds)
 
     async def sweep(self, indexes: Indexes, now: datetime) -> None:
         self._forget_old_evictions(now)
+        self._renewals.forget_except(
+            {replica.uid for replicas in indexes.attestation.values() for replica in replicas}
+        )
         for key in list(indexes.attestation):
             view = one(indexes.enclave_containers, key)
             if view is None:
@@ -138,6 +151,7 @@ class AttestationUpkeep(Sweeper[Indexes]):
                 expiry=self._settings.attestation_expiry,
             )
             if action is None:
+                await self._follow_renewal(view, replica, health.reachable, now)
                 continue
             if action.kind == "replace":
                 replacements.append((replica, action))
@@ -154,6 +168,41 @@ class AttestationUpkeep(Sweeper[Indexes]):
                 health=health,
                 now=now,
                 desired=replicas,
+            )
+
+    async def _follow_renewal(
+        self, view: ResourceView, replica: ReplicaAttestation, reachable: bool, now: datetime
+    ) -> None:
+        """Say when a replica stops renewing its attestation, and when it renews again."""
+        if not reachable:
+            # AttestationUnavailable says why already; the clock restarts when it answers.
+            self._renewals.excuse(replica, now)
+            return
+        silent = self._renewals.silent_seconds(replica, now)
+        change = self._renewals.observe(replica, now)
+        if change == "overdue":
+            until = replica.attested_until.isoformat() if replica.attested_until else "?"
+            logger.warning(
+                "pod %s/%s: no renewed attestation for %.0fs",
+                replica.namespace,
+                replica.name,
+                silent,
+            )
+            await self._post(
+                _ref(view),
+                "Warning",
+                REATTESTATION_OVERDUE,
+                f"pod {replica.name} has not renewed its attestation for {silent:.0f}s "
+                f"(runtimes renew every 120s) while the attestation service answers; it "
+                f"expires at {until}. Its runtime's log says why: kubectl logs -n "
+                f"{replica.namespace} {replica.name} -c {RUNTIME_CONTAINER}",
+            )
+        elif change == "resumed":
+            await self._post(
+                _ref(view),
+                "Normal",
+                "ReattestationResumed",
+                f"pod {replica.name} renewed its attestation again",
             )
 
     async def _replace(

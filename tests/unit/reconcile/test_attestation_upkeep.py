@@ -188,3 +188,51 @@ async def test_a_replica_that_failed_after_running_is_not_taken_for_a_refusal(
     await world.sweep()
     assert world.core.evictions == []
     assert world.events.events == []
+
+
+def _current(world: World) -> None:
+    """Every replica attested under the EnclaveContainer's current policy."""
+    view = world.indexes().enclave_containers[KEY][0]
+    current = world.upkeep._policy(view)
+    assert current is not None
+    for body in world.pods:
+        body["metadata"]["annotations"]["kubetee.io/attested-policy"] = current[1]
+
+
+def _renewed(body: dict[str, Any], until: str) -> None:
+    body["metadata"]["annotations"]["kubetee.io/attested-until"] = until
+
+
+async def test_a_replica_that_stops_renewing_is_named_once_before_it_expires(
+    world: World,
+) -> None:
+    _current(world)
+    later = UpkeepSettings().reattest_overdue_seconds + 1
+    await world.sweep()
+    for body in world.pods[1:]:  # b and c renew; a is silent
+        _renewed(body, "2026-11-26T13:02:00Z")
+    await world.sweep(NOW + timedelta(seconds=120))
+    await world.sweep(NOW + timedelta(seconds=later))
+    await world.sweep(NOW + timedelta(seconds=later + 5))
+    assert world.events.events == [("Warning", "ReattestationOverdue")]  # a, once
+
+    _renewed(world.pods[0], "2026-11-26T13:05:00Z")
+    await world.sweep(NOW + timedelta(seconds=later + 10))
+    assert world.events.events[1:] == [("Normal", "ReattestationResumed")]
+    assert world.core.evictions == []
+    assert world.core.status_patches == []  # still attested: nothing withdrawn early
+
+
+async def test_no_overdue_warning_while_the_service_cannot_attest(world: World) -> None:
+    """AttestationUnavailable says why already; the runtime gets its time once it answers."""
+    _current(world)
+    later = UpkeepSettings().reattest_overdue_seconds + 1
+    await world.sweep()
+    world.health[0] = unreachable("https://kubetee-attestation:8443", "refused", "12:00:00")
+    await world.sweep(NOW + timedelta(seconds=later))
+    world.health[0] = REACHABLE
+    await world.sweep(NOW + timedelta(seconds=later + 5))
+    assert world.events.events == []
+    await world.sweep(NOW + timedelta(seconds=2 * later + 10))
+    assert set(world.events.events) == {("Warning", "ReattestationOverdue")}
+    assert len(world.events.events) == 3  # each silent replica, once
