@@ -32,6 +32,7 @@ from kubetee.cluster.pki import ClusterPKI, ensure_pki
 from kubetee.cluster.processes import ManagedProcess, port_open, stopped_by_down
 from kubetee.cluster.supervisor import PROCESS_NAME as SUPERVISOR
 from kubetee.cluster.toolchain import COMPONENTS, Builder, binary_path
+from kubetee.nodeagent.adoption import stop_left_running
 
 READY_TIMEOUT = 90.0
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -260,6 +261,13 @@ class LocalCluster:
             for n in reversed(self.process_names())
             if self._process(n).stop(keep_record=not purge and not self._is_own(n))
         ]
+        # Node agents stop their pods' sidecars; one killed before (and not restarted,
+        # since the supervisor is gone) leaves them running: they must not outlive the
+        # cluster.
+        if self.layout.socket_dir.is_dir():
+            for pods_dir in self.layout.socket_dir.glob("*/pods"):
+                if left := stop_left_running(pods_dir):
+                    self._say(f"stopped {left} sidecar(s) a dead node agent left in {pods_dir}")
         busy = [f"{name}={port}" for name, port in self.layout.ports.items() if port_open(port)]
         if busy:
             raise ClusterError(

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import signal
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -137,3 +138,20 @@ class AdoptedProcess:
         finally:
             os.close(descriptor)
         return UNKNOWN_EXIT_CODE
+
+
+def stop_left_running(pods_dir: Path, grace_seconds: float = 5.0) -> int:
+    """SIGTERM, then SIGKILL, the recorded sidecars still running under ``pods_dir``:
+    for a node that is going away whose agent died before it could stop them."""
+    running = [record for _, record in records(pods_dir) if record.running()]
+    for record in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_seconds
+    while any(r.running() for r in running) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for record in running:
+        if record.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.pid, signal.SIGKILL)
+    return len(running)

@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,13 @@ import pytest
 from kubernetes import client as k8s
 
 from kubetee.nodeagent import pod_runtimes
-from kubetee.nodeagent.adoption import AdoptedProcess, SidecarRecord, record_path, start_ticks
+from kubetee.nodeagent.adoption import (
+    AdoptedProcess,
+    SidecarRecord,
+    record_path,
+    start_ticks,
+    stop_left_running,
+)
 from kubetee.nodeagent.pod_runtimes import PodRuntimes
 from tests.unit.nodeagent.test_pod_runtimes import FakeCore, FakePlugin
 
@@ -154,3 +161,24 @@ def test_another_nodes_or_an_unreadable_record_is_not_adopted(workdir: Path) -> 
     SidecarRecord("node-2", "uid-1", "kubetee-runtime", os.getpid(), ticks).save(pod_dir)
     runtimes, _ = agent(workdir, FakeCore())
     assert runtimes._running_record(pod_dir, "uid-1", "kubetee-runtime") is None
+
+
+def test_a_node_going_away_stops_the_sidecars_a_dead_agent_left(workdir: Path) -> None:
+    pod_dir = workdir / "pods" / "shop_payments-1_uid-1"
+    pod_dir.mkdir(parents=True)
+    # Ignores SIGTERM, as a stuck process would: it must still be stopped.
+    left = subprocess.Popen(
+        ["sh", "-c", "trap '' TERM; echo ready; exec sleep 60"],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+    )
+    assert left.stdout is not None
+    assert left.stdout.readline() == b"ready\n"  # SIGTERM is ignored from here on
+    ticks = start_ticks(left.pid)
+    assert ticks is not None
+    SidecarRecord("node-1", "uid-1", "kubetee-runtime", left.pid, ticks).save(pod_dir)
+
+    assert stop_left_running(workdir / "pods", grace_seconds=0.5) == 1
+    assert left.wait(timeout=10) == -signal.SIGKILL
+    left.stdout.close()
+    assert stop_left_running(workdir / "pods") == 0  # nothing left the second time
