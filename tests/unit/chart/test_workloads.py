@@ -285,11 +285,15 @@ def test_the_attestation_expiry_policy_reaches_the_operator_and_readiness_means_
     render: Render,
 ) -> None:
     everything = render(Path(__file__).parent / "scenarios" / "everything.yaml")
-    for manifests, policy in ((render(), "FailClosed"), (everything, "KeepServing")):
+    for manifests, policy, overdue in (
+        (render(), "FailClosed", "180"),
+        (everything, "KeepServing", "240"),
+    ):
         specs = pod_specs(manifests)
         operator = next(v for k, v in specs.items() if k.endswith("-operator"))["containers"][0]
         env = {e["name"]: e.get("value") for e in operator.get("env", [])}
         assert env["KUBETEE_ATTESTATION_EXPIRY"] == policy
+        assert env["KUBETEE_REATTEST_OVERDUE_SECONDS"] == overdue
     service = next(v for k, v in specs.items() if k.endswith("-attestation"))["containers"][0]
     assert service["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert service["livenessProbe"]["httpGet"]["path"] == "/healthz"
