@@ -64,14 +64,20 @@ def alive(pid: int) -> bool:
     return start_ticks(pid) is not None
 
 
+async def first_agent(workdir: Path, core: FakeCore) -> tuple[PodRuntimes, int]:
+    """An agent that started the pod's sidecar, and the sidecar's pid."""
+    first, _ = agent(workdir, core)
+    await first.sync_once()
+    process = first.sidecars[KEY].process
+    assert process is not None
+    return first, process.pid
+
+
 @pytest.mark.usefixtures("long_running")
 async def test_a_sidecar_left_running_is_adopted_not_started_twice(workdir: Path) -> None:
     core = FakeCore()
-    first, _ = agent(workdir, core)
-    await first.sync_once()
+    first, pid = await first_agent(workdir, core)
     original = first.sidecars[KEY]
-    assert original.process is not None
-    pid = original.process.pid
     secret = original.filesystem.memory_dir / "secrets" / "db"
     secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write_text("delivered")  # what the runtime received after attesting
@@ -113,11 +119,9 @@ async def test_a_sidecar_left_running_is_adopted_not_started_twice(workdir: Path
 @pytest.mark.usefixtures("long_running")
 async def test_sidecars_of_pods_gone_while_the_agent_was_down_are_stopped(workdir: Path) -> None:
     core = FakeCore()
-    first, _ = agent(workdir, core)
-    await first.sync_once()
+    first, pid = await first_agent(workdir, core)
     sidecar = first.sidecars[KEY]
     assert sidecar.process is not None
-    pid = sidecar.process.pid
     waiting = asyncio.ensure_future(sidecar.process.wait())  # reaps it when stopped
 
     core.pods = []  # deleted while no agent ran
