@@ -60,7 +60,14 @@ class E2ECluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run the real kubectl against this cluster; failures show its stderr."""
         result = subprocess.run(
-            [str(binary_path("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
+            [
+                str(binary_path("kubectl")),
+                f"--kubeconfig={self.kubeconfig}",
+                # Its own discovery cache: kubectl keys the shared one by host:port, and
+                # a later cluster on the same port would read another cluster's.
+                f"--cache-dir={self.kubeconfig.parent / '.kube-cache'}",
+                *args,
+            ],
             capture_output=True,
             text=True,
             check=False,

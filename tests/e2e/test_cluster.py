@@ -95,7 +95,15 @@ def test_crds_from_the_repository_are_served_and_explained(cluster: E2ECluster) 
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         plural = crd["spec"]["names"]["plural"]
-        explained = cluster.kubectl("explain", f"{plural}.spec").stdout
+        # The apiserver publishes a new CRD's OpenAPI a moment after it is Established.
+        explained = eventually(
+            lambda plural=plural: (
+                (answer := cluster.kubectl("explain", f"{plural}.spec", check=False)).returncode
+                == 0
+                and answer.stdout
+            ),
+            within=60,
+        )
         description = schema["properties"]["spec"]["description"]
         first_words = " ".join(description.split()[:6])
         assert first_words in " ".join(explained.split()), explained
