@@ -17,12 +17,13 @@ import signal
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+import uvloop
 import yaml
 from kubernetes import client, config
 
@@ -83,6 +84,25 @@ class ServerSpec:
     kubeconfig: Path | None = None  # None: the in-memory cluster
     ledger: str = "replica"  # or "lease": the previous hot path, for comparison
     node: str = NODE  # where the pods run: the simulated platform is registered for it
+    loop: str = "uvloop"  # the service's event loop (production: uvloop), or "asyncio"
+
+
+LOOPS = ("uvloop", "asyncio")
+_T = TypeVar("_T")
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, _T]) -> _T:
+    """``main`` on the named event loop: uvloop, as the service and the runtime run, or
+    asyncio's own, to compare."""
+    if loop == "uvloop":
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU the process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class _CountingRest:
@@ -163,7 +183,7 @@ def _worker(spec: ServerSpec) -> None:
         reporter=reporter,
         simulator=True,
     )
-    asyncio.run(_serve_until_stopped(spec, service))
+    run_on(spec.loop, _serve_until_stopped(spec, service))
 
 
 async def _serve_until_stopped(spec: ServerSpec, service: KbsService) -> None:
@@ -216,6 +236,10 @@ class Service:
                 os.kill(process.pid, signal.SIGINT)
         for process in self._processes:
             process.join(timeout=30)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU all worker processes have used so far."""
+        return sum(process_cpu_seconds(p.pid) for p in self._processes if p.pid is not None)
 
     def writes(self) -> int:
         """The apiserver writes the workers have sent so far."""
@@ -305,8 +329,7 @@ class Apiserver:
         pid = ManagedProcess("kube-apiserver", self.layout.run_dir, self.layout.log_dir).pid()
         if pid is None:
             raise RuntimeError("kube-apiserver is not running")
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(pid)
 
     def mutating_requests(self) -> int:
         """All writes the apiserver has served (any client), from its own metrics."""

@@ -40,6 +40,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from kbs_bench import Apiserver, ServerSpec, Service, attest_once, dump, wait_ready
 
 from enclave_runtime.quoting.provision import provision
@@ -137,7 +138,7 @@ class Fleet:
     args: argparse.Namespace
 
     def attest_all(self, url: str, what: str) -> float:
-        return asyncio.run(
+        return uvloop.run(  # as the runtimes run
             _attest_all(
                 url, self.context, self.platform, self.pods, clients=self.args.clients, what=what
             )

@@ -1,7 +1,8 @@
 """Stateless KBS sessions: everything a replica needs travels in signed cookies.
 
-``/auth`` hands out a fresh nonce and a *challenge* cookie: an HS256 JWT holding the
-nonce and its expiry (nothing the client claims: who attests is learnt from the signed
+``/auth`` hands out a fresh nonce and a *challenge* cookie: the nonce and its expiry
+under an HMAC-SHA256 (:class:`.session_tokens.ChallengeCookie`: only this service reads
+it, so it is no JWT; nothing the client claims: who attests is learnt from the signed
 evidence). ``/attest`` accepts evidence only with a challenge cookie that any replica
 can check with the shared key (HMAC), that has not expired, and whose nonce the
 runtime data repeats; single use is enforced by the replay ledger (:mod:`.replay`),
@@ -10,7 +11,8 @@ time a service process starts) writes it into every challenge and accepts only i
 own: a nonce is then single-use across all replicas with a ledger in this process's
 memory, since no other process takes it (and a restarted one has another id). The
 client keeps the exchange on one connection, hence one process. A successful
-``/attest`` answers with an *attested* token binding the TEE public key, the pod, the
+``/attest`` answers with an *attested* token (an HS256 JWT, which a stock client
+reads) binding the TEE public key, the pod, the
 workload and the policy it was judged by; ``/resource`` accepts it as a cookie or
 bearer token, or the challenge cookie itself, whose nonce the ledger maps to that token
 (the protocol keeps the ``/auth`` cookie valid for resources).
@@ -22,16 +24,11 @@ can never be passed off as the other.
 from __future__ import annotations
 
 import base64
-import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
 from pydantic import ValidationError
 
 from enclave_runtime.kbs_protocol import TeePubKey
@@ -41,14 +38,17 @@ from kubetee.attestation_service.errors import (
     NonceOfAnotherReplicaError,
     SessionMissingError,
 )
+from kubetee.attestation_service.session_tokens import (
+    ChallengeCookie,
+    Hs256Jwt,
+    TokenInvalidError,
+)
 
 NONCE_BYTES = 32
 MIN_MASTER_KEY_BYTES = 32
 ISSUER = "kubetee-attestation-service"
-_ALGORITHMS = ["HS256"]
 _CHALLENGE = "kbs-challenge"
 _ATTESTED = "kbs-attested"
-_MAX_TOKEN_CHARS = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +101,9 @@ class SessionSigner:
                 f"the session key must have at least {MIN_MASTER_KEY_BYTES} bytes, "
                 f"got {len(master_key)}"
             )
-        self._challenge_key = OctKey.import_key(_derive(master_key, _CHALLENGE))
-        self._attested_key = OctKey.import_key(_derive(master_key, _ATTESTED))
+        ChallengeCookie.check_replica(replica)
+        self._challenges = ChallengeCookie(_derive(master_key, _CHALLENGE))
+        self._tokens = Hs256Jwt(_derive(master_key, _ATTESTED))
         self.nonce_ttl_seconds = nonce_ttl_seconds
         self.token_ttl_seconds = token_ttl_seconds
         self.replica = replica
@@ -112,31 +113,16 @@ class SessionSigner:
         session = ChallengeSession(
             nonce=nonce, expires_at=now + self.nonce_ttl_seconds, replica=self.replica
         )
-        claims: dict[str, object] = {
-            "typ": _CHALLENGE,
-            "iss": ISSUER,
-            "iat": now,
-            "exp": session.expires_at,
-            "nonce": nonce,
-        }
-        if self.replica is not None:
-            claims["rid"] = self.replica
-        return session, jwt.encode({"alg": "HS256"}, claims, self._challenge_key)
+        return session, self._challenges.encode(nonce, session.expires_at, self.replica)
 
     def read_challenge(self, cookie: str | None) -> ChallengeSession:
         """The challenge of this cookie; refuses forged and foreign ones (not expired ones:
         see :meth:`check_fresh`; an attested session outlives its challenge's nonce)."""
-        claims = _decode(cookie, self._challenge_key, _CHALLENGE, "challenge")
-        replica = claims.get("rid")
         try:
-            session = ChallengeSession(
-                nonce=str(claims["nonce"]),
-                expires_at=int(claims["exp"]),
-                replica=None if replica is None else str(replica),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SessionMissingError("the session cookie lacks challenge fields") from exc
-        return session
+            nonce, expires_at, replica = self._challenges.decode(_present(cookie, "challenge"))
+        except TokenInvalidError:
+            raise _not_ours("challenge") from None
+        return ChallengeSession(nonce=nonce, expires_at=expires_at, replica=replica)
 
     def issued_here(self, session: ChallengeSession) -> bool:
         """Whether this process may judge the challenge: it issued it, or nonces are not
@@ -172,23 +158,21 @@ class SessionSigner:
             "policy": session.policy_hash,
             "tee-pubkey": session.tee_pubkey.to_wire(),
         }
-        return jwt.encode({"alg": "HS256"}, claims, self._attested_key)
+        return self._tokens.encode(claims)
 
     def is_challenge(self, value: str) -> bool:
-        """Whether ``value`` says it is a challenge (its ``typ``, not yet verified): which
+        """Whether ``value`` has the challenge cookie's format (not yet verified): which
         key to verify it with. Nothing in it is trusted before :meth:`read_challenge` (or
         :meth:`read_token`) verifies it, so one verification per request suffices."""
-        parts = value.split(".")
-        if len(parts) != 3 or len(value) > _MAX_TOKEN_CHARS:  # a JWS
-            return False
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, TypeError, RecursionError):
-            return False
-        return isinstance(claims, dict) and claims.get("typ") == _CHALLENGE
+        return ChallengeCookie.looks_like_one(value)
 
     def read_token(self, token: str | None, now: int) -> AttestedSession:
-        claims = _decode(token, self._attested_key, _ATTESTED, "attestation")
+        try:
+            claims = self._tokens.decode(_present(token, "attestation"))
+        except TokenInvalidError:
+            raise _not_ours("attestation") from None
+        if claims.get("typ") != _ATTESTED:
+            raise SessionMissingError("the session cookie is not an attestation token")
         try:
             session = AttestedSession(
                 pod=PodRef(**claims["pod"]),
@@ -212,19 +196,13 @@ def _derive(master_key: bytes, label: str) -> bytes:
     )
 
 
-def _decode(value: str | None, key: OctKey, typ: str, what: str) -> dict[str, Any]:
+def _present(value: str | None, what: str) -> str:
     if not value:
         raise SessionMissingError(
             f"no {what} session: send the kbs-session-id cookie from the previous step"
         )
-    if len(value) > _MAX_TOKEN_CHARS:
-        raise SessionMissingError(f"the {what} session cookie is not one this service issued")
-    try:
-        claims = jwt.decode(value, key, algorithms=_ALGORITHMS).claims
-    except (JoseError, ValueError, TypeError, UnicodeError, RecursionError) as exc:
-        raise SessionMissingError(
-            f"the {what} session cookie is not one this service issued"
-        ) from exc
-    if claims.get("typ") != typ:
-        raise SessionMissingError(f"the session cookie is not a {what} session")
-    return claims
+    return value
+
+
+def _not_ours(what: str) -> SessionMissingError:
+    return SessionMissingError(f"the {what} session cookie is not one this service issued")

@@ -7,6 +7,7 @@ in-memory cluster (pods, EnclaveContainers, Secrets) and a controllable clock.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import ssl
 import tempfile
@@ -151,6 +152,13 @@ def sim_dir() -> Iterator[Path]:
 
 @pytest.fixture
 async def stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with running_stack(sim_dir, tmp_path) as result:
+        yield result
+
+
+@contextlib.asynccontextmanager
+async def running_stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The service and the nodes' quoting services on the running event loop."""
     runners: list[web.AppRunner] = []
     sockets: dict[str, Path] = {}
     socket_dir = Path(tempfile.mkdtemp(prefix="q-", dir="/tmp"))
@@ -187,7 +195,9 @@ async def stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     result = Stack(f"https://127.0.0.1:{port}", tls, cluster, clock, sockets, tmp_path, service)
     result.set_policy()
-    yield result
-    for runner in runners:
-        await runner.cleanup()
-    shutil.rmtree(socket_dir, ignore_errors=True)
+    try:
+        yield result
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        shutil.rmtree(socket_dir, ignore_errors=True)

@@ -201,12 +201,19 @@ async def test_forged_session_cookie_is_refused(stack: Stack) -> None:
     async with Session(stack, pod) as session:
         data = session.runtime_data()
         attestation = session.attestation(data, await session.quote_for(data))
-        header, claims, _signature = session.cookie().split(".")
-    forged = f"{header}.{claims}.{base64.urlsafe_b64encode(b'x' * 32).decode().rstrip('=')}"
+        genuine = session.cookie()
+    signed, _, _mac = genuine.rpartition(".")
+    prefix, expires_at, nonce, replica = signed.split(".")
+    another_mac = f"{signed}.{base64.urlsafe_b64encode(b'x' * 32).decode().rstrip('=')}"
+    # A later expiry with the genuine MAC: the MAC covers the fields.
+    extended = f"{prefix}.{int(expires_at) + 3600}.{nonce}.{replica}.{_mac}"
 
-    status, problem = await _post_attest(stack, forged, attestation)
+    for forged in (another_mac, extended):
+        status, problem = await _post_attest(stack, forged, attestation)
 
-    assert (status, problem["reason"]) == (401, "SessionInvalid")
+        assert (status, problem["reason"]) == (401, "SessionInvalid")
+        assert "not one this service issued" in problem["detail"]
+    assert stack.cluster.outcomes == []
 
 
 async def test_expired_nonce_is_refused(stack: Stack) -> None:
