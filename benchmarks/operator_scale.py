@@ -16,6 +16,14 @@ reads only through watches) and, for each phase, what the kube-apiserver did (it
 /metrics: CPU seconds, writes of every client by verb and resource, time spent serving
 them, watch events sent, CEL rule time; ``apiserver_figures.py``).
 
+What each kind of write costs the apiserver is measured apart by ``write_costs.py``.
+On the shared 2-core machine (docs/operator.md, "Scale") the ratio was 2.0 before and
+1.5 after the last round's changes, with a baseline slowed by another process: a
+single run says more about what else ran than about the operator. The goal is not met;
+docs/operator.md breaks the remaining cost down (the EnclaveContainer's own create and
+status write, the Deployment's server-side apply, the Event, watch fan-out, the
+operator's own CPU on the same two cores).
+
 Afterwards it deletes what it created and, when it brought the cluster up, takes the
 cluster down again (``--keep`` leaves both). Run:
 
