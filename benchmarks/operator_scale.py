@@ -18,8 +18,9 @@ them, watch events sent, CEL rule time; ``apiserver_figures.py``).
 
 What each kind of write costs the apiserver is measured apart by ``write_costs.py``.
 On the shared 2-core machine (docs/operator.md, "Scale") the ratio was 2.0 before and
-1.5 after the last round's changes, with a baseline slowed by another process: a
-single run says more about what else ran than about the operator. The goal is not met;
+1.5 and 1.4 after the last round's changes, both beside other sessions' work (the
+baselines took 50, 69 and 59 s): a single run says more about what else ran than about
+the operator. The goal is not met;
 docs/operator.md breaks the remaining cost down (the EnclaveContainer's own create and
 status write, the Deployment's server-side apply, the Event, watch fan-out, the
 operator's own CPU on the same two cores).
