@@ -9,7 +9,7 @@ from typing import Any
 
 import kopf
 
-from kubetee.controller.names import GROUP
+from kubetee.controller.names import EC_LABEL, GROUP
 from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.handlers import replicas
 from kubetee.k8s.client import connect
@@ -53,6 +53,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # The operator posts its own Events with CamelCase reasons; kopf's per-handler
     # "succeeded" Events would double the API traffic for nothing a user needs.
     settings.posting.level = logging.WARNING
+    # The Deployments and budgets the operator owns carry its label (their handlers
+    # filter by it): the apiserver filters too, so others' are never sent to it.
+    for group, plural in (("apps", "deployments"), ("policy", "poddisruptionbudgets")):
+        settings.watching.label_selectors[group, plural] = EC_LABEL
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

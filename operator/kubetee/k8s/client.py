@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from kubernetes.aio import config
 from kubernetes.aio.client import ApiClient, Configuration
@@ -23,4 +25,28 @@ async def connect(kubeconfig: str | None = None) -> Any:
             config_file=kubeconfig or os.environ.get("KUBECONFIG"),
             client_configuration=configuration,
         )
+    read_environment_once(configuration)
     return ApiClient(configuration=configuration)
+
+
+def read_environment_once(configuration: Any) -> None:
+    """Take the proxy for the apiserver from the environment now, not on every request.
+
+    The client's aiohttp session trusts the environment by default, and then looks up
+    the proxy variables (in a thread) and parses ``~/.netrc`` on every request: about a
+    twentieth of the operator's CPU under load (py-spy, ``benchmarks/operator_scale.py``).
+    The apiserver authenticates by token or certificate, never netrc, and the proxy
+    variables do not change while the process runs.
+    """
+    configuration.client_session_kwargs = {
+        **(configuration.client_session_kwargs or {}),
+        "trust_env": False,
+    }
+    if configuration.proxy:
+        return  # the kubeconfig's proxy-url comes first, as with the environment
+    host = urlsplit(configuration.host)
+    if host.hostname is None or urllib.request.proxy_bypass(host.hostname):
+        return
+    proxy = urllib.request.getproxies().get(host.scheme or "https")
+    if proxy:
+        configuration.proxy = proxy

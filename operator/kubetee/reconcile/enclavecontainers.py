@@ -51,10 +51,17 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 
 # How long a status that only says "replicas are being scheduled" waits for the
-# scheduler's verdict before it is written anyway. Pods of a new Deployment are bound a
+# scheduler's verdict, counted from when every replica pod exists (the scheduler has
+# them to judge), before it is written anyway. Pods of a new Deployment are bound a
 # moment after they are created; writing the moment in between would double the status
-# writes of every new EnclaveContainer (benchmarks/operator_scale.py).
+# writes of every new EnclaveContainer (benchmarks/operator_scale.py). Counted from the
+# first such status instead, a busy control plane (the Deployment and ReplicaSet
+# controllers creating the pods late) used up the wait before the scheduler saw them:
+# a third of new EnclaveContainers were written twice.
 SCHEDULING_SETTLE = timedelta(seconds=2)
+# The longest a new status is held at all: controllers that never create the pods
+# still show as "Scheduling" after this.
+SCHEDULING_HOLD_LIMIT = timedelta(seconds=10)
 
 
 def utcnow() -> datetime:
@@ -83,6 +90,7 @@ class EnclaveContainerReconciler:
         attestation: Callable[[], ServiceHealth] = lambda: REACHABLE,
         clock: Clock = utcnow,
         settle: timedelta = SCHEDULING_SETTLE,
+        hold_limit: timedelta = SCHEDULING_HOLD_LIMIT,
     ) -> None:
         self._caches = caches
         self._writer = writer
@@ -90,6 +98,7 @@ class EnclaveContainerReconciler:
         self._requeue = requeue
         self._requeue_after = requeue_after
         self._settle = settle
+        self._hold_limit = hold_limit
         self._attestation = attestation
         self._clock = clock
         # What this process wrote last, by key: (uid, value). The caches catch up a
@@ -98,8 +107,9 @@ class EnclaveContainerReconciler:
         self._refused: dict[ObjectKey, tuple[str, str, str]] = {}
         self._written: dict[ObjectKey, tuple[str, EnclaveContainerStatus]] = {}
         self._budgets: dict[ObjectKey, tuple[str, str]] = {}
-        # Since when a status saying only "Scheduling" is held back, by key: (uid, when).
-        self._held: dict[ObjectKey, tuple[str, datetime]] = {}
+        # A status saying only "Scheduling" held back, by key: (uid, since when, since
+        # when every replica pod exists or None).
+        self._held: dict[ObjectKey, tuple[str, datetime, datetime | None]] = {}
         # The Deployment manifest last built, by key, with what it was built from: most
         # runs (a pod changed) only compare its hash, and building it costs more than the
         # rest of the run.
@@ -318,7 +328,8 @@ class EnclaveContainerReconciler:
         if status == previous:
             self._held.pop(key, None)
             return
-        if self._hold_while_scheduling(key, view, status):
+        wanted = spec.replicas if spec is not None else 0
+        if self._hold_while_scheduling(key, view, status, wanted):
             return
         await self._writer.patch_status(
             EC_PLURAL, view.namespace, view.name, status.model_dump(mode="json")
@@ -338,12 +349,14 @@ class EnclaveContainerReconciler:
                 await self._event(view, "Normal", condition.reason, condition.message)
 
     def _hold_while_scheduling(
-        self, key: ObjectKey, view: ResourceView, status: EnclaveContainerStatus
+        self, key: ObjectKey, view: ResourceView, status: EnclaveContainerStatus, wanted: int
     ) -> bool:
         """Whether to hold back a status whose replicas await the scheduler's verdict.
 
-        Held at most ``settle`` from the first such status, then written: a scheduler that
-        never answers still shows. Any verdict (bound, or unschedulable) is written at once.
+        Held until ``settle`` has passed since every wanted replica pod exists, and at
+        most ``hold_limit`` from the first such status, then written: controllers or a
+        scheduler that never answer still show. Any verdict (bound, or unschedulable) is
+        written at once.
         """
         scheduled = next((c for c in status.conditions if c.type == SCHEDULED), None)
         if (
@@ -357,13 +370,21 @@ class EnclaveContainerReconciler:
         now = self._clock()
         held = self._held.get(key)
         if held is None or held[0] != view.uid:
-            held = (view.uid, now)
-            self._held[key] = held
-        waited = now - held[1]
-        if waited >= self._settle:
+            held = (view.uid, now, None)
+        pods_since = held[2]
+        if status.replicas < wanted:
+            pods_since = None  # the controllers have not created them all (yet)
+        elif pods_since is None:
+            pods_since = now
+        held = (view.uid, held[1], pods_since)
+        left = self._hold_limit - (now - held[1])
+        if pods_since is not None:
+            left = min(left, self._settle - (now - pods_since))
+        if left <= timedelta(0):
             self._held.pop(key, None)
             return False
-        self._requeue_after(key, (self._settle - waited).total_seconds())
+        self._held[key] = held
+        self._requeue_after(key, left.total_seconds())
         return True
 
     async def _event(self, view: ResourceView, type_: str, reason: str, message: str) -> None:

@@ -132,6 +132,15 @@ def client_endpoints() -> dict[str, dict[str, Endpoint]]:
     return index
 
 
+def _base_method(name: str) -> str:
+    """The method a generated variant returning the raw answer (``..._with_http_info``,
+    the asyncio client's ``..._without_preload_content``) is of: the same request."""
+    for suffix in ("_with_http_info", "_without_preload_content"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
+
+
 def _stable(class_name: str) -> bool:
     return not re.search(r"V\d+(alpha|beta)\d*Api$", class_name)
 
@@ -353,14 +362,13 @@ def client_calls(modules: list[Module]) -> set[Permission]:
         for call in ast.walk(module.tree):
             if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute):
                 continue
-            candidates = endpoints.get(call.func.attr)
+            method = _base_method(call.func.attr)
+            candidates = endpoints.get(method)
             if not candidates:
                 continue
             endpoint = _endpoint_of(module, call, candidates)
             api_class = next(c for c, e in candidates.items() if e == endpoint)
-            signature = inspect.signature(
-                getattr(getattr(kubernetes.client, api_class), call.func.attr)
-            )
+            signature = inspect.signature(getattr(getattr(kubernetes.client, api_class), method))
             groups: set[str | None] = {None}
             plurals: set[str | None] = {None}
             if "{group}" in endpoint.path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kopf
 
+from kubetee.controller.names import EC_LABEL
 from kubetee.handlers import enclavecontainer, epcpool, replicas
 from kubetee.handlers.lifecycle import configure_kopf
 from kubetee.reconcile.caches import ObjectKey
@@ -89,6 +90,19 @@ def test_kopf_keeps_its_marks_under_kubetee_io() -> None:
     assert settings.persistence.finalizer == "kubetee.io/finalizer"
     assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
     assert settings.persistence.progress_storage.prefix == "kubetee.io"
+
+
+def test_only_owned_deployments_and_budgets_are_watched() -> None:
+    settings = kopf.OperatorSettings()
+    configure_kopf(settings)
+
+    def selectors(group: str, plural: str) -> list[str]:
+        resource = kopf.Resource(group, "v1", plural, namespaced=True)
+        return list(settings.watching.label_selectors.collect(resource))
+
+    assert selectors("apps", "deployments") == [EC_LABEL]
+    assert selectors("policy", "poddisruptionbudgets") == [EC_LABEL]
+    assert selectors("", "pods") == []  # every pod holding EPC counts in the pools
 
 
 async def test_a_node_losing_its_enclave_slots_requeues_the_replicas_there() -> None:

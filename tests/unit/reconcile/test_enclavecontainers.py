@@ -319,8 +319,46 @@ async def test_status_held_for_the_scheduler_is_written_once_the_settle_time_pas
     clock.now += timedelta(seconds=1.5)
     await reconciler.reconcile(KEY)
     assert writer.statuses == []
-    assert held[-1] == (KEY, 0.5)  # the remaining time, counted from the first hold
+    assert held[-1] == (KEY, 0.5)  # the remaining time, counted from when the pods exist
     clock.now += timedelta(seconds=0.5)
+    await reconciler.reconcile(KEY)
+    assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
+
+
+async def test_settle_time_starts_when_the_controllers_created_every_replica_pod() -> None:
+    cluster, writer, clock, held = _cluster(), RecordingWriter(), _Clock(), []
+    reconciler = _holding_reconciler(cluster, writer, clock, held)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)  # no pod yet: a busy ReplicaSet controller
+    assert (writer.statuses, held) == ([], [(KEY, 10.0)])
+    clock.now += timedelta(seconds=3)
+    cluster.add_pods([pod(f"p{i}", namespace="ns", phase="Pending") for i in range(2)])
+    await reconciler.reconcile(KEY)  # two of three: still waiting for the controllers
+    assert (writer.statuses, held[-1]) == ([], (KEY, 7.0))
+    clock.now += timedelta(seconds=1)
+    cluster.add_pods([pod("p2", namespace="ns", phase="Pending")])
+    await reconciler.reconcile(KEY)
+    assert (writer.statuses, held[-1]) == ([], (KEY, 2.0))  # the scheduler's turn now
+    clock.now += timedelta(seconds=1)
+    await reconciler.reconcile(KEY)
+    assert (writer.statuses, held[-1]) == ([], (KEY, 1.0))
+    clock.now += timedelta(seconds=1)
+    await reconciler.reconcile(KEY)
+    assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
+
+
+async def test_status_is_held_no_longer_than_the_limit_when_pods_never_come() -> None:
+    cluster, writer, clock, held = _cluster(), RecordingWriter(), _Clock(), []
+    reconciler = _holding_reconciler(cluster, writer, clock, held)
+    await reconciler.reconcile(KEY)
+    cluster.deployments[KEY] = [deployment_view(writer.deployments[0])]
+    await reconciler.reconcile(KEY)
+    clock.now += timedelta(seconds=9)
+    cluster.add_pods([pod(f"p{i}", namespace="ns", phase="Pending") for i in range(3)])
+    await reconciler.reconcile(KEY)
+    assert (writer.statuses, held[-1]) == ([], (KEY, 1.0))  # the limit comes first
+    clock.now += timedelta(seconds=1)
     await reconciler.reconcile(KEY)
     assert _conditions(writer)["Scheduled"] == ("Unknown", "Scheduling")
 
