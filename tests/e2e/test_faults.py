@@ -616,6 +616,18 @@ def test_a_hung_runtime_is_named_before_its_attestation_expires(
         assert "kubectl logs" in warning.message
         _report("a hung runtime named in a Warning", time.monotonic() - started)
         assert _attested(stack.api.core.read_namespaced_pod(pod.metadata.name, stack.namespace))
+        named = _until(
+            "the Attested condition to name the replica",
+            lambda: (
+                (c := condition(stack.api.ec(stack.namespace, EC), "Attested")).get("reason")
+                == "ReattestationOverdue"
+                and c
+            ),
+            stack,
+            within=30,
+        )
+        assert named["status"] == "True"  # still attested until it expires
+        assert f"{pod.metadata.name} stopped renewing" in named["message"]
     finally:
         os.kill(runtime, signal.SIGCONT)
     _until(
@@ -625,6 +637,15 @@ def test_a_hung_runtime_is_named_before_its_attestation_expires(
         within=90,
     )
     assert len(_events(stack, "ReattestationOverdue")) == 1  # the other replica renewed
+    _until(
+        "the Attested condition to stop naming it",
+        lambda: (
+            condition(stack.api.ec(stack.namespace, EC), "Attested").get("reason")
+            == "ReplicasAttested"
+        ),
+        stack,
+        within=30,
+    )
     _until("every replica attested and Ready", lambda: _healthy(stack), stack)
 
 

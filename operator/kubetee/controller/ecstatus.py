@@ -28,6 +28,7 @@ from kubetee.controller.accounting import FreeEPC
 from kubetee.controller.conditions import Observed, merge_conditions
 from kubetee.controller.deployment import serialized_selector
 from kubetee.controller.names import ENCLAVE_RESOURCE, EPC_RESOURCE
+from kubetee.controller.overdue import REATTESTATION_OVERDUE
 from kubetee.controller.service_health import ATTESTATION_UNAVAILABLE, REACHABLE, ServiceHealth
 from kubetee.controller.views import DeploymentView, PodView
 from kubetee.tcb.names import PENDING_CONDITION, WITHDRAWN
@@ -84,6 +85,8 @@ class Observation:
     unready_nodes: frozenset[str] = frozenset()
     # Nodes whose enclave slots are all unhealthy (quoting service or device plugin down).
     nodes_cannot_attest: frozenset[str] = frozenset()
+    # Replica pods (names) that stopped renewing their attestation (controller.overdue).
+    overdue: frozenset[str] = frozenset()
 
 
 def _placed(obs: Observation, pod: PodView) -> bool:
@@ -188,7 +191,14 @@ def _conditions(obs: Observation, desired: int, live: list[PodView]) -> list[Obs
             if at_risk
             else ""
         )
-        attested_condition = Observed(ATTESTED, "True", "ReplicasAttested", counted + note)
+        overdue = sorted(pod.name for pod in live if pod.attested and pod.name in obs.overdue)
+        if overdue and not at_risk:  # a node's cause, when known, says more
+            note = (
+                f"; {_names(overdue)} stopped renewing their attestation and lose it when it "
+                "expires (the ReattestationOverdue Event says where to look)"
+            )
+        reason = REATTESTATION_OVERDUE if overdue and not at_risk else "ReplicasAttested"
+        attested_condition = Observed(ATTESTED, "True", reason, counted + note)
     elif stuck := _on_nodes(obs, [pod for pod in live if not pod.attested]):
         attested_condition = Observed(
             ATTESTED,

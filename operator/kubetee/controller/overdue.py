@@ -24,6 +24,7 @@ REATTESTATION_OVERDUE = "ReattestationOverdue"
 
 @dataclass
 class _Renewal:
+    pod: tuple[str, str]  # (namespace, name)
     until: datetime
     seen_at: datetime
     reported: bool = False
@@ -44,7 +45,8 @@ class RenewalClock:
             return None
         last = self._renewals.get(replica.uid)
         if last is None or last.until != replica.attested_until:
-            self._renewals[replica.uid] = _Renewal(replica.attested_until, now)
+            pod = (replica.namespace, replica.name)
+            self._renewals[replica.uid] = _Renewal(pod, replica.attested_until, now)
             return "resumed" if last is not None and last.reported else None
         if not last.reported and self.silent_seconds(replica, now) > self.overdue_after_seconds:
             last.reported = True
@@ -61,6 +63,10 @@ class RenewalClock:
         """How long since the replica's attestation was last seen renewed."""
         last = self._renewals.get(replica.uid)
         return 0.0 if last is None else (now - last.seen_at).total_seconds()
+
+    def overdue(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of the replicas named overdue and not renewed since."""
+        return frozenset(r.pod for r in self._renewals.values() if r.reported)
 
     def forget_except(self, uids: set[str]) -> None:
         """Drop replicas no longer seen (deleted pods)."""

@@ -12,7 +12,7 @@ import kopf
 
 from kubetee.controller.views import ResourceView
 from kubetee.handlers import replicas
-from kubetee.handlers.lifecycle import attestation_health
+from kubetee.handlers.lifecycle import attestation_health, requeue_status
 from kubetee.k8s.client import connect
 from kubetee.reconcile.attestation_upkeep import AttestationUpkeep, Indexes, UpkeepSettings
 from kubetee.reconcile.caches import ObjectKey
@@ -29,7 +29,9 @@ def _indexes(kwargs: dict[str, Any]) -> Indexes:
 
 @kopf.on.startup()
 async def start_attestation_upkeep(memo: kopf.Memo, **kwargs: Any) -> None:
-    upkeep = AttestationUpkeep(await connect(), UpkeepSettings(), attestation_health(memo))
+    upkeep = AttestationUpkeep(
+        await connect(), UpkeepSettings(), attestation_health(memo), requeue_status(memo)
+    )
     memo["attestation_upkeep"] = upkeep
     upkeep.start(_indexes(kwargs))
 

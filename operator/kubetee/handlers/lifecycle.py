@@ -14,7 +14,8 @@ from kubetee.controller.service_health import REACHABLE, ServiceHealth
 from kubetee.handlers import replicas
 from kubetee.k8s.client import connect
 from kubetee.k8s.writes import KubeWriter
-from kubetee.reconcile.caches import Caches
+from kubetee.reconcile.attestation_upkeep import AttestationUpkeep
+from kubetee.reconcile.caches import Caches, ObjectKey
 from kubetee.reconcile.runtime import OperatorRuntime
 from kubetee.settings import OperatorSettings, load_settings
 
@@ -81,6 +82,27 @@ def attestation_health(memo: kopf.Memo) -> Callable[[], tuple[ServiceHealth, dat
     return health
 
 
+def requeue_status(memo: kopf.Memo) -> Callable[[ObjectKey], None]:
+    """Recompute an EnclaveContainer's status (once the runtime has started)."""
+
+    def requeue(key: ObjectKey) -> None:
+        runtime: OperatorRuntime | None = memo.get("runtime")
+        if runtime is not None:
+            runtime.requeue(key)
+
+    return requeue
+
+
+def overdue_replicas(memo: kopf.Memo) -> Callable[[], frozenset[tuple[str, str]]]:
+    """The replicas the attestation upkeep named overdue, for the status to say so."""
+
+    def overdue() -> frozenset[tuple[str, str]]:
+        upkeep: AttestationUpkeep | None = memo.get("attestation_upkeep")
+        return frozenset() if upkeep is None else upkeep.renewals.overdue()
+
+    return overdue
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """The service account in a pod, else the kubeconfig named by $KUBECONFIG *now*.
@@ -110,7 +132,9 @@ async def start(
         disruption_budgets=kwargs["budget_index"],
         namespaces=kwargs["namespace_index"],
     )
-    runtime = OperatorRuntime(caches, KubeWriter(api_client), operator_settings)
+    runtime = OperatorRuntime(
+        caches, KubeWriter(api_client), operator_settings, overdue=overdue_replicas(memo)
+    )
     runtime.start()
     memo["runtime"] = runtime
     memo["api_client"] = api_client

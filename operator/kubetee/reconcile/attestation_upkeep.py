@@ -88,7 +88,13 @@ class Indexes:
 
 
 class AttestationUpkeep(Sweeper[Indexes]):
-    def __init__(self, api_client: Any, settings: UpkeepSettings, health: Health) -> None:
+    def __init__(
+        self,
+        api_client: Any,
+        settings: UpkeepSettings,
+        health: Health,
+        renewal_changed: Callable[[ObjectKey], None] = lambda key: None,
+    ) -> None:
         super().__init__(api_client, settings.attestation_sweep_seconds, "attestation upkeep")
         self._core = client.CoreV1Api(api_client)
         self._writer = KubeWriter(api_client)
@@ -100,11 +106,13 @@ class AttestationUpkeep(Sweeper[Indexes]):
         # PodDisruptionBudget refused (uid), to tell the user once.
         self._evicted: dict[str, tuple[str, datetime]] = {}
         self._blocked: set[str] = set()
-        self._renewals = RenewalClock(settings.reattest_overdue_seconds)
+        self.renewals = RenewalClock(settings.reattest_overdue_seconds)
+        # Told when a replica turns overdue or renews again: its status says so.
+        self._renewal_changed = renewal_changed
 
     async def sweep(self, indexes: Indexes, now: datetime) -> None:
         self._forget_old_evictions(now)
-        self._renewals.forget_except(
+        self.renewals.forget_except(
             {replica.uid for replicas in indexes.attestation.values() for replica in replicas}
         )
         for key in list(indexes.attestation):
@@ -151,7 +159,7 @@ class AttestationUpkeep(Sweeper[Indexes]):
                 expiry=self._settings.attestation_expiry,
             )
             if action is None:
-                await self._follow_renewal(view, replica, health.reachable, now)
+                await self._follow_renewal(key, view, replica, health.reachable, now)
                 continue
             if action.kind == "replace":
                 replacements.append((replica, action))
@@ -171,15 +179,22 @@ class AttestationUpkeep(Sweeper[Indexes]):
             )
 
     async def _follow_renewal(
-        self, view: ResourceView, replica: ReplicaAttestation, reachable: bool, now: datetime
+        self,
+        key: ObjectKey,
+        view: ResourceView,
+        replica: ReplicaAttestation,
+        reachable: bool,
+        now: datetime,
     ) -> None:
         """Say when a replica stops renewing its attestation, and when it renews again."""
         if not reachable:
             # AttestationUnavailable says why already; the clock restarts when it answers.
-            self._renewals.excuse(replica, now)
+            self.renewals.excuse(replica, now)
             return
-        silent = self._renewals.silent_seconds(replica, now)
-        change = self._renewals.observe(replica, now)
+        silent = self.renewals.silent_seconds(replica, now)
+        change = self.renewals.observe(replica, now)
+        if change is not None:
+            self._renewal_changed(key)
         if change == "overdue":
             until = replica.attested_until.isoformat() if replica.attested_until else "?"
             logger.warning(

@@ -88,6 +88,7 @@ class EnclaveContainerReconciler:
         requeue: Callable[[ObjectKey], None],
         requeue_after: Callable[[ObjectKey, float], None] | None = None,
         attestation: Callable[[], ServiceHealth] = lambda: REACHABLE,
+        overdue: Callable[[], frozenset[tuple[str, str]]] = frozenset,
         clock: Clock = utcnow,
         settle: timedelta = SCHEDULING_SETTLE,
         hold_limit: timedelta = SCHEDULING_HOLD_LIMIT,
@@ -100,6 +101,7 @@ class EnclaveContainerReconciler:
         self._settle = settle
         self._hold_limit = hold_limit
         self._attestation = attestation
+        self._overdue = overdue
         self._clock = clock
         # What this process wrote last, by key: (uid, value). The caches catch up a
         # moment later; these keep a quick second event from writing it again.
@@ -304,6 +306,9 @@ class EnclaveContainerReconciler:
             deployment=one(self._caches.deployments, key),
             free=self._free(placement) if needs_free else accounting.FreeEPC(0, 0, 0, 0),
             attestation=self._attestation(),
+            overdue=frozenset(
+                name for namespace, name in self._overdue() if namespace == view.namespace
+            ),
             lost_nodes=frozenset(name for name, node in nodes.items() if node is None),
             unready_nodes=frozenset(
                 name for name, node in nodes.items() if node is not None and not node.ready

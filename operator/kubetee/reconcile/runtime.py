@@ -6,6 +6,8 @@ this decides which objects to reconcile and when. Nothing here talks to kopf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kubetee.controller.service_health import ServiceHealth
 from kubetee.controller.sidecar import RuntimeSettings
 from kubetee.controller.views import (
@@ -32,7 +34,13 @@ _POOL_WORKERS = 2
 class OperatorRuntime:
     """Reconcilers, their queues, and the routing of events to keys."""
 
-    def __init__(self, caches: Caches, writer: Writer, settings: OperatorSettings) -> None:
+    def __init__(
+        self,
+        caches: Caches,
+        writer: Writer,
+        settings: OperatorSettings,
+        overdue: Callable[[], frozenset[tuple[str, str]]] = frozenset,
+    ) -> None:
         self._caches = caches
         self._status_delay = settings.status_delay
         ca_pem = settings.attestation_ca.read_text() if settings.attestation_ca else None
@@ -58,6 +66,7 @@ class OperatorRuntime:
             requeue=self._queue_enclave_container,
             requeue_after=self._queue_enclave_container_after,
             attestation=lambda: self.attestation.health,
+            overdue=overdue,
         )
         self.ec_queue: WorkQueue[ObjectKey] = WorkQueue(
             "enclavecontainer",
@@ -85,6 +94,11 @@ class OperatorRuntime:
         await self.pool_queue.stop()
 
     def _queue_enclave_container(self, key: ObjectKey) -> None:
+        self.ec_queue.add(key)
+
+    def requeue(self, key: ObjectKey) -> None:
+        """Recompute an EnclaveContainer's status: something it shows changed outside
+        the watched objects (a replica's renewals, followed by the attestation upkeep)."""
         self.ec_queue.add(key)
 
     def _queue_enclave_container_after(self, key: ObjectKey, seconds: float) -> None:

@@ -214,7 +214,11 @@ def test_pinned_summary_abbreviates_and_counts() -> None:
     assert pinned_summary(policy) == f"MRENCLAVE {'aa' * 8}… or 1 more, MRSIGNER {'cc' * 8}…"
 
 
-def _status_on_broken_node(pods: Sequence[dict[str, Any]]) -> EnclaveContainerStatus:
+def _status_on_broken_node(
+    pods: Sequence[dict[str, Any]],
+    cannot_attest: frozenset[str] = frozenset({"n2"}),
+    overdue: frozenset[str] = frozenset(),
+) -> EnclaveContainerStatus:
     obs = Observation(
         name="demo",
         generation=4,
@@ -224,7 +228,8 @@ def _status_on_broken_node(pods: Sequence[dict[str, Any]]) -> EnclaveContainerSt
         pods=[pod_view(p) for p in pods],
         deployment=None,
         free=NO_FREE_EPC,
-        nodes_cannot_attest=frozenset({"n2"}),
+        nodes_cannot_attest=cannot_attest,
+        overdue=overdue,
     )
     return compute_status(obs, EnclaveContainerStatus(), NOW)
 
@@ -246,6 +251,26 @@ def test_replicas_on_a_node_that_cannot_attest_name_it_as_the_cause() -> None:
 def test_attested_replicas_on_such_a_node_are_attested_but_said_at_risk() -> None:
     pods = [pod(f"p{i}", node_name=f"n{i}", ready=True, attested=True) for i in range(3)]
     status = _status_on_broken_node(pods)
+    assert _reasons(status)["Attested"] == ("True", "ReplicasAttested")
+    attested = next(c for c in status.conditions if c.type == "Attested")
+    assert "1 replica on node n2 cannot re-attest" in attested.message
+
+
+def test_replicas_that_stopped_renewing_are_attested_but_named_overdue() -> None:
+    pods = [pod(f"p{i}", node_name=f"n{i}", ready=True, attested=True) for i in range(3)]
+    status = _status_on_broken_node(pods, frozenset(), overdue=frozenset({"p1"}))
+    assert _reasons(status)["Attested"] == ("True", "ReattestationOverdue")
+    assert _reasons(status)["Ready"] == ("True", "ReplicasReady")  # still serving
+    attested = next(c for c in status.conditions if c.type == "Attested")
+    assert "p1 stopped renewing their attestation" in attested.message
+    # Renewed again: the plain reason comes back.
+    renewed = _status_on_broken_node(pods, frozenset())
+    assert _reasons(renewed)["Attested"] == ("True", "ReplicasAttested")
+
+
+def test_a_known_node_cause_wins_over_overdue() -> None:
+    pods = [pod(f"p{i}", node_name=f"n{i}", ready=True, attested=True) for i in range(3)]
+    status = _status_on_broken_node(pods, overdue=frozenset({"p2"}))
     assert _reasons(status)["Attested"] == ("True", "ReplicasAttested")
     attested = next(c for c in status.conditions if c.type == "Attested")
     assert "1 replica on node n2 cannot re-attest" in attested.message

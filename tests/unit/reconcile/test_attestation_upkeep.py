@@ -77,6 +77,7 @@ class World:
     events: RecordingEvents
     pods: list[dict[str, Any]]
     health: list[ServiceHealth]
+    requeued: list[tuple[str, str]]
 
     def indexes(self) -> Indexes:
         # A policy pinning another MRENCLAVE: every replica's recorded claims fail it.
@@ -100,11 +101,14 @@ class World:
 @pytest.fixture
 def world() -> World:
     health = [REACHABLE]
-    upkeep = AttestationUpkeep(object(), UpkeepSettings(), lambda: (health[0], None))
+    requeued: list[tuple[str, str]] = []
+    upkeep = AttestationUpkeep(
+        object(), UpkeepSettings(), lambda: (health[0], None), requeued.append
+    )
     core, events = RecordingCore(), RecordingEvents()
     upkeep._core = core  # type: ignore[assignment]
     upkeep._writer = events  # type: ignore[assignment]
-    return World(upkeep, core, events, [_pod("a"), _pod("b"), _pod("c")], health)
+    return World(upkeep, core, events, [_pod("a"), _pod("b"), _pod("c")], health, requeued)
 
 
 async def test_one_replica_is_evicted_per_sweep_within_max_unavailable(world: World) -> None:
@@ -215,10 +219,14 @@ async def test_a_replica_that_stops_renewing_is_named_once_before_it_expires(
     await world.sweep(NOW + timedelta(seconds=later))
     await world.sweep(NOW + timedelta(seconds=later + 5))
     assert world.events.events == [("Warning", "ReattestationOverdue")]  # a, once
+    assert world.upkeep.renewals.overdue() == {("demo", "a")}  # the status says so too
+    assert world.requeued == [KEY]
 
     _renewed(world.pods[0], "2026-11-26T13:05:00Z")
     await world.sweep(NOW + timedelta(seconds=later + 10))
     assert world.events.events[1:] == [("Normal", "ReattestationResumed")]
+    assert world.upkeep.renewals.overdue() == frozenset()
+    assert world.requeued == [KEY, KEY]
     assert world.core.evictions == []
     assert world.core.status_patches == []  # still attested: nothing withdrawn early
 
