@@ -31,6 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ from kubetee.api.v1alpha1 import EnclaveContainerSpec, EPCPoolSpec
 from kubetee.controller.deployment import Owner, Placement, build_deployment
 from kubetee.controller.names import FIELD_MANAGER
 from kubetee.controller.sidecar import RuntimeSettings
+from kubetee.k8s.writes import ObjectRef, event_body
 
 NAMESPACE = "bench-write-costs"
 IDLE_SECONDS = 10.0
@@ -88,28 +90,18 @@ def enclave_container(index: int) -> dict[str, Any]:
     }
 
 
-def event(index: int) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "metadata": {"generateName": f"w-{index}.", "namespace": NAMESPACE},
-        "involvedObject": {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "EnclaveContainer",
-            "name": f"w-{index}",
-            "namespace": NAMESPACE,
-        },
-        "type": "Warning",
-        "reason": "AttestationUnavailable",
-        "message": "0 of 1 replicas attested; the operator has no attestation service "
+def event(index: int) -> tuple[str, dict[str, Any]]:
+    """The Event the operator posts when it has no attestation service, as it posts it."""
+    namespace, body = event_body(
+        ObjectRef(f"{GROUP}/{VERSION}", "EnclaveContainer", f"w-{index}", NAMESPACE, ""),
+        "Warning",
+        "AttestationUnavailable",
+        "0 of 1 replicas attested; the operator has no attestation service "
         "(KUBETEE_ATTESTATION_URL is unset): no replica can attest; run the operator with "
         "--attestation-url",
-        "source": {"component": FIELD_MANAGER},
-        "reportingComponent": FIELD_MANAGER,
-        "reportingInstance": FIELD_MANAGER,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+        datetime.now(UTC),
+    )
+    return namespace, body.model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def kinds(api: client.ApiClient) -> dict[str, tuple[Write | None, Write]]:
@@ -146,7 +138,7 @@ def kinds(api: client.ApiClient) -> dict[str, tuple[Write | None, Write]]:
         "deployment apply": (None, apply),
         "enclavecontainer create": (None, create_ec),
         "enclavecontainer status": (create_ec, patch_status),
-        "event": (None, lambda index: core.create_namespaced_event(NAMESPACE, event(index))),
+        "event": (None, lambda index: core.create_namespaced_event(*event(index))),
     }
 
 

@@ -208,7 +208,7 @@ class PodRuntimes:
             if allocated is None:
                 return None
             allocations, envs, mounts = allocated
-        memory_dir = MEMORY_ROOT / f"kubetee-{self.node_name}-{metadata['uid']}"
+        memory_dir = memory_directory(self.node_name, metadata["uid"])
         filesystem = PodFilesystem(pod_dir, memory_dir)
         await asyncio.to_thread(filesystem.lay_out, pod, container, self._read_object, mounts)
         env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
@@ -264,7 +264,7 @@ class PodRuntimes:
                     record.pid,
                     record.pod_uid,
                 )
-            memory_dir = MEMORY_ROOT / f"kubetee-{self.node_name}-{record.pod_uid}"
+            memory_dir = memory_directory(self.node_name, record.pod_uid)
             await asyncio.to_thread(PodFilesystem(path.parent, memory_dir).remove)
             path.unlink(missing_ok=True)
 
@@ -419,6 +419,11 @@ async def _terminate(process: asyncio.subprocess.Process | AdoptedProcess) -> No
 def pod_directory(pods_dir: Path, namespace: str, name: str, uid: str) -> Path:
     """Where a pod's local sidecar runs; its container paths live under ``root/``."""
     return pods_dir / f"{namespace}_{name}_{uid}"
+
+
+def memory_directory(node: str, uid: str) -> Path:
+    """Where a pod's ``medium: Memory`` volumes (its delivered secrets) live."""
+    return MEMORY_ROOT / f"kubetee-{node}-{uid}"
 
 
 def _json(response: Any) -> dict[str, Any]:
