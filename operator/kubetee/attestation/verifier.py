@@ -20,9 +20,11 @@
 
 ``QuoteVerifier`` caches what depends only on bytes it has seen: the verified collateral
 (keyed by the whole collateral), verified PCK chains (keyed by the exact chain bytes),
-their pairing (revocation, FMSPC, TCB level; keyed by both) and parsed attestation
-keys. A changed CRL or TCB Info is a different key, so it is verified afresh. The
-verification time and every per-quote signature are checked on each call.
+their pairing (revocation, FMSPC, TCB level; keyed by both), parsed attestation keys
+and QE reports whose PCK signature verified (keyed by the chain, the report and the
+signature: a platform's QE report is the same in all its quotes). A changed CRL or TCB
+Info is a different key, so it is verified afresh. The verification time and the
+signature over each quote's own header and report body are checked on each call.
 
 Every input gets a ``QuoteVerificationError``: what the cryptography library raises for
 a malformed certificate, CRL or text is turned into one where it is read, and a last
@@ -205,6 +207,9 @@ class QuoteVerifier:
         self._attestation_keys: _BoundedCache[bytes, ec.EllipticCurvePublicKey] = _BoundedCache(
             cache_size
         )
+        self._signed_qe_reports: _BoundedCache[tuple[bytes, bytes, bytes], bool] = _BoundedCache(
+            cache_size
+        )
 
     def verify(
         self, quote: bytes, collateral: Collateral, *, now: int | float | datetime | None = None
@@ -274,13 +279,18 @@ class QuoteVerifier:
         trusted = context.collateral
 
         qe_report_bytes = data[_QE_REPORT_OFFSET : _QE_REPORT_OFFSET + REPORT_BODY_SIZE]
-        if not certs.verify_raw_signature(
-            chain.pck_key, parsed.qe_report_signature, qe_report_bytes
-        ):
-            raise QuoteSignatureInvalidError(
-                "the QE report is not signed by the platform's PCK key",
-                code="QE_REPORT_SIGNATURE_INVALID",
-            )
+        # A platform's QE report (and its signature) is the same in all its quotes: the
+        # exact bytes, with the chain that names the PCK key, were verified once.
+        signed_qe_report = (parsed.certification_data, qe_report_bytes, parsed.qe_report_signature)
+        if self._signed_qe_reports.get(signed_qe_report) is None:
+            if not certs.verify_raw_signature(
+                chain.pck_key, parsed.qe_report_signature, qe_report_bytes
+            ):
+                raise QuoteSignatureInvalidError(
+                    "the QE report is not signed by the platform's PCK key",
+                    code="QE_REPORT_SIGNATURE_INVALID",
+                )
+            self._signed_qe_reports.put(signed_qe_report, True)
         binding = hashlib.sha256(parsed.attestation_key + parsed.qe_auth_data).digest()
         if parsed.qe_report.report_data[:32] != binding or any(parsed.qe_report.report_data[32:]):
             raise QuoteSignatureInvalidError(

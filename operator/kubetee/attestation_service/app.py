@@ -31,7 +31,6 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from enclave_runtime.kbs_protocol import (
     KBS_PROTOCOL_VERSION,
-    SESSION_COOKIE,
     Attestation,
     Challenge,
     KbsProtocolError,
@@ -68,6 +67,7 @@ from kubetee.attestation_service.errors import (
 )
 from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replay import NonceLedger
+from kubetee.attestation_service.session_cookie import session_cookie, set_session_cookie
 from kubetee.attestation_service.sessions import (
     AttestedSession,
     ChallengeSession,
@@ -211,7 +211,7 @@ async def _auth(request: web.Request) -> web.Response:
         nonce=session.nonce, extra_params={SELECTED_HASH_ALGORITHM: HASH_ALGORITHM}
     )
     response = web.json_response(challenge.to_wire())
-    _set_session_cookie(response, cookie, service.sessions.nonce_ttl_seconds)
+    set_session_cookie(response, cookie, service.sessions.nonce_ttl_seconds)
     return response
 
 
@@ -234,7 +234,7 @@ def _check_hash_algorithms(extra_params: JsonValue) -> None:
 async def _attest(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     now = service.now()
-    challenge = service.sessions.read_challenge(request.cookies.get(SESSION_COOKIE))
+    challenge = service.sessions.read_challenge(session_cookie(request))
     service.sessions.check_fresh(challenge, now)
     service.sessions.check_issued_here(challenge)
     if service.ledger.known_used(challenge.nonce):
@@ -323,7 +323,7 @@ async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
         verified.tcb_status,
     )
     response = web.json_response({"token": token})
-    _set_session_cookie(response, token, service.sessions.token_ttl_seconds)
+    set_session_cookie(response, token, service.sessions.token_ttl_seconds)
     return response
 
 
@@ -391,7 +391,7 @@ async def _attested_session(request: web.Request, service: KbsService) -> Attest
     authorization = request.headers.get("Authorization", "")
     if authorization.startswith("Bearer "):
         return service.sessions.read_token(authorization.removeprefix("Bearer ").strip(), now)
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = session_cookie(request)
     if cookie and service.sessions.is_challenge(cookie):
         challenge = service.sessions.read_challenge(cookie)
         if not service.sessions.issued_here(challenge):
@@ -428,15 +428,3 @@ def _quote_of(attestation: Attestation) -> bytes:
         raise BadRequestError(
             'tee-evidence.primary_evidence must be {"quote": <base64 SGX quote>}'
         ) from None
-
-
-def _set_session_cookie(response: web.Response, value: str, max_age: int) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        value,
-        max_age=max_age,
-        httponly=True,
-        secure=True,
-        samesite="Strict",
-        path="/kbs/v0",
-    )

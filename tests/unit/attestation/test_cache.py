@@ -7,7 +7,12 @@ from dataclasses import replace
 import pytest
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
-from enclave_runtime.sgx.quote import parse_quote
+from enclave_runtime.sgx.quote import (
+    ISV_SIGNED_SIZE,
+    REPORT_BODY_SIZE,
+    SIGNATURE_SIZE,
+    parse_quote,
+)
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import (
     AttestationError,
@@ -60,6 +65,26 @@ def test_tampered_collateral_after_a_warm_cache_is_refused(
     with pytest.raises(AttestationError) as caught:
         verifier.verify(real.quote, tampered, now=real.now)
     assert caught.value.code == "TCB_INFO_SIGNATURE_INVALID"
+
+
+@pytest.mark.parametrize(
+    ("offset", "what"),
+    [(0, "the QE report"), (REPORT_BODY_SIZE, "the QE report's signature")],
+)
+def test_qe_report_altered_after_a_warm_cache_is_refused(
+    real: RealSample, intel_root: bytes, offset: int, what: str
+) -> None:
+    """The QE report's verified signature is remembered by its exact bytes: a quote with
+    the same chain but one bit changed in either is verified afresh, and refused."""
+    verifier = QuoteVerifier(intel_root)
+    verifier.verify(real.quote, real.collateral, now=real.now)
+    start = ISV_SIGNED_SIZE + 4 + SIGNATURE_SIZE + 64 + offset  # where the QE report begins
+    tampered = bytearray(real.quote)
+    tampered[start + 10] ^= 0x01
+    with pytest.raises(AttestationError) as caught:
+        verifier.verify(bytes(tampered), real.collateral, now=real.now)
+    assert caught.value.code == "QE_REPORT_SIGNATURE_INVALID", what
+    assert verifier.verify(real.quote, real.collateral, now=real.now).tcb_status
 
 
 def test_cache_is_bounded(world: SimulatedWorld) -> None:

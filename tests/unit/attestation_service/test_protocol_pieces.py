@@ -10,6 +10,9 @@ from types import SimpleNamespace
 
 import aiohttp
 import pytest
+import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
 
 from enclave_runtime.kbs_protocol import (
@@ -67,6 +70,25 @@ def test_runtime_data_is_hashed_in_rfc8785_canonical_form() -> None:
     assert len(report_data) == 64
     assert report_data[:48] == hashlib.sha384(canonical).digest()
     assert report_data[48:] == bytes(16)
+
+
+# Any string JSON can carry (no lone surrogates), control characters and quotes included.
+_JSON_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+
+
+@given(nonce=_JSON_TEXT.filter(bool), additional=_JSON_TEXT)
+def test_canonical_runtime_data_is_what_a_general_jcs_writer_makes(
+    nonce: str, additional: str
+) -> None:
+    """The hashed bytes equal RFC 8785's for any nonce and additional evidence, so a
+    quote made here verifies at Trustee's KBS and a stock client's quote verifies here."""
+    data = RuntimeData(nonce=nonce, tee_pubkey=KEY)
+
+    expected = rfc8785.dumps(
+        {"additional-evidence": additional, "nonce": nonce, "tee-pubkey": KEY.to_wire()}
+    )
+
+    assert canonical_runtime_data(data, additional) == expected
 
 
 @pytest.mark.parametrize(
