@@ -30,7 +30,10 @@ Baselines in the same run: bare HTTPS round trips at the same concurrency (``GET
 /healthz`` on a new connection each, and on kept connections), and the cached quote
 verification rate in one process; ratios to them. Each measured run also reports the
 CPU time per attestation of the service (all workers) and of the clients (this
-process): on a machine shared with other work, the figure its load changes least.
+process): on a machine shared with other work, the figure its load changes least; and
+the attestations one core of the service sustains (attestations per CPU second of the
+service), the figure to size replicas by, since in a cluster the runtimes run on other
+nodes.
 The service and the clients run on uvloop, as in production; ``--loop asyncio`` runs
 both on asyncio's own event loop, to compare.
 Prints one JSON line.
@@ -183,6 +186,11 @@ def _figures(measured: _Measured) -> dict[str, Any]:
         ),
         "client_cpu_ms_per_attestation": round(
             1000 * measured.client_cpu_seconds / len(latencies), 3
+        ),
+        # What one core of the service sustains when the runtimes run elsewhere (as in a
+        # cluster: here they share the cores): its sizing figure.
+        "service_attestations_per_core_second": round(
+            len(latencies) / max(measured.service_cpu_seconds, 1e-9), 1
         ),
     }
 
