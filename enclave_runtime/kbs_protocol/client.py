@@ -24,6 +24,7 @@ from typing import Self, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, JsonValue, ValidationError
+from yarl import URL
 
 from enclave_runtime.kbs_protocol.errors import (
     KbsConnectionLostError,
@@ -45,6 +46,7 @@ from enclave_runtime.kbs_protocol.session_cookie import session_cookie_after
 
 _KBS_PREFIX = "/kbs/v0"
 _JSON = "application/json"
+_KEPT_URLS = 64
 
 _M = TypeVar("_M", Challenge, JweResponse)
 
@@ -63,6 +65,8 @@ class KbsClient:
         """``keepalive_seconds``: how long this side keeps an idle connection for the next
         request (the service may close it sooner: see its keep-alive timeout)."""
         self._base_url = base_url.rstrip("/")
+        # Parsed once: a round asks for the same few URLs (auth, attest, its secrets).
+        self._urls: dict[str, URL] = {}
         self._session_cookie: str | None = None
         self._session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),  # the one cookie is kept by this client
@@ -131,7 +135,11 @@ class KbsClient:
 
     async def _call(self, step: str, method: str, path: str, payload: bytes | None) -> bytes:
         """The response body of a 2xx answer (the session cookie taken from it)."""
-        url = f"{self._base_url}{_KBS_PREFIX}{path}"
+        url = self._urls.get(path)
+        if url is None:
+            url = URL(f"{self._base_url}{_KBS_PREFIX}{path}")
+            if len(self._urls) < _KEPT_URLS:
+                self._urls[path] = url
         headers = {"Content-Type": _JSON} if payload is not None else {}
         if self._session_cookie is not None:
             headers["Cookie"] = f"{SESSION_COOKIE}={self._session_cookie}"
