@@ -103,13 +103,10 @@ def decrypt_response(response: JweResponse, key_pair: TeeKeyPair) -> bytes:
     JWE this TEE key can open (the message names what is wrong, never key or plaintext)."""
     if response.aad is not None:
         raise KbsProtocolError("resource JWE carries additional authenticated data; not expected")
+    # Every format check before the key agreement: a malformed response costs little.
     header = _read_protected_header(response.protected)
     epk = _ephemeral_key(header.get("epk"), key_pair)
-    kek = _key_encryption_key(
-        key_pair.private_key.exchange(ec.ECDH(), epk),
-        _optional_b64url(header, "apu"),
-        _optional_b64url(header, "apv"),
-    )
+    apu, apv = _optional_b64url(header, "apu"), _optional_b64url(header, "apv")
     encrypted_key = _unb64url(response.encrypted_key, "encrypted_key")
     iv = _unb64url(response.iv, "iv")
     tag = _unb64url(response.tag, "tag")
@@ -122,6 +119,7 @@ def decrypt_response(response: JweResponse, key_pair: TeeKeyPair) -> bytes:
         raise KbsProtocolError(f"resource JWE iv must be {_IV_BYTES} bytes (A256GCM)")
     if len(tag) != _TAG_BYTES:
         raise KbsProtocolError(f"resource JWE tag must be {_TAG_BYTES} bytes (A256GCM)")
+    kek = _key_encryption_key(key_pair.private_key.exchange(ec.ECDH(), epk), apu, apv)
     try:
         cek = aes_key_unwrap(kek, encrypted_key)
     except InvalidUnwrap:
