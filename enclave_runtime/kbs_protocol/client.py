@@ -12,6 +12,11 @@ closed it, the next request opens a new one. A request that the closing overtook
 with :class:`KbsConnectionLostError`: ``auth`` (which changes nothing on the service) is
 then sent once more on a new connection, a later step ends the round (its nonce belongs
 to the lost connection's process; the caller starts a new round).
+
+Answers map to typed errors: 5xx :class:`KbsUnavailableError`, 4xx
+:class:`KbsRefusedError` with the problem's reason, a redirect (not followed: the
+cookie is for this service only) or a body that is not the step's JSON
+:class:`KbsProtocolError`.
 """
 
 from __future__ import annotations
@@ -144,8 +149,10 @@ class KbsClient:
         if self._session_cookie is not None:
             headers["Cookie"] = f"{SESSION_COOKIE}={self._session_cookie}"
         try:
+            # Not followed: the session cookie is this service's alone, and a KBS never
+            # redirects (a jar kept cookies to their host; a header would go anywhere).
             async with self._session.request(
-                method, url, data=payload, headers=headers
+                method, url, data=payload, headers=headers, allow_redirects=False
             ) as response:
                 if response.status >= 500:
                     raise KbsUnavailableError(
@@ -153,6 +160,11 @@ class KbsClient:
                     )
                 if response.status >= 400:
                     raise _refusal(step, response.status, await response.read())
+                if response.status >= 300:
+                    raise KbsProtocolError(
+                        f"{step}: attestation service redirected ({response.status}); "
+                        "a KBS answers at its own URL: configure that one"
+                    )
                 set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
                 if set_cookies:
                     self._session_cookie = session_cookie_after(

@@ -181,6 +181,12 @@ async def test_a_cookie_set_at_attest_replaces_the_auth_cookie(kbs: StockKbs) ->
         (web.Response(text="<html>"), KbsProtocolError, "attest: response is not JSON"),
         (web.json_response({"tok": 1}), KbsProtocolError, "carries no token"),
         (web.Response(body=b""), KbsProtocolError, "carries no token"),
+        # Not followed: the session cookie would go along to wherever it points.
+        (
+            web.Response(status=307, headers={"Location": "http://127.0.0.1:9/kbs/v0/attest"}),
+            KbsProtocolError,
+            r"attest: attestation service redirected \(307\)",
+        ),
     ],
 )
 async def test_attest_failures_are_typed(
