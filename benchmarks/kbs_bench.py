@@ -37,7 +37,7 @@ from enclave_runtime.kbs_protocol import (
     report_data_for,
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
-from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
+from enclave_runtime.kbs_protocol.init_data import PodIdentity, pod_launch_data
 from enclave_runtime.sgx.enclave import make_report_body
 from enclave_runtime.sgx.platform import SimulatedPlatform
 from kubetee.api.v1alpha1 import SecretKeyRef
@@ -260,9 +260,10 @@ async def attest_once(
 async def attest_on(kbs: KbsClient, platform: SimulatedPlatform, pod: PodRef) -> None:
     """One whole attestation as the runtime makes it on its (kept) client: a new TEE key,
     /auth, a quote bound to this session's nonce and key, /attest, /resource, the secret
-    unwrapped. Nothing is reused from an earlier round but the connection."""
+    unwrapped. Nothing is reused from an earlier round but the connection and, as in the
+    runtime, the pod's init-data and CONFIGID (made once per pod)."""
     key = TeeKeyPair.generate()
-    init_data = pod_init_data(PodIdentity(pod.namespace, pod.name, pod.uid))
+    launch = pod_launch_data(PodIdentity(pod.namespace, pod.name, pod.uid))
     challenge = await kbs.auth()
     data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key.public_jwk())
     body = replace(
@@ -274,12 +275,12 @@ async def attest_on(kbs: KbsClient, platform: SimulatedPlatform, pod: PodRef) ->
             isv_svn=2,
             report_data=report_data_for(data),
         ),
-        config_id=config_id_for(init_data),
+        config_id=launch.config_id,
     )
     evidence = SgxEvidence(quote=base64.b64encode(platform.quote(body)).decode())
     await kbs.attest(
         Attestation(
-            init_data=init_data,
+            init_data=launch.init_data,
             runtime_data=data,
             tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
         )

@@ -1,26 +1,35 @@
 """An asyncio KBS client: one kept-alive connection for any number of attestation rounds.
 
-A round's session lives in the ``kbs-session-id`` cookie the service sets, kept by
-aiohttp's cookie jar between ``auth``, ``attest`` and the resource requests, all sent
-over one kept-alive connection (to one process of one replica of the service, which
-alone can judge the nonce it issued). ``auth`` starts a new round: it forgets the last
-round's cookie. A :class:`KbsClient` kept for the runtime's life reuses its
-connection for every re-attestation (one TLS handshake instead of one per round) for
+A round's session lives in the ``kbs-session-id`` cookie the service sets (at ``auth``,
+and at ``attest`` if it sets a new one), kept by the client itself (see
+:mod:`.session_cookie`; no general cookie jar) and sent with ``attest`` and the resource
+requests, all over one kept-alive connection (to one process of one replica of the
+service, which alone can judge the nonce it issued). ``auth`` starts a new round: it
+forgets the last round's cookie. A :class:`KbsClient` kept for the runtime's life reuses
+its connection for every re-attestation (one TLS handshake instead of one per round) for
 as long as the service keeps it open (its keep-alive timeout); once the service has
-closed it, the next request opens a new one. A request that the closing overtook
-fails with :class:`KbsConnectionLostError`: ``auth`` (which changes nothing on the
-service) is then sent once more on a new connection, a later step ends the round
-(its nonce belongs to the lost connection's process; the caller starts a new round).
+closed it, the next request opens a new one. A request that the closing overtook fails
+with :class:`KbsConnectionLostError`: ``auth`` (which changes nothing on the service) is
+then sent once more on a new connection, a later step ends the round (its nonce belongs
+to the lost connection's process; the caller starts a new round).
+
+Answers map to typed errors: 5xx :class:`KbsUnavailableError`, 4xx
+:class:`KbsRefusedError` with the problem's reason, a redirect (not followed: the
+cookie is for this service only) or a body that is not the step's JSON
+:class:`KbsProtocolError`.
 """
 
 from __future__ import annotations
 
+import json
 import ssl
+import time
 from types import TracebackType
 from typing import Self, TypeVar
 
 import aiohttp
-from pydantic import JsonValue, ValidationError
+from pydantic import BaseModel, JsonValue, ValidationError
+from yarl import URL
 
 from enclave_runtime.kbs_protocol.errors import (
     KbsConnectionLostError,
@@ -30,6 +39,7 @@ from enclave_runtime.kbs_protocol.errors import (
 )
 from enclave_runtime.kbs_protocol.models import (
     KBS_PROTOCOL_VERSION,
+    SESSION_COOKIE,
     TEE_SGX,
     Attestation,
     Challenge,
@@ -37,8 +47,11 @@ from enclave_runtime.kbs_protocol.models import (
     JweResponse,
     Request,
 )
+from enclave_runtime.kbs_protocol.session_cookie import session_cookie_after
 
 _KBS_PREFIX = "/kbs/v0"
+_JSON = "application/json"
+_KEPT_URLS = 64
 
 _M = TypeVar("_M", Challenge, JweResponse)
 
@@ -57,9 +70,11 @@ class KbsClient:
         """``keepalive_seconds``: how long this side keeps an idle connection for the next
         request (the service may close it sooner: see its keep-alive timeout)."""
         self._base_url = base_url.rstrip("/")
-        # unsafe=True: the jar must keep cookies of IP-address hosts (loopback, Service IPs)
+        # Parsed once: a round asks for the same few URLs (auth, attest, its secrets).
+        self._urls: dict[str, URL] = {}
+        self._session_cookie: str | None = None
         self._session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            cookie_jar=aiohttp.DummyCookieJar(),  # the one cookie is kept by this client
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
             # One connection for the whole exchange: the service binds a nonce to the
             # replica that issued it, and one TLS handshake serves all three requests
@@ -85,50 +100,77 @@ class KbsClient:
     async def close(self) -> None:
         await self._session.close()
 
+    @property
+    def session_cookie(self) -> str | None:
+        """The ``kbs-session-id`` this client sends now (``None`` before ``auth``)."""
+        return self._session_cookie
+
     async def auth(self, extra_params: JsonValue = "") -> Challenge:
         """Start a round: ask for a challenge; ``extra_params`` as kbs_protocol sends them
         (none for SGX). The last round's session cookie is forgotten first."""
-        self._session.cookie_jar.clear()
-        request = Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX, extra_params=extra_params)
+        self._session_cookie = None
+        payload = _json_body(
+            Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX, extra_params=extra_params)
+        )
         try:
-            body = await self._call("auth", "POST", "/auth", request.to_wire())
+            raw = await self._call("auth", "POST", "/auth", payload)
         except KbsConnectionLostError:
             # The service closed the kept connection as the request went out: /auth
             # changes nothing there, so it is sent again, on a new connection.
-            body = await self._call("auth", "POST", "/auth", request.to_wire())
-        return _parse(Challenge, body, "auth")
+            raw = await self._call("auth", "POST", "/auth", payload)
+        return _parse(Challenge, raw, "auth")
 
     async def attest(self, attestation: Attestation) -> str:
         """Send the evidence; returns the attestation token the service issued."""
-        body = await self._call("attest", "POST", "/attest", attestation.to_wire())
+        raw = await self._call("attest", "POST", "/attest", _json_body(attestation))
+        body: JsonValue = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except (ValueError, RecursionError):
+                raise KbsProtocolError("attest: response is not JSON") from None
         if not isinstance(body, dict) or not isinstance(body.get("token"), str):
             raise KbsProtocolError("attest response carries no token")
         return str(body["token"])
 
     async def resource(self, repository: str, kind: str, tag: str) -> JweResponse:
         path = f"/resource/{repository}/{kind}/{tag}"
-        body = await self._call(f"resource {repository}/{kind}/{tag}", "GET", path, None)
-        return _parse(JweResponse, body, "resource")
+        raw = await self._call(f"resource {repository}/{kind}/{tag}", "GET", path, None)
+        return _parse(JweResponse, raw, "resource")
 
-    async def _call(
-        self, step: str, method: str, path: str, payload: dict[str, JsonValue] | None
-    ) -> JsonValue:
-        url = f"{self._base_url}{_KBS_PREFIX}{path}"
+    async def _call(self, step: str, method: str, path: str, payload: bytes | None) -> bytes:
+        """The response body of a 2xx answer (the session cookie taken from it)."""
+        url = self._urls.get(path)
+        if url is None:
+            url = URL(f"{self._base_url}{_KBS_PREFIX}{path}")
+            if len(self._urls) < _KEPT_URLS:
+                self._urls[path] = url
+        headers = {"Content-Type": _JSON} if payload is not None else {}
+        if self._session_cookie is not None:
+            headers["Cookie"] = f"{SESSION_COOKIE}={self._session_cookie}"
         try:
-            async with self._session.request(method, url, json=payload) as response:
+            # Not followed: the session cookie is this service's alone, and a KBS never
+            # redirects (a jar kept cookies to their host; a header would go anywhere).
+            async with self._session.request(
+                method, url, data=payload, headers=headers, allow_redirects=False
+            ) as response:
                 if response.status >= 500:
                     raise KbsUnavailableError(
                         f"{step}: attestation service answered {response.status}"
                     )
                 if response.status >= 400:
                     raise _refusal(step, response.status, await response.read())
-                if response.content_length == 0:
-                    return None
-                try:
-                    result: JsonValue = await response.json(content_type=None)
-                except ValueError as exc:
-                    raise KbsProtocolError(f"{step}: response is not JSON") from exc
-                return result
+                if response.status >= 300:
+                    raise KbsProtocolError(
+                        f"{step}: attestation service redirected ({response.status}); "
+                        "a KBS answers at its own URL: configure that one"
+                    )
+                set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
+                if set_cookies:
+                    self._session_cookie = session_cookie_after(
+                        set_cookies, self._session_cookie, time.time()
+                    )
+                return await response.read()
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
             raise KbsConnectionLostError(
                 f"{step}: the connection to the attestation service closed: {exc}"
@@ -148,10 +190,17 @@ def _refusal(step: str, status: int, raw: bytes) -> KbsRefusedError:
     return KbsRefusedError(step, status, reason, problem.detail)
 
 
-def _parse(model: type[_M], body: JsonValue, step: str) -> _M:
+def _json_body(message: BaseModel) -> bytes:
+    """The message as sent on the wire (``to_wire``'s JSON, serialized in one step)."""
+    return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def _parse(model: type[_M], raw: bytes, step: str) -> _M:
     try:
-        return model.model_validate(body)
+        return model.model_validate_json(raw or b"null")
     except ValidationError as exc:
+        if any(error["type"] == "json_invalid" for error in exc.errors()):
+            raise KbsProtocolError(f"{step}: response is not JSON") from None
         raise KbsProtocolError(
             f"{step}: malformed {model.__name__} ({exc.error_count()} errors)"
-        ) from exc
+        ) from None

@@ -76,6 +76,23 @@ def pod_init_data(pod: PodIdentity) -> InitData:
     return InitData(format="toml", body="\n".join(lines) + "\n")
 
 
+@dataclass(frozen=True, slots=True)
+class PodLaunchData:
+    """What a pod's enclave is launched and attested with, the same in every round: the
+    init-data naming the pod and the CONFIGID binding it."""
+
+    init_data: InitData
+    config_id: bytes
+
+
+@functools.lru_cache(maxsize=64)
+def pod_launch_data(pod: PodIdentity) -> PodLaunchData:
+    """:func:`pod_init_data` and its :func:`config_id_for`, made once per pod (a runtime
+    re-attests the same pod for its whole life)."""
+    init_data = pod_init_data(pod)
+    return PodLaunchData(init_data=init_data, config_id=config_id_for(init_data))
+
+
 def config_id_for(init_data: InitData) -> bytes:
     """The 64-byte CONFIGID binding ``init_data``: its digest, zero padded."""
     return _config_id(init_data, _document(init_data))

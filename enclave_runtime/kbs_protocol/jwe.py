@@ -6,7 +6,11 @@ parses the header and re-serializes it to compute the GCM AAD, with ``alg`` and 
 first and the other members after them, map keys sorted unless serde's insertion
 order is kept. A header written compact with every key sorted (``alg`` < ``enc`` <
 ``epk``; ``crv`` < ``kty`` < ``x`` < ``y``) re-serializes to the same bytes either way.
-Decryption uses joserfc, an independent implementation of RFC 7516.
+Decryption is built from the same primitives and accepts exactly this algorithm pair,
+checking what RFC 7516/7518 ask of a recipient (the header is a JSON object, ``alg`` and
+``enc`` as expected, no ``crit`` or ``zip``, ``epk`` a point on the TEE key's curve,
+strict base64url, the key unwrap and the GCM tag); tests prove it interoperates with
+joserfc, an independent implementation of RFC 7516, both ways.
 """
 
 from __future__ import annotations
@@ -14,23 +18,25 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+from collections import Counter
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
-from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-from joserfc import jwe
-from joserfc.errors import JoseError
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from enclave_runtime.kbs_protocol.errors import KbsProtocolError
 from enclave_runtime.kbs_protocol.keys import TeeKeyPair
 from enclave_runtime.kbs_protocol.models import JWE_ALG, JWE_ENC, JweResponse, TeePubKey
 
-_ALGORITHMS = [JWE_ALG, JWE_ENC]
 _KEY_BYTES = 32  # A256KW and A256GCM
 _IV_BYTES = 12
 _TAG_BYTES = 16
+_MAX_HEADER_CHARS = 4096  # ours are about 250: bounds the JSON parsed before any check
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 def _b64url(data: bytes) -> str:
@@ -41,12 +47,13 @@ def _length_prefixed(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def _key_encryption_key(shared_secret: bytes) -> bytes:
-    """RFC 7518 4.6.2: Concat KDF with AlgorithmID = alg, empty apu/apv, 256 bits."""
+def _key_encryption_key(shared_secret: bytes, apu: bytes = b"", apv: bytes = b"") -> bytes:
+    """RFC 7518 4.6.2: Concat KDF with AlgorithmID = alg, PartyUInfo/PartyVInfo = the
+    header's apu/apv (none when encrypting here), 256 bits."""
     other_info = (
         _length_prefixed(JWE_ALG.encode())
-        + _length_prefixed(b"")
-        + _length_prefixed(b"")
+        + _length_prefixed(apu)
+        + _length_prefixed(apv)
         + (8 * _KEY_BYTES).to_bytes(4, "big")
     )
     kdf = ConcatKDFHash(algorithm=hashes.SHA256(), length=_KEY_BYTES, otherinfo=other_info)
@@ -92,20 +99,120 @@ def encrypt_to_tee_key(plaintext: bytes, tee_pubkey: TeePubKey) -> JweResponse:
 
 
 def decrypt_response(response: JweResponse, key_pair: TeeKeyPair) -> bytes:
-    """The plaintext of a KBS resource response; :class:`KbsProtocolError` if it is not ours."""
+    """The plaintext of a KBS resource response; :class:`KbsProtocolError` if it is not a
+    JWE this TEE key can open (the message names what is wrong, never key or plaintext)."""
     if response.aad is not None:
         raise KbsProtocolError("resource JWE carries additional authenticated data; not expected")
-    compact = ".".join(
-        (response.protected, response.encrypted_key, response.iv, response.ciphertext, response.tag)
-    )
-    try:
-        plaintext = jwe.decrypt_compact(
-            compact, key_pair.private_key, algorithms=_ALGORITHMS
-        ).plaintext
-    except (JoseError, ValueError) as exc:
+    # Every format check before the key agreement: a malformed response costs little.
+    header = _read_protected_header(response.protected)
+    epk = _ephemeral_key(header.get("epk"), key_pair)
+    apu, apv = _optional_b64url(header, "apu"), _optional_b64url(header, "apv")
+    encrypted_key = _unb64url(response.encrypted_key, "encrypted_key")
+    iv = _unb64url(response.iv, "iv")
+    tag = _unb64url(response.tag, "tag")
+    ciphertext = _unb64url(response.ciphertext, "ciphertext")
+    if len(encrypted_key) != _KEY_BYTES + 8:
         raise KbsProtocolError(
-            f"resource JWE does not decrypt with this TEE key ({type(exc).__name__})"
-        ) from exc
-    if plaintext is None:
-        raise KbsProtocolError("resource JWE has no payload")
-    return plaintext
+            f"resource JWE encrypted_key must be {_KEY_BYTES + 8} bytes (A256KW)"
+        )
+    if len(iv) != _IV_BYTES:
+        raise KbsProtocolError(f"resource JWE iv must be {_IV_BYTES} bytes (A256GCM)")
+    if len(tag) != _TAG_BYTES:
+        raise KbsProtocolError(f"resource JWE tag must be {_TAG_BYTES} bytes (A256GCM)")
+    kek = _key_encryption_key(key_pair.private_key.exchange(ec.ECDH(), epk), apu, apv)
+    try:
+        cek = aes_key_unwrap(kek, encrypted_key)
+    except InvalidUnwrap:
+        raise KbsProtocolError(
+            "resource JWE does not decrypt with this TEE key (the key unwrap failed)"
+        ) from None
+    try:
+        # RFC 7516 5.2 step 14: the AAD is the protected header exactly as sent (ASCII).
+        return AESGCM(cek).decrypt(iv, ciphertext + tag, response.protected.encode("ascii"))
+    except InvalidTag:
+        raise KbsProtocolError(
+            "resource JWE does not decrypt with this TEE key (the authentication tag is wrong)"
+        ) from None
+
+
+def _read_protected_header(protected: str) -> dict[str, object]:
+    """The protected header as RFC 7516/7518 let a recipient accept it for this algorithm."""
+    if not protected:
+        raise KbsProtocolError("resource JWE has no protected header")
+    if len(protected) > _MAX_HEADER_CHARS:
+        raise KbsProtocolError(f"resource JWE protected header is over {_MAX_HEADER_CHARS} chars")
+    raw = _unb64url(protected, "protected header")
+    try:
+        header: object = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_members)
+    except _DuplicateMemberError as exc:
+        raise KbsProtocolError(f"resource JWE protected header repeats member {exc}") from None
+    except (ValueError, RecursionError):
+        raise KbsProtocolError("resource JWE protected header is not UTF-8 JSON") from None
+    if not isinstance(header, dict):
+        raise KbsProtocolError("resource JWE protected header is not a JSON object")
+    if header.get("alg") != JWE_ALG:
+        raise KbsProtocolError(f"resource JWE alg must be {JWE_ALG}")
+    if header.get("enc") != JWE_ENC:
+        raise KbsProtocolError(f"resource JWE enc must be {JWE_ENC}")
+    # No extension this implementation understands may be critical (RFC 7516 4.1.13), and
+    # the plaintext is never compressed (a "zip" would have to be honoured, not ignored).
+    for member in ("crit", "zip"):
+        if member in header:
+            raise KbsProtocolError(f"resource JWE protected header has {member!r}; not supported")
+    return header
+
+
+def _ephemeral_key(epk: object, key_pair: TeeKeyPair) -> ec.EllipticCurvePublicKey:
+    """``epk``: an EC public key on the TEE key's curve (cryptography refuses a point off
+    the curve, so no invalid-curve point reaches the key agreement)."""
+    if not isinstance(epk, dict):
+        raise KbsProtocolError("resource JWE protected header has no epk object")
+    if epk.get("kty") != "EC" or epk.get("crv") != key_pair.crv:
+        raise KbsProtocolError(f"resource JWE epk must be an EC key on {key_pair.crv}")
+    curve = key_pair.private_key.curve
+    size = (curve.key_size + 7) // 8
+    x, y = epk.get("x"), epk.get("y")
+    if not (isinstance(x, str) and isinstance(y, str)):
+        raise KbsProtocolError("resource JWE epk has no x and y coordinates")
+    point = _unb64url(x, "epk x"), _unb64url(y, "epk y")
+    if len(point[0]) != size or len(point[1]) != size:
+        raise KbsProtocolError(f"resource JWE epk coordinates must be {size} bytes")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(curve, b"\x04" + point[0] + point[1])
+    except ValueError:
+        raise KbsProtocolError(f"resource JWE epk is not a point on {key_pair.crv}") from None
+
+
+def _optional_b64url(header: dict[str, object], member: str) -> bytes:
+    value = header.get(member)
+    if value is None:
+        return b""
+    if not isinstance(value, str):
+        raise KbsProtocolError(f"resource JWE {member} is not a base64url string")
+    return _unb64url(value, member)
+
+
+def _unb64url(value: str, what: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 2): the alphabet only, and the one
+    encoding of its bytes (no stray bits in the last character)."""
+    if not _B64URL.fullmatch(value):
+        raise KbsProtocolError(f"resource JWE {what} is not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        raise KbsProtocolError(f"resource JWE {what} is not base64url") from None
+    if _b64url(raw) != value:
+        raise KbsProtocolError(f"resource JWE {what} is not canonical base64url")
+    return raw
+
+
+class _DuplicateMemberError(ValueError):
+    """A JSON object names a member twice (RFC 7516 4: reject, or keep only the last)."""
+
+
+def _unique_members(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        repeated = next(name for name, count in Counter(n for n, _ in pairs).items() if count > 1)
+        raise _DuplicateMemberError(repr(repeated[:40]))
+    return members

@@ -2,32 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import dataclass, field
 from typing import Literal
 
-from joserfc.jwk import ECKey
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclave_runtime.kbs_protocol.models import JWE_ALG, TeePubKey
+from enclave_runtime.kbs_protocol.models import TeePubKey
 
 Curve = Literal["P-256", "P-384", "P-521"]
 
+CURVES: dict[Curve, type[ec.EllipticCurve]] = {
+    "P-256": ec.SECP256R1,
+    "P-384": ec.SECP384R1,
+    "P-521": ec.SECP521R1,
+}
+_CURVE_NAMES: dict[str, Curve] = {curve().name: name for name, curve in CURVES.items()}
 
-@dataclass(frozen=True, repr=False)
+
+def curve_name(curve: ec.EllipticCurve) -> Curve:
+    """The JWK ``crv`` of ``curve``; ``ValueError`` for a curve JWE here does not use."""
+    try:
+        return _CURVE_NAMES[curve.name]
+    except KeyError:
+        raise ValueError(f"curve {curve.name} is not one of {', '.join(CURVES)}") from None
+
+
+@dataclass(frozen=True, repr=False, eq=False)
 class TeeKeyPair:
     """An EC key pair whose public half goes into the runtime data as a JWK.
 
     ``repr`` is deliberately bare: the private key must not end up in a log line.
     """
 
-    private_key: ECKey
+    private_key: ec.EllipticCurvePrivateKey
+    crv: Curve = field(init=False)
+    _public_jwk: TeePubKey = field(init=False)
+
+    def __post_init__(self) -> None:
+        crv = curve_name(self.private_key.curve)
+        numbers = self.private_key.public_key().public_numbers()
+        size = (self.private_key.curve.key_size + 7) // 8
+        # Built without validation: the point is this key's own, on its curve by making.
+        jwk = TeePubKey.model_construct(
+            kty="EC",
+            crv=crv,
+            alg="ECDH-ES+A256KW",  # models.JWE_ALG, as TeePubKey's type names it
+            x=_b64url(numbers.x.to_bytes(size, "big")),
+            y=_b64url(numbers.y.to_bytes(size, "big")),
+        )
+        object.__setattr__(self, "crv", crv)
+        object.__setattr__(self, "_public_jwk", jwk)
 
     @classmethod
     def generate(cls, curve: Curve = "P-256") -> TeeKeyPair:
-        return cls(ECKey.generate_key(curve, private=True))
+        return cls(ec.generate_private_key(CURVES[curve]()))
 
     def public_jwk(self) -> TeePubKey:
-        public = self.private_key.as_dict(private=False)
-        return TeePubKey(kty="EC", crv=public["crv"], alg=JWE_ALG, x=public["x"], y=public["y"])
+        """The public key as the runtime data carries it (computed once, with the key)."""
+        return self._public_jwk
 
     def __repr__(self) -> str:
-        return f"TeeKeyPair(crv={self.private_key.as_dict(private=False)['crv']!r})"
+        return f"TeeKeyPair(crv={self.crv!r})"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -30,7 +30,7 @@ from enclave_runtime.kbs_protocol import (
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
 from enclave_runtime.kbs_protocol.errors import KbsConnectionLostError
-from enclave_runtime.kbs_protocol.init_data import PodIdentity, config_id_for, pod_init_data
+from enclave_runtime.kbs_protocol.init_data import PodIdentity, pod_launch_data
 from enclave_runtime.quoting import QuotingClient
 from enclave_runtime.runtime.enclave import EnclaveIdentity
 from enclave_runtime.runtime.settings import RuntimeSettings
@@ -99,7 +99,8 @@ async def _round(
     settings: RuntimeSettings, identity: EnclaveIdentity, quoting: QuotingClient, kbs: KbsClient
 ) -> AttestationOutcome:
     key_pair = TeeKeyPair.generate(settings.tee_key_curve)
-    init_data = pod_init_data(
+    # The same init-data and CONFIGID in every round: made once for the pod.
+    launch = pod_launch_data(
         PodIdentity(namespace=settings.pod_namespace, name=settings.pod_name, uid=settings.pod_uid)
     )
     challenge = await kbs.auth()
@@ -107,13 +108,13 @@ async def _round(
     # The enclave is launched for this pod: CONFIGID carries the init-data's digest.
     body = replace(
         identity.report_body(report_data_for(runtime_data)),
-        config_id=config_id_for(init_data),
+        config_id=launch.config_id,
     )
     quote = await quoting.quote(body)
     evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
     await kbs.attest(
         Attestation(
-            init_data=init_data,
+            init_data=launch.init_data,
             runtime_data=runtime_data,
             tee_evidence=CompositeEvidence(primary_evidence=evidence.to_wire()),
         )

@@ -370,7 +370,8 @@ class Session:
         await self.kbs.close()
 
     def cookie(self) -> str:
-        return next(c.value for c in self.kbs._session.cookie_jar if c.key == SESSION_COOKIE)
+        assert self.kbs.session_cookie is not None
+        return self.kbs.session_cookie
 
     def runtime_data(self) -> RuntimeData:
         return RuntimeData(nonce=self.nonce, tee_pubkey=self.key.public_jwk())

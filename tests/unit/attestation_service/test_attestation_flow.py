@@ -138,8 +138,8 @@ class Session:
 
     def cookie(self) -> str:
         """The session cookie the client holds now."""
-        jar = self.kbs._session.cookie_jar  # the client keeps it private
-        return next(c.value for c in jar if c.key == SESSION_COOKIE)
+        assert self.kbs.session_cookie is not None
+        return self.kbs.session_cookie
 
     def runtime_data(self, nonce: str | None = None) -> RuntimeData:
         return RuntimeData(nonce=nonce or self.nonce, tee_pubkey=self.key.public_jwk())

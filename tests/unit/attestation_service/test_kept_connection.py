@@ -174,7 +174,6 @@ async def test_a_new_round_forgets_the_last_rounds_session_cookie(kept: Served) 
         first = session.cookie()
         await session.kbs.auth()
         assert session.cookie() != first
-        assert len([c for c in session.kbs._session.cookie_jar if c.key == SESSION_COOKIE]) == 1
 
 
 async def test_a_nonce_used_on_a_kept_connection_is_refused_there_and_elsewhere(
@@ -189,7 +188,7 @@ async def test_a_nonce_used_on_a_kept_connection_is_refused_there_and_elsewhere(
         await session.kbs.attest(attestation)
         # Replayed on the same kept connection, after a later round began on it ...
         await session.kbs.auth()
-        session.kbs._session.cookie_jar.clear()  # only the replayed cookie goes
+        # Only the replayed cookie goes: the client's own is a header it adds, not a jar's.
         async with session.kbs._session.post(  # the client's own (kept) connection
             f"{stack.base_url}/kbs/v0/attest",
             json=attestation.to_wire(),
