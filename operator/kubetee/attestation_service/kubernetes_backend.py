@@ -25,6 +25,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -171,6 +172,12 @@ class KubernetesBackend:
     async def attested(
         self, workload: Workload, verified: VerifiedQuote, valid_until: datetime
     ) -> None:
+        if workload.recorded is not None:
+            changes = _changes(workload, workload.recorded, verified, valid_until)
+            if not changes.annotations and changes.condition_unchanged:
+                # Most steady re-attestations (attested-until moves by the second): nothing
+                # to write, so no hop to a thread.
+                return
         await asyncio.to_thread(self._attested, workload, verified, valid_until)
 
     async def refused(self, workload: Workload, error: AttestationError) -> None:
@@ -179,38 +186,26 @@ class KubernetesBackend:
     def _attested(self, workload: Workload, verified: VerifiedQuote, valid_until: datetime) -> None:
         pod = workload.pod
         recorded = workload.recorded or _recorded_now(self._core, pod)
+        changes = _changes(workload, recorded, verified, valid_until)
         now = _rfc3339(datetime.now(UTC))
-        message = (
-            f"enclave {verified.mrenclave.hex()[:16]} (isvSvn {verified.isv_svn}) passed "
-            f"attestation on a {verified.tcb_status} platform"
-        )
-        wanted = {
-            ATTESTED_POLICY_ANNOTATION: workload.enclave_container.policy_hash,
-            ATTESTED_UNTIL_ANNOTATION: _rfc3339(valid_until),
-            ATTESTED_CLAIMS_ANNOTATION: json.dumps(claims_of(verified), sort_keys=True),
-        }
-        annotations = {k: v for k, v in wanted.items() if recorded.annotations.get(k) != v}
-        condition = recorded.condition or {}
-        unchanged = (
-            condition.get("status") == "True"
-            and condition.get("reason") == "Attested"
-            and condition.get("message") == message
-        )
         try:
-            if annotations:
+            if changes.annotations:
                 self._core.patch_namespaced_pod(
                     pod.name,
                     pod.namespace,
-                    {"metadata": {"annotations": annotations}},
+                    {"metadata": {"annotations": changes.annotations}},
                     _content_type=MERGE_PATCH,
                 )
-            if not unchanged:
-                self._patch_condition(pod, message, condition, now)
+            if not changes.condition_unchanged:
+                self._patch_condition(pod, changes.message, recorded.condition or {}, now)
         except ApiException as exc:
             raise _unavailable("mark the pod attested", exc) from None
-        if not unchanged:  # a first attestation, or one that proved something else
+        if not changes.condition_unchanged:  # a first attestation, or one that proved more
             self._event(
-                workload.enclave_container, "Normal", "Attested", f"pod {pod.name}: {message}"
+                workload.enclave_container,
+                "Normal",
+                "Attested",
+                f"pod {pod.name}: {changes.message}",
             )
 
     def _patch_condition(
@@ -291,6 +286,43 @@ class KubernetesBackend:
         except ApiException as exc:
             # An Event is advisory: failing to record one must not fail the request.
             log.warning("cannot record Event %s: %s %s", reason, exc.status, exc.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class _Changes:
+    """What an attestation changes on its pod: the annotations that differ, and whether
+    the ``kubetee.io/attested`` condition already says ``message``."""
+
+    annotations: dict[str, str]
+    message: str
+    condition_unchanged: bool
+
+
+def _changes(
+    workload: Workload,
+    recorded: RecordedAttestation,
+    verified: VerifiedQuote,
+    valid_until: datetime,
+) -> _Changes:
+    message = (
+        f"enclave {verified.mrenclave.hex()[:16]} (isvSvn {verified.isv_svn}) passed "
+        f"attestation on a {verified.tcb_status} platform"
+    )
+    wanted = {
+        ATTESTED_POLICY_ANNOTATION: workload.enclave_container.policy_hash,
+        ATTESTED_UNTIL_ANNOTATION: _rfc3339(valid_until),
+        ATTESTED_CLAIMS_ANNOTATION: json.dumps(claims_of(verified), sort_keys=True),
+    }
+    condition = recorded.condition or {}
+    return _Changes(
+        annotations={k: v for k, v in wanted.items() if recorded.annotations.get(k) != v},
+        message=message,
+        condition_unchanged=(
+            condition.get("status") == "True"
+            and condition.get("reason") == "Attested"
+            and condition.get("message") == message
+        ),
+    )
 
 
 def _recorded(pod: dict[str, Any]) -> RecordedAttestation:
