@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclave_runtime.kbs_protocol.models import TeePubKey
+from enclave_runtime.kbs_protocol.models import CURVES, TeePubKey
 
 Curve = Literal["P-256", "P-384", "P-521"]
 
-CURVES: dict[Curve, type[ec.EllipticCurve]] = {
-    "P-256": ec.SECP256R1,
-    "P-384": ec.SECP384R1,
-    "P-521": ec.SECP521R1,
-}
-_CURVE_NAMES: dict[str, Curve] = {curve().name: name for name, curve in CURVES.items()}
+_CURVE_NAMES: dict[str, Curve] = {CURVES[crv].name: crv for crv in get_args(Curve)}
 
 
 def curve_name(curve: ec.EllipticCurve) -> Curve:
@@ -25,7 +20,7 @@ def curve_name(curve: ec.EllipticCurve) -> Curve:
     try:
         return _CURVE_NAMES[curve.name]
     except KeyError:
-        raise ValueError(f"curve {curve.name} is not one of {', '.join(CURVES)}") from None
+        raise ValueError(f"curve {curve.name} is not one of {', '.join(get_args(Curve))}") from None
 
 
 @dataclass(frozen=True, repr=False, eq=False)
@@ -56,7 +51,7 @@ class TeeKeyPair:
 
     @classmethod
     def generate(cls, curve: Curve = "P-256") -> TeeKeyPair:
-        return cls(ec.generate_private_key(CURVES[curve]()))
+        return cls(ec.generate_private_key(CURVES[curve]))
 
     def public_jwk(self) -> TeePubKey:
         """The public key as the runtime data carries it (computed once, with the key)."""

@@ -55,7 +55,8 @@ class Challenge(_Wire):
     extra_params: JsonValue = Field(default="", alias="extra-params")
 
 
-_CURVES: dict[str, ec.EllipticCurve] = {
+# The curves a tee-pubkey may be on, by JWK ``crv``.
+CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),
     "P-384": ec.SECP384R1(),
     "P-521": ec.SECP521R1(),
@@ -90,7 +91,7 @@ class TeePubKey(_Wire):
 # point check is done once per key (keys that fail it are not kept).
 @functools.lru_cache(maxsize=1024)
 def _public_key(crv: str, x_value: str, y_value: str) -> ec.EllipticCurvePublicKey:
-    curve = _CURVES[crv]
+    curve = CURVES[crv]
     size = (curve.key_size + 7) // 8
     x, y = _coordinate(x_value, size), _coordinate(y_value, size)
     return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
