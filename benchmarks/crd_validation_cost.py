@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -34,19 +33,18 @@ from typing import Any
 
 import yaml
 from apiserver_figures import difference, snapshot
-from kubernetes import client, config
+from kubernetes import client
 from operator_scale import (
     GROUP,
     KUBECTL,
     REPO,
     VERSION,
-    bring_up,
-    cluster_running,
+    add_cluster_arguments,
+    benchmark_cluster,
     create_all,
     delete_namespace,
     ec_spec,
     fresh_namespace,
-    kubetee_cluster,
     log,
 )
 
@@ -190,30 +188,20 @@ def measure_all(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kubeconfig", help="use this running cluster instead")
-    parser.add_argument("--cluster-name", default="celcost")
-    parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--count", type=int, default=1000)
+    add_cluster_arguments(parser, name="celcost", nodes=1, count=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--crd", action="append", default=[], metavar="NAME=PATH", help="another CRD variant"
     )
     args = parser.parse_args()
 
-    brought_up = not args.kubeconfig and not cluster_running(args)
-    kubeconfig = Path(args.kubeconfig) if args.kubeconfig else bring_up(args)
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    api = config.new_client_from_config(str(kubeconfig))
-    api.configuration.connection_pool_maxsize = 16
-    try:
+    with benchmark_cluster(args, pool_size=16, clean_up=_delete_namespace) as (kubeconfig, api):
         print(json.dumps(measure_all(kubeconfig, api, args)))
-    finally:
-        if brought_up:
-            log(f"taking cluster {args.cluster_name!r} down")
-            kubetee_cluster(args, "down", "--purge", stdout=sys.stderr)
-        else:
-            delete_namespace(client.CoreV1Api(api), NAMESPACE)
     return 0
+
+
+def _delete_namespace(_: Path, api: client.ApiClient) -> None:
+    delete_namespace(client.CoreV1Api(api), NAMESPACE)
 
 
 if __name__ == "__main__":

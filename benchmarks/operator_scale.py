@@ -115,6 +115,44 @@ def bring_up(args: argparse.Namespace) -> Path:
     return Path(path)
 
 
+def add_cluster_arguments(
+    parser: argparse.ArgumentParser, *, name: str, nodes: int, count: int
+) -> None:
+    """The options every cluster benchmark takes: a running cluster, or one to bring up."""
+    parser.add_argument("--kubeconfig", help="use this running cluster instead")
+    parser.add_argument("--cluster-name", default=name)
+    parser.add_argument("--nodes", type=int, default=nodes)
+    parser.add_argument("--count", type=int, default=count)
+
+
+@contextmanager
+def benchmark_cluster(
+    args: argparse.Namespace,
+    *,
+    pool_size: int,
+    clean_up: Callable[[Path, client.ApiClient], None],
+    keep: bool = False,
+) -> Iterator[tuple[Path, client.ApiClient]]:
+    """The ``--kubeconfig`` cluster, or ``--cluster-name`` (brought up if not running);
+    afterwards a cluster brought up here is taken down, a given one ``clean_up``-ed, and
+    with ``keep`` both are left as they are."""
+    brought_up = not args.kubeconfig and not cluster_running(args)
+    kubeconfig = Path(args.kubeconfig) if args.kubeconfig else bring_up(args)
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    api = config.new_client_from_config(str(kubeconfig))
+    api.configuration.connection_pool_maxsize = pool_size
+    try:
+        yield kubeconfig, api
+    finally:
+        if keep:
+            log(f"--keep: left running; KUBECONFIG={kubeconfig}")
+        elif brought_up:
+            log(f"taking cluster {args.cluster_name!r} down")
+            kubetee_cluster(args, "down", "--purge", stdout=sys.stderr)
+        else:
+            clean_up(kubeconfig, api)
+
+
 def give_nodes_epc(core: client.CoreV1Api) -> int:
     """What the device plugin and node agent would publish, patched in directly."""
     nodes = [n.metadata.name for n in core.list_node(label_selector="kubetee.io/sgx=true").items]
@@ -542,10 +580,7 @@ def report(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kubeconfig", help="use this running cluster instead")
-    parser.add_argument("--cluster-name", default="bench")
-    parser.add_argument("--nodes", type=int, default=100)
-    parser.add_argument("--count", type=int, default=1000)
+    add_cluster_arguments(parser, name="bench", nodes=100, count=1000)
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument(
         "--settle",
@@ -560,13 +595,14 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    brought_up = not args.kubeconfig and not cluster_running(args)
-    kubeconfig = Path(args.kubeconfig) if args.kubeconfig else bring_up(args)
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    api = config.new_client_from_config(str(kubeconfig))
-    api.configuration.connection_pool_maxsize = CREATE_THREADS * 2
     crds_new = False
-    try:
+
+    def clean_up_objects(kubeconfig: Path, api: client.ApiClient) -> None:
+        clean_up(kubeconfig, api, crds_new)
+
+    with benchmark_cluster(
+        args, pool_size=CREATE_THREADS * 2, clean_up=clean_up_objects, keep=args.keep
+    ) as (kubeconfig, api):
         nodes, crds_new = prepare(kubeconfig, api)
         log(f"{nodes} nodes with {NODE_EPC_MIB} MiB EPC each; baseline of {args.count} pods")
         pids = component_pids(args)
@@ -575,14 +611,6 @@ def main() -> int:
         log("now with the operator")
         ours, operator = with_operator(measuring, kubeconfig)
         print(json.dumps(report(args, nodes, plain, ours, operator)))
-    finally:
-        if args.keep:
-            log(f"--keep: left running; KUBECONFIG={kubeconfig}")
-        elif brought_up:
-            log(f"taking cluster {args.cluster_name!r} down")
-            kubetee_cluster(args, "down", "--purge", stdout=sys.stderr)
-        else:
-            clean_up(kubeconfig, api, crds_new)
     return 0
 
 
