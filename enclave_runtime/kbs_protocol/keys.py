@@ -8,7 +8,7 @@ from typing import Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclave_runtime.kbs_protocol.models import CURVES, TeePubKey
+from enclave_runtime.kbs_protocol.models import CURVES, TeePubKey, known_on_curve
 
 Curve = Literal["P-256", "P-384", "P-521"]
 
@@ -36,9 +36,11 @@ class TeeKeyPair:
 
     def __post_init__(self) -> None:
         crv = curve_name(self.private_key.curve)
-        numbers = self.private_key.public_key().public_numbers()
+        public_key = self.private_key.public_key()
+        numbers = public_key.public_numbers()
         size = (self.private_key.curve.key_size + 7) // 8
-        # Built without validation: the point is this key's own, on its curve by making.
+        # Built without validation, and known to be on its curve when runtime data holding
+        # it is validated: the point is this key's own, on its curve by making.
         jwk = TeePubKey.model_construct(
             kty="EC",
             crv=crv,
@@ -46,6 +48,7 @@ class TeeKeyPair:
             x=_b64url(numbers.x.to_bytes(size, "big")),
             y=_b64url(numbers.y.to_bytes(size, "big")),
         )
+        known_on_curve(jwk, public_key)
         object.__setattr__(self, "crv", crv)
         object.__setattr__(self, "_public_jwk", jwk)
 

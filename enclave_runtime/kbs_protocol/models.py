@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
+import threading
 from typing import Literal, Self
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -87,14 +87,38 @@ class TeePubKey(_Wire):
         return _public_key(self.crv, self.x, self.y)
 
 
-# One attestation validates its tee-pubkey several times (request, token, resource): the
-# point check is done once per key (keys that fail it are not kept).
-@functools.lru_cache(maxsize=1024)
+# One attestation validates its tee-pubkey several times (request, token, resource), and
+# a runtime builds its runtime data around a key it has just made: points already known
+# to be on their curve (checked here, or the public half of a key this process made) are
+# kept, so the check runs once per key. Only such points are ever kept.
+_KNOWN_POINTS_KEPT = 1024
+_known_points: dict[tuple[str, str, str], ec.EllipticCurvePublicKey] = {}
+_known_points_lock = threading.Lock()
+
+
 def _public_key(crv: str, x_value: str, y_value: str) -> ec.EllipticCurvePublicKey:
-    curve = CURVES[crv]
-    size = (curve.key_size + 7) // 8
-    x, y = _coordinate(x_value, size), _coordinate(y_value, size)
-    return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+    point = (crv, x_value, y_value)
+    key = _known_points.get(point)
+    if key is None:
+        curve = CURVES[crv]
+        size = (curve.key_size + 7) // 8
+        x, y = _coordinate(x_value, size), _coordinate(y_value, size)
+        key = ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+        _keep_known_point(point, key)
+    return key
+
+
+def known_on_curve(jwk: TeePubKey, key: ec.EllipticCurvePublicKey) -> None:
+    """Record that ``jwk`` is ``key``, a point on its curve by making (the public half of a
+    private key this process generated): validating ``jwk`` then costs a look-up."""
+    _keep_known_point((jwk.crv, jwk.x, jwk.y), key)
+
+
+def _keep_known_point(point: tuple[str, str, str], key: ec.EllipticCurvePublicKey) -> None:
+    with _known_points_lock:  # look-ups need no lock; evicting must not race another
+        if len(_known_points) >= _KNOWN_POINTS_KEPT:
+            del _known_points[next(iter(_known_points))]  # the oldest: a key lives one round
+        _known_points[point] = key
 
 
 def _coordinate(value: str, size: int) -> int:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given
 from hypothesis import strategies as st
 from kubernetes.client.exceptions import ApiException
@@ -147,6 +148,37 @@ def test_tee_pubkey_off_the_curve_is_refused_when_it_arrives(x: str, y: str) -> 
     for _ in range(2):  # every time: a refused key is not remembered as checked
         with pytest.raises(ValueError, match=r"tee-pubkey|curve|point"):
             TeePubKey(kty="EC", crv="P-256", alg="ECDH-ES+A256KW", x=x, y=y)
+
+
+def test_tee_pubkey_point_is_checked_once_and_not_for_a_key_made_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tee-pubkey from the wire has its point checked once (then it is known); the public
+    half of a TEE key pair made in this process is on its curve by making."""
+    checks: list[int] = []
+    real = ec.EllipticCurvePublicNumbers
+
+    def counted(x: int, y: int, curve: ec.EllipticCurve) -> ec.EllipticCurvePublicNumbers:
+        checks.append(x)
+        return real(x, y, curve)
+
+    monkeypatch.setattr(ec, "EllipticCurvePublicNumbers", counted)
+    own = TeeKeyPair.generate()
+    RuntimeData(nonce="bm9uY2U=", tee_pubkey=own.public_jwk())
+    assert own.public_jwk().public_key() == own.private_key.public_key()
+    assert checks == []
+
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    wire = {
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ECDH-ES+A256KW",
+        "x": base64.urlsafe_b64encode(numbers.x.to_bytes(32, "big")).rstrip(b"=").decode(),
+        "y": base64.urlsafe_b64encode(numbers.y.to_bytes(32, "big")).rstrip(b"=").decode(),
+    }
+    for _ in range(3):
+        assert TeePubKey.model_validate(wire).public_key().public_numbers() == numbers
+    assert checks == [numbers.x]
 
 
 def test_resource_jwe_header_survives_kbs_types_reserialization() -> None:
