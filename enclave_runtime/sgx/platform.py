@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +28,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from enclave_runtime.sgx import _pki
 from enclave_runtime.sgx.quote import (
     CERTIFICATION_DATA_PCK_CHAIN,
+    HEADER_SIZE,
+    ISV_SIGNED_SIZE,
+    SIGNATURE_SIZE,
     Quote,
     QuoteHeader,
     ReportBody,
 )
+
+_U32 = struct.Struct("<I")
+_CPU_SVN_SIZE = 16  # the first field of a report body
 
 # Intel's QE writes a 32-byte auth data of 0..31; any value is bound the same way.
 QE_AUTH_DATA = bytes(range(32))
@@ -192,6 +199,13 @@ class SimulatedPlatform:
         # PEM chain with the trailing NUL that Intel's QE counts in the size.
         self._certification_data = b"".join(_pki.pem(cert) for cert in pck_chain) + b"\0"
         self._qe_report, self._qe_report_signature = self._quoting_enclave_report()
+        # What every quote of this platform shares, serialized once: the header, and the
+        # signature data after the ISV signature (a quote adds its body and signature).
+        template = self.assemble(ReportBody(), bytes(SIGNATURE_SIZE))
+        self._header_bytes = template[:HEADER_SIZE]
+        self._cpu_svn = template[HEADER_SIZE : HEADER_SIZE + _CPU_SVN_SIZE]  # as packed
+        self._signature_data_tail = template[ISV_SIGNED_SIZE + 4 + SIGNATURE_SIZE :]
+        self._signature_data_size = _U32.pack(SIGNATURE_SIZE + len(self._signature_data_tail))
 
     @property
     def pck_certificate(self) -> x509.Certificate:
@@ -214,17 +228,23 @@ class SimulatedPlatform:
 
     def quote(self, report_body: ReportBody) -> bytes:
         """Quote an enclave's report body: the bytes of an SGX ECDSA v3 quote."""
-        body = dataclasses.replace(report_body, cpu_svn=self.identity.cpusvn)
-        header = QuoteHeader(
-            qe_svn=self.quoting_enclave.isv_svn,
-            pce_svn=self.identity.pcesvn,
-            user_data=self.identity.qe_id + bytes(4),
-        )
-        signed = header.to_bytes() + body.to_bytes()
+        body = report_body.to_bytes()
+        # The platform's CPUSVN, as EREPORT fills it in: the body's first field.
+        signed = self._header_bytes + self._cpu_svn + body[_CPU_SVN_SIZE:]
+        signature = _pki.sign_raw(self._attestation_key, signed)
+        return signed + self._signature_data_size + signature + self._signature_data_tail
+
+    def assemble(self, report_body: ReportBody, signature: bytes) -> bytes:
+        """The quote of ``report_body`` with ``signature``, field by field (:meth:`quote`
+        makes the same bytes from the parts that do not change, and signs them)."""
         return Quote(
-            header=header,
-            report_body=body,
-            signature=_pki.sign_raw(self._attestation_key, signed),
+            header=QuoteHeader(
+                qe_svn=self.quoting_enclave.isv_svn,
+                pce_svn=self.identity.pcesvn,
+                user_data=self.identity.qe_id + bytes(4),
+            ),
+            report_body=dataclasses.replace(report_body, cpu_svn=self.identity.cpusvn),
+            signature=signature,
             attestation_key=self._attestation_public,
             qe_report=self._qe_report,
             qe_report_signature=self._qe_report_signature,

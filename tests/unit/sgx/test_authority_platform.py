@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from enclave_runtime.sgx.authority import DEFAULT_TCB_LEVELS, SimulatedAuthority, TcbLevel
 from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, SgxExtension
 from enclave_runtime.sgx.platform import QE_AUTH_DATA, SimulatedPlatform
-from enclave_runtime.sgx.quote import parse_quote
+from enclave_runtime.sgx.quote import ReportBody, parse_quote
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.verifier import verify_quote
 from tests.unit.sgx.simulation import ISSUED, VERIFY_AT, simulated_world
@@ -82,6 +85,32 @@ def test_quote_takes_the_platform_cpusvn() -> None:
     quote = parse_quote(world.quote("OutOfDate"))
     assert quote.report_body.cpu_svn == world.platforms["OutOfDate"].identity.cpusvn
     assert quote.header.pce_svn == world.platforms["OutOfDate"].identity.pcesvn
+
+
+def test_quote_is_its_fields_serialized_one_by_one_and_signed() -> None:
+    """The quote, made from the parts serialized once per platform, is byte for byte the
+    quote assembled field by field, whatever the body's CPUSVN, and its signature covers
+    header and body under the attestation key."""
+    world = simulated_world()
+    platform = world.platforms["SWHardeningNeeded"]
+    body = ReportBody(
+        cpu_svn=b"\xff" * 16,  # EREPORT's CPUSVN replaces whatever the body said
+        mrenclave=world.mrenclave,
+        isv_prod_id=7,
+        isv_svn=3,
+        config_id=b"\x05" * 64,
+        report_data=b"\x09" * 64,
+    )
+    raw = platform.quote(body)
+    quote = parse_quote(raw)
+    assert raw == platform.assemble(body, quote.signature)
+    assert quote.report_body == replace(body, cpu_svn=platform.identity.cpusvn)
+    public = ec.EllipticCurvePublicKey.from_encoded_point(
+        ec.SECP256R1(), b"\x04" + quote.attestation_key
+    )
+    r, s = quote.signature[:32], quote.signature[32:]
+    signature = encode_dss_signature(int.from_bytes(r), int.from_bytes(s))
+    public.verify(signature, quote.signed_data(), ec.ECDSA(hashes.SHA256()))
 
 
 def test_authority_and_platform_survive_save_and_load(tmp_path: Path) -> None:
