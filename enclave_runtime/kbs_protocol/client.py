@@ -47,6 +47,7 @@ from enclave_runtime.kbs_protocol.models import (
     JweResponse,
     Request,
 )
+from enclave_runtime.kbs_protocol.request_deadlines import RequestDeadlines
 from enclave_runtime.kbs_protocol.session_cookie import session_cookie_after
 
 _KBS_PREFIX = "/kbs/v0"
@@ -73,9 +74,12 @@ class KbsClient:
         # Parsed once: a round asks for the same few URLs (auth, attest, its secrets).
         self._urls: dict[str, URL] = {}
         self._session_cookie: str | None = None
+        # Each request's limit, kept by this client's one timer (aiohttp's timeout is off:
+        # it would arm a timer per request).
+        self._deadlines = RequestDeadlines(timeout_seconds)
         self._session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),  # the one cookie is kept by this client
-            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            timeout=aiohttp.ClientTimeout(total=None),
             # One connection for the whole exchange: the service binds a nonce to the
             # replica that issued it, and one TLS handshake serves all three requests
             # (and the next rounds', while the connection lives).
@@ -98,6 +102,7 @@ class KbsClient:
         await self.close()
 
     async def close(self) -> None:
+        self._deadlines.close()
         await self._session.close()
 
     @property
@@ -109,9 +114,12 @@ class KbsClient:
         """Start a round: ask for a challenge; ``extra_params`` as kbs_protocol sends them
         (none for SGX). The last round's session cookie is forgotten first."""
         self._session_cookie = None
-        payload = _json_body(
-            Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX, extra_params=extra_params)
-        )
+        if extra_params == "":
+            payload = _PLAIN_AUTH_BODY
+        else:
+            payload = _json_body(
+                Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX, extra_params=extra_params)
+            )
         try:
             raw = await self._call("auth", "POST", "/auth", payload)
         except KbsConnectionLostError:
@@ -149,28 +157,30 @@ class KbsClient:
         if self._session_cookie is not None:
             headers["Cookie"] = f"{SESSION_COOKIE}={self._session_cookie}"
         try:
-            # Not followed: the session cookie is this service's alone, and a KBS never
-            # redirects (a jar kept cookies to their host; a header would go anywhere).
-            async with self._session.request(
-                method, url, data=payload, headers=headers, allow_redirects=False
-            ) as response:
-                if response.status >= 500:
-                    raise KbsUnavailableError(
-                        f"{step}: attestation service answered {response.status}"
-                    )
-                if response.status >= 400:
-                    raise _refusal(step, response.status, await response.read())
-                if response.status >= 300:
-                    raise KbsProtocolError(
-                        f"{step}: attestation service redirected ({response.status}); "
-                        "a KBS answers at its own URL: configure that one"
-                    )
-                set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
-                if set_cookies:
-                    self._session_cookie = session_cookie_after(
-                        set_cookies, self._session_cookie, time.time()
-                    )
-                return await response.read()
+            with self._deadlines.limit():
+                # Not followed: the session cookie is this service's alone, and a KBS
+                # never redirects (a jar kept cookies to their host; a header would go
+                # anywhere).
+                async with self._session.request(
+                    method, url, data=payload, headers=headers, allow_redirects=False
+                ) as response:
+                    if response.status >= 500:
+                        raise KbsUnavailableError(
+                            f"{step}: attestation service answered {response.status}"
+                        )
+                    if response.status >= 400:
+                        raise _refusal(step, response.status, await response.read())
+                    if response.status >= 300:
+                        raise KbsProtocolError(
+                            f"{step}: attestation service redirected ({response.status}); "
+                            "a KBS answers at its own URL: configure that one"
+                        )
+                    set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
+                    if set_cookies:
+                        self._session_cookie = session_cookie_after(
+                            set_cookies, self._session_cookie, time.time()
+                        )
+                    return await response.read()
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
             raise KbsConnectionLostError(
                 f"{step}: the connection to the attestation service closed: {exc}"
@@ -193,6 +203,10 @@ def _refusal(step: str, status: int, raw: bytes) -> KbsRefusedError:
 def _json_body(message: BaseModel) -> bytes:
     """The message as sent on the wire (``to_wire``'s JSON, serialized in one step)."""
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+# The /auth body of every round (SGX sends no extra-params), serialized once.
+_PLAIN_AUTH_BODY = _json_body(Request(version=KBS_PROTOCOL_VERSION, tee=TEE_SGX))
 
 
 def _parse(model: type[_M], raw: bytes, step: str) -> _M:
