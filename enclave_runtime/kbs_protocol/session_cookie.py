@@ -12,6 +12,7 @@ the last ``Set-Cookie`` naming it wins, other cookies are ignored, and a ``Max-A
 from __future__ import annotations
 
 import calendar
+import functools
 from collections.abc import Iterable
 from email.utils import parsedate_tz
 
@@ -37,13 +38,25 @@ def _expired(attributes: str, now: float) -> bool:
     """Whether the attributes expire the cookie at ``now``: ``Max-Age`` (it wins) of 0 or
     less, or an ``Expires`` date not after ``now``. An attribute value that does not
     parse is ignored, as RFC 6265 says; without either, the cookie lasts the session."""
+    by_max_age, expires_at = _expiry(attributes)
+    if by_max_age is not None:
+        return by_max_age
+    return expires_at is not None and expires_at <= now
+
+
+# A service sends the same attributes with every session (Max-Age, or an Expires date
+# that changes once a second): each is read once.
+@functools.lru_cache(maxsize=64)
+def _expiry(attributes: str) -> tuple[bool | None, float | None]:
+    """Whether ``Max-Age`` expires the cookie (``None``: no valid one), and the time
+    ``Expires`` names (``None``: no valid one); the last valid of each counts (5.3)."""
     by_max_age: bool | None = None
-    by_expires = False
-    for attribute in attributes.split(";"):  # the last of each attribute counts (5.3)
+    expires_at: float | None = None
+    for attribute in attributes.split(";"):
         name, _, value = attribute.partition("=")
         name, value = name.strip().lower(), value.strip()
         if name == "max-age" and value.isascii() and value.removeprefix("-").isdigit():
             by_max_age = int(value) <= 0
         elif name == "expires" and (parsed := parsedate_tz(value)) is not None:
-            by_expires = calendar.timegm(parsed[:9]) - (parsed[9] or 0) <= now
-    return by_expires if by_max_age is None else by_max_age
+            expires_at = float(calendar.timegm(parsed[:9]) - (parsed[9] or 0))
+    return by_max_age, expires_at

@@ -60,6 +60,15 @@ def test_set_cookie_headers_are_read_as_rfc_6265_says(
     assert session_cookie_after(headers, "old", NOW) == expected
 
 
+def test_an_expires_date_is_judged_at_each_moment_though_read_once() -> None:
+    header = [f"kbs-session-id=abc; Expires={FUTURE}; Path=/kbs/v0"]
+    expires_at = 1_827_644_400.0  # FUTURE
+    assert session_cookie_after(header, None, NOW) == "abc"
+    assert session_cookie_after(header, None, expires_at - 1) == "abc"
+    assert session_cookie_after(header, "old", expires_at) is None
+    assert session_cookie_after(header, None, NOW) == "abc"
+
+
 # -- the client against a KBS that behaves as Trustee's ------------------------------------
 
 
