@@ -102,8 +102,11 @@ def _public_key(crv: str, x_value: str, y_value: str) -> ec.EllipticCurvePublicK
     if key is None:
         curve = CURVES[crv]
         size = (curve.key_size + 7) // 8
-        x, y = _coordinate(x_value, size), _coordinate(y_value, size)
-        key = ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
+        point_bytes = b"\x04" + _coordinate(x_value, size) + _coordinate(y_value, size)
+        try:
+            key = ec.EllipticCurvePublicKey.from_encoded_point(curve, point_bytes)
+        except ValueError:
+            raise ValueError(f"the tee-pubkey is not a point on {crv}") from None
         _keep_known_point(point, key)
     return key
 
@@ -121,14 +124,14 @@ def _keep_known_point(point: tuple[str, str, str], key: ec.EllipticCurvePublicKe
         _known_points[point] = key
 
 
-def _coordinate(value: str, size: int) -> int:
+def _coordinate(value: str, size: int) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except (binascii.Error, ValueError):
         raise ValueError("a tee-pubkey coordinate is not base64url") from None
     if len(raw) != size:
         raise ValueError(f"a tee-pubkey coordinate must be {size} bytes, got {len(raw)}")
-    return int.from_bytes(raw, "big")
+    return raw
 
 
 class RuntimeData(_Wire):

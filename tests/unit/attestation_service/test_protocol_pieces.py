@@ -155,14 +155,14 @@ def test_tee_pubkey_point_is_checked_once_and_not_for_a_key_made_here(
 ) -> None:
     """A tee-pubkey from the wire has its point checked once (then it is known); the public
     half of a TEE key pair made in this process is on its curve by making."""
-    checks: list[int] = []
-    real = ec.EllipticCurvePublicNumbers
+    checks: list[bytes] = []
+    real = ec.EllipticCurvePublicKey.from_encoded_point
 
-    def counted(x: int, y: int, curve: ec.EllipticCurve) -> ec.EllipticCurvePublicNumbers:
-        checks.append(x)
-        return real(x, y, curve)
+    def counted(curve: ec.EllipticCurve, data: bytes) -> ec.EllipticCurvePublicKey:
+        checks.append(data)
+        return real(curve, data)
 
-    monkeypatch.setattr(ec, "EllipticCurvePublicNumbers", counted)
+    monkeypatch.setattr(ec.EllipticCurvePublicKey, "from_encoded_point", counted)
     own = TeeKeyPair.generate()
     RuntimeData(nonce="bm9uY2U=", tee_pubkey=own.public_jwk())
     assert own.public_jwk().public_key() == own.private_key.public_key()
@@ -178,7 +178,7 @@ def test_tee_pubkey_point_is_checked_once_and_not_for_a_key_made_here(
     }
     for _ in range(3):
         assert TeePubKey.model_validate(wire).public_key().public_numbers() == numbers
-    assert checks == [numbers.x]
+    assert checks == [b"\x04" + numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")]
 
 
 def test_resource_jwe_header_survives_kbs_types_reserialization() -> None:
