@@ -26,6 +26,7 @@ class RequestDeadlines:
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def limit(self) -> _Limit:
         """A ``with`` block for one request of the current task."""
@@ -41,16 +42,21 @@ class RequestDeadlines:
 
     def _start(self, task: asyncio.Task[Any]) -> None:
         loop = task.get_loop()
+        if self._timer_loop is not loop and self._timer_loop is not None:
+            # Used from a new event loop: the old one's requests will not end there.
+            self._deadlines.clear()
+            self._expired.clear()
+            self.close()
         deadline = loop.time() + self._seconds
         self._deadlines[task] = deadline
         # Deadlines only grow (one limit, a monotonic clock): an armed timer is early
         # enough for this one too.
         if self._timer is None:
-            self._timer = loop.call_at(deadline, self._check, loop)
+            self._arm(loop, deadline)
 
     def _end(self, task: asyncio.Task[Any]) -> bool:
         """Forget the request; whether it was cancelled for its deadline."""
-        del self._deadlines[task]
+        self._deadlines.pop(task, None)
         if task in self._expired:
             self._expired.discard(task)
             return True
@@ -69,7 +75,11 @@ class RequestDeadlines:
             elif earliest is None or deadline < earliest:
                 earliest = deadline
         if earliest is not None:
-            self._timer = loop.call_at(earliest, self._check, loop)
+            self._arm(loop, earliest)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._timer = loop.call_at(when, self._check, loop)
+        self._timer_loop = loop
 
 
 class _Limit:

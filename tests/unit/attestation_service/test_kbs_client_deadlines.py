@@ -125,3 +125,22 @@ async def test_a_request_past_its_deadline_is_a_timeout() -> None:
         await asyncio.sleep(1)
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     deadlines.close()
+
+
+def test_deadlines_still_hold_when_used_from_a_new_event_loop() -> None:
+    """A client kept across ``asyncio.run`` calls: the timer armed on the first loop is
+    gone with it; a request on the next loop gets its own."""
+    deadlines = RequestDeadlines(0.05)
+
+    async def quick() -> None:
+        with deadlines.limit():
+            await asyncio.sleep(0)
+
+    async def hung() -> None:
+        with deadlines.limit():
+            await asyncio.sleep(1)
+
+    asyncio.run(quick())
+    with pytest.raises(TimeoutError):
+        asyncio.run(hung())
+    deadlines.close()
