@@ -16,7 +16,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +26,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
 from enclave_runtime.sgx.pck_extension import PckExtensionError
-from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
+from enclave_runtime.sgx.quote import QuoteFormatError
 from kubetee.attestation import certificates as certs
+from kubetee.attestation import content_cache
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
 from kubetee.attestation.verified import VerifiedQuote
@@ -100,7 +101,7 @@ def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
     milliseconds.
     """
     try:
-        parsed = parse_quote(quote)
+        parsed = content_cache.quote(quote)  # read once for this and the verification
     except QuoteFormatError as error:
         raise QuoteMalformedError(str(error), code=error.code) from None
     key = hashlib.sha256(root_ca_der).digest() + parsed.certification_data
@@ -156,8 +157,8 @@ class DcapEvidenceVerifier:
     async def verify(self, quote: bytes, now: datetime) -> VerifiedQuote:
         platform = quoted_platform(quote, self._root_ca_der)
         collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
-        verified = self._verifier.verify(quote, collateral, now=now)
-        return replace(verified, ppid=platform.ppid, pck_key_sha256=platform.pck_key_sha256)
+        # The result names the platform's PPID and PCK key, as the verified chain states them.
+        return self._verifier.verify(quote, collateral, now=now)
 
     @classmethod
     def for_simulator(cls, authority_dir: Path) -> DcapEvidenceVerifier:
