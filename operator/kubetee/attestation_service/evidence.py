@@ -12,7 +12,6 @@ certificate is the platform the PCS registered for the node the pod runs on
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import threading
 from collections import OrderedDict
@@ -87,7 +86,7 @@ class QuotedPlatform:
 
 
 _PLATFORMS_CACHED = 256
-_platforms: OrderedDict[bytes, QuotedPlatform] = OrderedDict()
+_platforms: OrderedDict[tuple[bytes, bytes], QuotedPlatform] = OrderedDict()
 _platforms_lock = threading.Lock()
 
 
@@ -104,7 +103,9 @@ def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
         parsed = content_cache.quote(quote)  # read once for this and the verification
     except QuoteFormatError as error:
         raise QuoteMalformedError(str(error), code=error.code) from None
-    key = hashlib.sha256(root_ca_der).digest() + parsed.certification_data
+    # Both parts hash once per object: the verifier's root, and the chain of the quote's
+    # one reading.
+    key = (root_ca_der, parsed.certification_data)
     with _platforms_lock:
         cached = _platforms.get(key)
     if cached is not None:
