@@ -30,8 +30,11 @@ _JSON: st.SearchStrategy[JsonValue] = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
     max_leaves=6,
 )
-_QUOTE_TEXT = st.sampled_from(["", "%%%", "AAAA", "AAA=", "QUJD", "QUJ", " QUJD", "QUJD\n"]) | (
-    st.binary(max_size=48).map(lambda raw: base64.b64encode(raw).decode())
+_QUOTE_TEXT = (
+    st.sampled_from(["", "%%%", "AAAA", "AAA=", "QUJD", "QUJ", " QUJD", "QUJD\n", "QUJD=", "=QUJD"])
+    | st.binary(max_size=48).map(lambda raw: base64.b64encode(raw).decode())
+    # Padding in every place, other alphabets, white space, non-ASCII.
+    | st.text(alphabet="AQg+/=-_ \né", max_size=12)
 )
 
 
