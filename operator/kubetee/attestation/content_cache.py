@@ -42,9 +42,16 @@ def pem_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
     return tuple(x509.load_pem_x509_certificates(data))
 
 
-@lru_cache(maxsize=_QUOTES)
 def quote(data: bytes) -> Quote:
-    """The parsed quote (raises ``QuoteFormatError`` as ``parse_quote`` does)."""
+    """The parsed quote (raises ``QuoteFormatError`` as ``parse_quote`` does); only
+    ``bytes`` are kept (a bytearray or memoryview is read each time)."""
+    if type(data) is not bytes:
+        return parse_quote(data)
+    return _quote(data)
+
+
+@lru_cache(maxsize=_QUOTES)
+def _quote(data: bytes) -> Quote:
     return parse_quote(data)
 
 
@@ -104,7 +111,7 @@ def raw_signed_by(signer: x509.Certificate, signature: bytes, data: bytes) -> bo
 def forget() -> None:
     """Empty every table: the next verification reads and checks everything again."""
     for function in (
-        quote,
+        _quote,
         pem_certificates,
         der_crl,
         sgx_extension,
