@@ -40,8 +40,9 @@ class VerifiedQuote:
     tcb_evaluation_data_number: int = 0
     # CONFIGID: what the host launched the enclave with (the init-data digest).
     config_id: bytes = bytes(64)
-    # The platform that quoted (its PCK certificate's PPID and key), filled in by the
-    # service's verifier, which compares them with the platform registered for the node.
+    # The platform that quoted (its PCK certificate's PPID and the hex SHA-256 of its key's
+    # SubjectPublicKeyInfo), which the service compares with the platform registered for
+    # the node.
     ppid: bytes = b""
     pck_key_sha256: str = ""
 

@@ -51,7 +51,6 @@ from enclave_runtime.sgx.quote import (
     REPORT_BODY_SIZE,
     SIGNATURE_SIZE,
     QuoteFormatError,
-    parse_quote,
 )
 from kubetee.attestation import certificates as certs
 from kubetee.attestation import content_cache
@@ -91,6 +90,7 @@ class _TrustedCollateral:
 @dataclass(frozen=True, slots=True)
 class _TrustedPckChain:
     pck_key: ec.EllipticCurvePublicKey
+    pck_key_sha256: str
     extension: SgxExtension
     pck_serial: int
     ca_serial: int
@@ -260,7 +260,7 @@ class QuoteVerifier:
 
     def _verify(self, data: bytes, collateral: Collateral, moment: float) -> VerifiedQuote:
         try:
-            parsed = parse_quote(data)
+            parsed = content_cache.quote(data)
         except QuoteFormatError as error:
             raise QuoteMalformedError(str(error), code=error.code) from None
         if parsed.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
@@ -353,6 +353,8 @@ class QuoteVerifier:
                 trusted.tcb_info.tcb_evaluation_data_number,
                 trusted.qe_identity.tcb_evaluation_data_number,
             ),
+            ppid=chain.extension.ppid,
+            pck_key_sha256=chain.pck_key_sha256,
         )
 
     def _context(self, certification_data: bytes, collateral: Collateral, now: float) -> _Context:
@@ -423,8 +425,10 @@ class QuoteVerifier:
             certs.certificate_validity(root, "the root CA certificate"),
         )
         start, end = _windows(validity)
+        pck_key = certs.ec_public_key(pck, "the PCK certificate")
         return _TrustedPckChain(
-            pck_key=certs.ec_public_key(pck, "the PCK certificate"),
+            pck_key=pck_key,
+            pck_key_sha256=hashlib.sha256(certs.spki(pck)).hexdigest(),
             extension=extension,
             pck_serial=_serial(pck),
             ca_serial=_serial(ca),

@@ -12,11 +12,10 @@ certificate is the platform the PCS registered for the node the pod runs on
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -26,8 +25,9 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
 from enclave_runtime.sgx.pck_extension import PckExtensionError
-from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
+from enclave_runtime.sgx.quote import QuoteFormatError
 from kubetee.attestation import certificates as certs
+from kubetee.attestation import content_cache
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
 from kubetee.attestation.verified import VerifiedQuote
@@ -86,7 +86,7 @@ class QuotedPlatform:
 
 
 _PLATFORMS_CACHED = 256
-_platforms: OrderedDict[bytes, QuotedPlatform] = OrderedDict()
+_platforms: OrderedDict[tuple[bytes, bytes], QuotedPlatform] = OrderedDict()
 _platforms_lock = threading.Lock()
 
 
@@ -100,10 +100,12 @@ def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
     milliseconds.
     """
     try:
-        parsed = parse_quote(quote)
+        parsed = content_cache.quote(quote)  # read once for this and the verification
     except QuoteFormatError as error:
         raise QuoteMalformedError(str(error), code=error.code) from None
-    key = hashlib.sha256(root_ca_der).digest() + parsed.certification_data
+    # Both parts hash once per object: the verifier's root, and the chain of the quote's
+    # one reading.
+    key = (root_ca_der, parsed.certification_data)
     with _platforms_lock:
         cached = _platforms.get(key)
     if cached is not None:
@@ -156,8 +158,8 @@ class DcapEvidenceVerifier:
     async def verify(self, quote: bytes, now: datetime) -> VerifiedQuote:
         platform = quoted_platform(quote, self._root_ca_der)
         collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
-        verified = self._verifier.verify(quote, collateral, now=now)
-        return replace(verified, ppid=platform.ppid, pck_key_sha256=platform.pck_key_sha256)
+        # The result names the platform's PPID and PCK key, as the verified chain states them.
+        return self._verifier.verify(quote, collateral, now=now)
 
     @classmethod
     def for_simulator(cls, authority_dir: Path) -> DcapEvidenceVerifier:

@@ -13,6 +13,8 @@ def printable(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` as text with every non-printable character escaped, at most ``limit``
     characters (then ``...``)."""
     text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit and text.isprintable():
+        return text  # what the loop below gives it, at a fraction of the cost
     cleaned = "".join(
         char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
         for char in text[: limit + 1]

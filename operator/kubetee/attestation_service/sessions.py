@@ -49,6 +49,9 @@ MIN_MASTER_KEY_BYTES = 32
 ISSUER = "kubetee-attestation-service"
 _CHALLENGE = "kbs-challenge"
 _ATTESTED = "kbs-attested"
+# Tokens whose sessions are kept (each is read once, right after /attest, by a resource
+# request on the same connection): a few hundred KiB at most.
+_ISSUED_KEPT = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,10 @@ class SessionSigner:
         self.nonce_ttl_seconds = nonce_ttl_seconds
         self.token_ttl_seconds = token_ttl_seconds
         self.replica = replica
+        # The sessions of the tokens this process issued lately, by the exact token: the
+        # resource request that follows an attestation presents its token here, verified
+        # (MAC) before the session is looked up, so its claims need not be read again.
+        self._issued: dict[str, AttestedSession] = {}
 
     def new_challenge(self, now: int) -> tuple[ChallengeSession, str]:
         nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode()
@@ -158,7 +165,11 @@ class SessionSigner:
             "policy": session.policy_hash,
             "tee-pubkey": session.tee_pubkey.to_wire(),
         }
-        return self._tokens.encode(claims)
+        token = self._tokens.encode(claims)
+        if len(self._issued) >= _ISSUED_KEPT:
+            del self._issued[next(iter(self._issued))]  # the oldest
+        self._issued[token] = session
+        return token
 
     def is_challenge(self, value: str) -> bool:
         """Whether ``value`` has the challenge cookie's format (not yet verified): which
@@ -167,8 +178,23 @@ class SessionSigner:
         return ChallengeCookie.looks_like_one(value)
 
     def read_token(self, token: str | None, now: int) -> AttestedSession:
+        value = _present(token, "attestation")
         try:
-            claims = self._tokens.decode(_present(token, "attestation"))
+            self._tokens.verify(value)
+        except TokenInvalidError:
+            raise _not_ours("attestation") from None
+        session = self._issued.get(value)
+        if session is None:
+            session = self._read_claims(value)
+        if now >= session.expires_at:
+            raise AttestationExpiredError(
+                "the attestation has expired; attest again at /kbs/v0/auth"
+            )
+        return session
+
+    def _read_claims(self, token: str) -> AttestedSession:
+        try:
+            claims = self._tokens.decode(token)
         except TokenInvalidError:
             raise _not_ours("attestation") from None
         if claims.get("typ") != _ATTESTED:
@@ -183,10 +209,6 @@ class SessionSigner:
             )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise SessionMissingError("the attestation token lacks its fields") from exc
-        if now >= session.expires_at:
-            raise AttestationExpiredError(
-                "the attestation has expired; attest again at /kbs/v0/auth"
-            )
         return session
 
 

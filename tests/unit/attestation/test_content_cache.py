@@ -7,10 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from cryptography import x509
 
+from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
 from kubetee.attestation import content_cache
 from kubetee.attestation.errors import CollateralInvalidError, QuoteSignatureInvalidError
 from kubetee.attestation.verifier import verify_quote
+from kubetee.pcs.registry import platform_of_certificate
 from tests.unit.attestation.conftest import RealSample
 
 
@@ -68,3 +71,32 @@ def test_forgetting_everything_gives_the_same_result(real: RealSample, intel_roo
     assert content_cache.tcb_info.cache_info().currsize == 0
     cold = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
     assert cold == warm
+
+
+def test_a_quote_read_for_its_platform_is_not_parsed_again(real: RealSample) -> None:
+    content_cache.forget()
+    first = content_cache.quote(real.quote)
+    # An equal copy (the bytes the verification gets): the same reading, by content.
+    assert content_cache.quote(bytes(bytearray(real.quote))) is first
+    # Other bytes-like values are read as parse_quote reads them, not kept.
+    assert content_cache.quote(bytearray(real.quote)) == first  # type: ignore[arg-type]
+    with pytest.raises(QuoteFormatError):
+        content_cache.quote("not bytes")  # type: ignore[arg-type]
+    truncated = real.quote[:-1]
+    for _ in range(2):
+        with pytest.raises(QuoteFormatError):
+            content_cache.quote(truncated)
+    info = content_cache._quote.cache_info()
+    assert (info.hits, info.currsize) == (1, 1)  # failures are not kept
+
+
+def test_the_verified_quote_names_the_platform_its_pck_certificate_states(
+    real: RealSample, intel_root: bytes
+) -> None:
+    verified = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    pck = x509.load_pem_x509_certificates(parse_quote(real.quote).certification_data.rstrip(b"\0"))[
+        0
+    ]
+    ppid, key_sha256, fmspc = platform_of_certificate(pck)
+
+    assert (verified.ppid, verified.pck_key_sha256, verified.fmspc) == (ppid, key_sha256, fmspc)

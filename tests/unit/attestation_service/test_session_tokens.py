@@ -161,3 +161,44 @@ def test_the_signer_refuses_tampered_and_expired_sessions_with_typed_errors() ->
         signer.read_token(cookie, now=1000)
     with pytest.raises(SessionMissingError):
         signer.read_challenge(token)
+
+
+def test_a_token_issued_here_reads_as_one_another_replica_issued() -> None:
+    here = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    elsewhere = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    attested = AttestedSession(
+        PodRef("shop", "p-1", "u-1"), "ec", "h", TeeKeyPair.generate().public_jwk(), 1300
+    )
+    token = here.issue_token(attested, now=1000)
+    header, payload, signature = token.split(".")
+    # The same claims under the same MAC, with another letter that decodes to the same
+    # bytes: not the token issued, so not read as it.
+    last = ALPHABET.index(signature[-1])
+    same_bytes = f"{header}.{payload}.{signature[:-1]}{ALPHABET[last ^ 1]}"
+
+    # The session kept for the token issued here is the one its claims give elsewhere.
+    assert here.read_token(token, now=1000) == elsewhere.read_token(token, now=1000) == attested
+    for signer in (here, elsewhere):
+        with pytest.raises(AttestationExpiredError):
+            signer.read_token(token, now=1300)
+        with pytest.raises(SessionMissingError, match="not one this service issued"):
+            signer.read_token(same_bytes, now=1000)
+    other_key = SessionSigner(b"o" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    with pytest.raises(SessionMissingError, match="not one this service issued"):
+        other_key.read_token(token, now=1000)
+
+
+def test_the_sessions_kept_for_issued_tokens_are_bounded() -> None:
+    signer = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    key = TeeKeyPair.generate().public_jwk()
+    tokens = [
+        signer.issue_token(
+            AttestedSession(PodRef("shop", f"p-{i}", f"u-{i}"), "ec", "h", key, 1300), now=1000
+        )
+        for i in range(1200)
+    ]
+
+    assert len(signer._issued) <= 512
+    # The first ones, no longer kept, still read from their claims.
+    assert signer.read_token(tokens[0], now=1000).pod == PodRef("shop", "p-0", "u-0")
+    assert signer.read_token(tokens[-1], now=1000).pod == PodRef("shop", "p-1199", "u-1199")
