@@ -26,13 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from enclave_runtime.sgx.pck_extension import SgxExtension
-from enclave_runtime.sgx.quote import Quote, parse_quote
 from kubetee.attestation.tcb import QeIdentity, TcbInfo, parse_qe_identity, parse_tcb_info
 
 _ENTRIES = 256
-# A quote is read twice within one verification (its platform, to fetch collateral, then
-# the verification): only the last few are kept.
-_QUOTES = 32
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
@@ -40,19 +36,6 @@ _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 def pem_certificates(data: bytes) -> tuple[x509.Certificate, ...]:
     """The certificates of a PEM chain (raises what ``cryptography`` raises)."""
     return tuple(x509.load_pem_x509_certificates(data))
-
-
-def quote(data: bytes) -> Quote:
-    """The parsed quote (raises ``QuoteFormatError`` as ``parse_quote`` does); only
-    ``bytes`` are kept (a bytearray or memoryview is read each time)."""
-    if type(data) is not bytes:
-        return parse_quote(data)
-    return _quote(data)
-
-
-@lru_cache(maxsize=_QUOTES)
-def _quote(data: bytes) -> Quote:
-    return parse_quote(data)
 
 
 @lru_cache(maxsize=_ENTRIES)
@@ -111,7 +94,6 @@ def raw_signed_by(signer: x509.Certificate, signature: bytes, data: bytes) -> bo
 def forget() -> None:
     """Empty every table: the next verification reads and checks everything again."""
     for function in (
-        _quote,
         pem_certificates,
         der_crl,
         sgx_extension,

@@ -50,7 +50,9 @@ from enclave_runtime.sgx.quote import (
     ISV_SIGNED_SIZE,
     REPORT_BODY_SIZE,
     SIGNATURE_SIZE,
+    Quote,
     QuoteFormatError,
+    parse_quote,
 )
 from kubetee.attestation import certificates as certs
 from kubetee.attestation import content_cache
@@ -212,9 +214,17 @@ class QuoteVerifier:
         )
 
     def verify(
-        self, quote: bytes, collateral: Collateral, *, now: int | float | datetime | None = None
+        self,
+        quote: bytes,
+        collateral: Collateral,
+        *,
+        now: int | float | datetime | None = None,
+        parsed: Quote | None = None,
     ) -> VerifiedQuote:
         """Verify ``quote`` at time ``now`` (default: the current time).
+
+        ``parsed``: what ``parse_quote`` read from these very bytes, if the caller has
+        read them already (to find the platform's collateral): not read a second time.
 
         Raises a ``QuoteVerificationError`` subclass naming the first failed check.
         """
@@ -226,7 +236,7 @@ class QuoteVerifier:
                 "the collateral must be a Collateral", code="COLLATERAL_MALFORMED"
             )
         try:
-            return self._verify(bytes(quote), collateral, moment)
+            return self._verify(bytes(quote), parsed, collateral, moment)
         except QuoteVerificationError:
             raise
         except _UNREADABLE as error:
@@ -258,11 +268,11 @@ class QuoteVerifier:
         _check_time(trusted.validity, trusted.not_before, trusted.not_after, moment)
         return trusted.tcb_info, trusted.qe_identity
 
-    def _verify(self, data: bytes, collateral: Collateral, moment: float) -> VerifiedQuote:
-        try:
-            parsed = content_cache.quote(data)
-        except QuoteFormatError as error:
-            raise QuoteMalformedError(str(error), code=error.code) from None
+    def _verify(
+        self, data: bytes, parsed: Quote | None, collateral: Collateral, moment: float
+    ) -> VerifiedQuote:
+        if parsed is None:
+            parsed = read_quote(data)
         if parsed.header.qe_vendor_id != INTEL_QE_VENDOR_ID:
             raise QuoteMalformedError(
                 f"the quote's QE vendor ID {parsed.header.qe_vendor_id.hex()} is not Intel's "
@@ -584,3 +594,11 @@ def verify_quote(
 ) -> VerifiedQuote:
     """Verify one quote without caching anything."""
     return QuoteVerifier(root_ca_der, cache_size=0).verify(quote, collateral, now=now)
+
+
+def read_quote(data: bytes) -> Quote:
+    """``data`` parsed as a quote; ``QuoteMalformedError`` naming the defect otherwise."""
+    try:
+        return parse_quote(data)
+    except QuoteFormatError as error:
+        raise QuoteMalformedError(str(error), code=error.code) from None

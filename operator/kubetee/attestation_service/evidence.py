@@ -25,13 +25,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
 from enclave_runtime.sgx.pck_extension import PckExtensionError
-from enclave_runtime.sgx.quote import QuoteFormatError
+from enclave_runtime.sgx.quote import Quote
 from kubetee.attestation import certificates as certs
-from kubetee.attestation import content_cache
 from kubetee.attestation.collateral import Collateral
-from kubetee.attestation.errors import CertificateChainInvalidError, QuoteMalformedError
+from kubetee.attestation.errors import CertificateChainInvalidError
 from kubetee.attestation.verified import VerifiedQuote
-from kubetee.attestation.verifier import QuoteVerifier
+from kubetee.attestation.verifier import QuoteVerifier, read_quote
 from kubetee.attestation_service.errors import (
     BackendUnavailableError,
     PlatformMismatchError,
@@ -90,7 +89,7 @@ _platforms: OrderedDict[tuple[bytes, bytes], QuotedPlatform] = OrderedDict()
 _platforms_lock = threading.Lock()
 
 
-def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
+def quoted_platform(quote: bytes | Quote, root_ca_der: bytes) -> QuotedPlatform:
     """The FMSPC, PCK CA type, PPID and PCK key of a quote's platform, to fetch the right
     collateral and compare with the registry.
 
@@ -99,10 +98,7 @@ def quoted_platform(quote: bytes, root_ca_der: bytes) -> QuotedPlatform:
     the chain (a platform quotes with the same one each time): reading it costs
     milliseconds.
     """
-    try:
-        parsed = content_cache.quote(quote)  # read once for this and the verification
-    except QuoteFormatError as error:
-        raise QuoteMalformedError(str(error), code=error.code) from None
+    parsed = quote if isinstance(quote, Quote) else read_quote(quote)
     # Both parts hash once per object: the verifier's root, and the chain of the quote's
     # one reading.
     key = (root_ca_der, parsed.certification_data)
@@ -156,10 +152,11 @@ class DcapEvidenceVerifier:
         self.collateral = collateral
 
     async def verify(self, quote: bytes, now: datetime) -> VerifiedQuote:
-        platform = quoted_platform(quote, self._root_ca_der)
+        parsed = read_quote(quote)  # once, for the platform and the verification
+        platform = quoted_platform(parsed, self._root_ca_der)
         collateral = await self.collateral.collateral_for(platform.fmspc, platform.ca, now)
         # The result names the platform's PPID and PCK key, as the verified chain states them.
-        return self._verifier.verify(quote, collateral, now=now)
+        return self._verifier.verify(quote, collateral, now=now, parsed=parsed)
 
     @classmethod
     def for_simulator(cls, authority_dir: Path) -> DcapEvidenceVerifier:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from cryptography import x509
 
-from enclave_runtime.sgx.quote import QuoteFormatError, parse_quote
+from enclave_runtime.sgx.quote import parse_quote
 from kubetee.attestation import content_cache
 from kubetee.attestation.errors import CollateralInvalidError, QuoteSignatureInvalidError
 from kubetee.attestation.verifier import verify_quote
@@ -71,23 +71,6 @@ def test_forgetting_everything_gives_the_same_result(real: RealSample, intel_roo
     assert content_cache.tcb_info.cache_info().currsize == 0
     cold = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
     assert cold == warm
-
-
-def test_a_quote_read_for_its_platform_is_not_parsed_again(real: RealSample) -> None:
-    content_cache.forget()
-    first = content_cache.quote(real.quote)
-    # An equal copy (the bytes the verification gets): the same reading, by content.
-    assert content_cache.quote(bytes(bytearray(real.quote))) is first
-    # Other bytes-like values are read as parse_quote reads them, not kept.
-    assert content_cache.quote(bytearray(real.quote)) == first  # type: ignore[arg-type]
-    with pytest.raises(QuoteFormatError):
-        content_cache.quote("not bytes")  # type: ignore[arg-type]
-    truncated = real.quote[:-1]
-    for _ in range(2):
-        with pytest.raises(QuoteFormatError):
-            content_cache.quote(truncated)
-    info = content_cache._quote.cache_info()
-    assert (info.hits, info.currsize) == (1, 1)  # failures are not kept
 
 
 def test_the_verified_quote_names_the_platform_its_pck_certificate_states(
