@@ -30,7 +30,13 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from enclave_runtime.kbs_protocol.errors import KbsProtocolError
 from enclave_runtime.kbs_protocol.keys import TeeKeyPair
-from enclave_runtime.kbs_protocol.models import JWE_ALG, JWE_ENC, JweResponse, TeePubKey
+from enclave_runtime.kbs_protocol.models import (
+    JWE_ALG,
+    JWE_ENC,
+    JweResponse,
+    TeePubKey,
+    jwk_coordinates,
+)
 
 _KEY_BYTES = 32  # A256KW and A256GCM
 _IV_BYTES = 12
@@ -62,17 +68,11 @@ def _key_encryption_key(shared_secret: bytes, apu: bytes = b"", apv: bytes = b""
 
 def protected_header(epk: ec.EllipticCurvePublicKey, crv: str) -> bytes:
     """The protected header's exact bytes (see the module docstring for why sorted)."""
-    numbers = epk.public_numbers()
-    size = (epk.curve.key_size + 7) // 8
+    x, y = jwk_coordinates(epk)
     header = {
         "alg": JWE_ALG,
         "enc": JWE_ENC,
-        "epk": {
-            "crv": crv,
-            "kty": "EC",
-            "x": _b64url(numbers.x.to_bytes(size, "big")),
-            "y": _b64url(numbers.y.to_bytes(size, "big")),
-        },
+        "epk": {"crv": crv, "kty": "EC", "x": x, "y": y},
     }
     return json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
 

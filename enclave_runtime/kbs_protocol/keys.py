@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from enclave_runtime.kbs_protocol.models import CURVES, TeePubKey, known_on_curve
+from enclave_runtime.kbs_protocol.models import (
+    CURVES,
+    TeePubKey,
+    jwk_coordinates,
+    known_on_curve,
+)
 
 Curve = Literal["P-256", "P-384", "P-521"]
 
@@ -37,16 +41,15 @@ class TeeKeyPair:
     def __post_init__(self) -> None:
         crv = curve_name(self.private_key.curve)
         public_key = self.private_key.public_key()
-        numbers = public_key.public_numbers()
-        size = (self.private_key.curve.key_size + 7) // 8
+        x, y = jwk_coordinates(public_key)
         # Built without validation, and known to be on its curve when runtime data holding
         # it is validated: the point is this key's own, on its curve by making.
         jwk = TeePubKey.model_construct(
             kty="EC",
             crv=crv,
             alg="ECDH-ES+A256KW",  # models.JWE_ALG, as TeePubKey's type names it
-            x=_b64url(numbers.x.to_bytes(size, "big")),
-            y=_b64url(numbers.y.to_bytes(size, "big")),
+            x=x,
+            y=y,
         )
         known_on_curve(jwk, public_key)
         object.__setattr__(self, "crv", crv)
@@ -62,7 +65,3 @@ class TeeKeyPair:
 
     def __repr__(self) -> str:
         return f"TeeKeyPair(crv={self.crv!r})"
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

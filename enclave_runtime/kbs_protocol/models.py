@@ -12,6 +12,7 @@ import threading
 from typing import Literal, Self
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 KBS_PROTOCOL_VERSION = "0.4.0"
@@ -109,6 +110,18 @@ def _public_key(crv: str, x_value: str, y_value: str) -> ec.EllipticCurvePublicK
             raise ValueError(f"the tee-pubkey is not a point on {crv}") from None
         _keep_known_point(point, key)
     return key
+
+
+def jwk_coordinates(key: ec.EllipticCurvePublicKey) -> tuple[str, str]:
+    """The JWK ``x`` and ``y`` of ``key`` (RFC 7518 6.2.1: each the curve's full size,
+    big-endian, base64url without padding), sliced from its uncompressed point."""
+    point = key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    size = (len(point) - 1) // 2
+    return _b64url(point[1 : 1 + size]), _b64url(point[1 + size :])
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def known_on_curve(jwk: TeePubKey, key: ec.EllipticCurvePublicKey) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -111,6 +112,15 @@ def spki(certificate: x509.Certificate) -> bytes:
     return certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def pck_key_sha256(public_key: ec.EllipticCurvePublicKey) -> str:
+    """Hex SHA-256 of a PCK public key's SubjectPublicKeyInfo (DER): how the platform
+    registry names a platform's key and the verifier reports the key that signed."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
 
 
 def check_pinned_root(root: x509.Certificate, pinned_der: bytes, what: str) -> None:

@@ -438,7 +438,7 @@ class QuoteVerifier:
         pck_key = certs.ec_public_key(pck, "the PCK certificate")
         return _TrustedPckChain(
             pck_key=pck_key,
-            pck_key_sha256=hashlib.sha256(certs.spki(pck)).hexdigest(),
+            pck_key_sha256=certs.pck_key_sha256(pck_key),
             extension=extension,
             pck_serial=_serial(pck),
             ca_serial=_serial(ca),

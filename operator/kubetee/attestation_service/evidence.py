@@ -80,8 +80,6 @@ class QuotedPlatform:
 
     fmspc: bytes
     ca: str
-    ppid: bytes
-    pck_key_sha256: str
 
 
 _PLATFORMS_CACHED = 256
@@ -90,8 +88,8 @@ _platforms_lock = threading.Lock()
 
 
 def quoted_platform(quote: bytes | Quote, root_ca_der: bytes) -> QuotedPlatform:
-    """The FMSPC, PCK CA type, PPID and PCK key of a quote's platform, to fetch the right
-    collateral and compare with the registry.
+    """The FMSPC and PCK CA type of a quote's platform, to fetch the right collateral (the
+    verification then names its PPID and PCK key, from the chain it verified).
 
     Only for a PCK chain that ends at the pinned root with valid signatures, so a forged
     chain never makes the service fetch collateral for a family of its choosing. Cached by
@@ -128,8 +126,8 @@ def _read_platform(certification_data: bytes, root_ca_der: bytes) -> QuotedPlatf
         certs.check_pinned_root(root, root_ca_der, "the quote's PCK certificate chain")
         certs.check_issued_by(ca, root, "the PCK CA certificate", code="PCK_CHAIN_INVALID")
         certs.check_issued_by(pck, ca, "the PCK certificate", code="PCK_CHAIN_INVALID")
-        ppid, pck_key_sha256, fmspc = platform_of_certificate(pck)
-        return QuotedPlatform(fmspc, pck_ca_type(ca), ppid, pck_key_sha256)
+        _, _, fmspc = platform_of_certificate(pck)
+        return QuotedPlatform(fmspc, pck_ca_type(ca))
     except CertificateChainInvalidError:
         raise
     except (

@@ -11,7 +11,6 @@ platform after a restart) replaces its own record only.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import threading
 import time
@@ -19,24 +18,16 @@ from dataclasses import MISSING, asdict, dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, SgxExtension
+from kubetee.attestation.certificates import pck_key_sha256
 from kubetee.pcs.stores import pck_ca_type
 
 DEFAULT_REGISTRY = "kubetee-sgx-platforms"
 _NOT_FOUND = 404
-
-
-def pck_key_sha256(public_key: ec.EllipticCurvePublicKey) -> str:
-    """Hex SHA-256 of a PCK public key's SubjectPublicKeyInfo (DER)."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha256(der).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
