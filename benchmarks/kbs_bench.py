@@ -18,7 +18,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -266,15 +266,13 @@ async def attest_on(kbs: KbsClient, platform: SimulatedPlatform, pod: PodRef) ->
     launch = pod_launch_data(PodIdentity(pod.namespace, pod.name, pod.uid))
     challenge = await kbs.auth()
     data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key.public_jwk())
-    body = replace(
-        make_report_body(
-            MRENCLAVE,
-            MRSIGNER,
-            debug=False,
-            isv_prod_id=1,
-            isv_svn=2,
-            report_data=report_data_for(data),
-        ),
+    body = make_report_body(
+        MRENCLAVE,
+        MRSIGNER,
+        debug=False,
+        isv_prod_id=1,
+        isv_svn=2,
+        report_data=report_data_for(data),
         config_id=launch.config_id,
     )
     evidence = SgxEvidence(quote=base64.b64encode(platform.quote(body)).decode())

@@ -161,26 +161,15 @@ class KbsClient:
                 # Not followed: the session cookie is this service's alone, and a KBS
                 # never redirects (a jar kept cookies to their host; a header would go
                 # anywhere).
-                async with self._session.request(
+                response = await self._session.request(
                     method, url, data=payload, headers=headers, allow_redirects=False
-                ) as response:
-                    if response.status >= 500:
-                        raise KbsUnavailableError(
-                            f"{step}: attestation service answered {response.status}"
-                        )
-                    if response.status >= 400:
-                        raise _refusal(step, response.status, await response.read())
-                    if response.status >= 300:
-                        raise KbsProtocolError(
-                            f"{step}: attestation service redirected ({response.status}); "
-                            "a KBS answers at its own URL: configure that one"
-                        )
-                    set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
-                    if set_cookies:
-                        self._session_cookie = session_cookie_after(
-                            set_cookies, self._session_cookie, time.time()
-                        )
-                    return await response.read()
+                )
+                # Released here rather than by ``async with``, whose exit also waits for
+                # the request's body writer: reading the body has waited for it already.
+                try:
+                    return await self._answer(step, response)
+                finally:
+                    response.release()
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
             raise KbsConnectionLostError(
                 f"{step}: the connection to the attestation service closed: {exc}"
@@ -189,6 +178,25 @@ class KbsClient:
             raise KbsUnavailableError(
                 f"{step}: cannot reach the attestation service: {exc}"
             ) from exc
+
+    async def _answer(self, step: str, response: aiohttp.ClientResponse) -> bytes:
+        """The body of a 2xx answer, the session cookie taken from it; a typed error for
+        any other status."""
+        if response.status >= 500:
+            raise KbsUnavailableError(f"{step}: attestation service answered {response.status}")
+        if response.status >= 400:
+            raise _refusal(step, response.status, await response.read())
+        if response.status >= 300:
+            raise KbsProtocolError(
+                f"{step}: attestation service redirected ({response.status}); "
+                "a KBS answers at its own URL: configure that one"
+            )
+        set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
+        if set_cookies:
+            self._session_cookie = session_cookie_after(
+                set_cookies, self._session_cookie, time.time()
+            )
+        return await response.read()
 
 
 def _refusal(step: str, status: int, raw: bytes) -> KbsRefusedError:

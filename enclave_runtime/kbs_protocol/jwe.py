@@ -1,11 +1,12 @@
 """Resources wrapped to the TEE key: JWE ``ECDH-ES+A256KW`` / ``A256GCM``.
 
-Encryption is built from ``cryptography`` primitives (ECDH, Concat KDF, AES key wrap,
-AES-GCM) so the protected header's bytes are under control: kbs_protocol (kbs-types)
-parses the header and re-serializes it to compute the GCM AAD, with ``alg`` and ``enc``
-first and the other members after them, map keys sorted unless serde's insertion
-order is kept. A header written compact with every key sorted (``alg`` < ``enc`` <
-``epk``; ``crv`` < ``kty`` < ``x`` < ``y``) re-serializes to the same bytes either way.
+Encryption is built from ``cryptography`` primitives (ECDH, AES key wrap, AES-GCM; the
+Concat KDF's one SHA-256 round from ``hashlib``) so the protected header's bytes are
+under control: kbs_protocol (kbs-types) parses the header and re-serializes it to
+compute the GCM AAD, with ``alg`` and ``enc`` first and the other members after them,
+map keys sorted unless serde's insertion order is kept. A header written compact with
+every key sorted (``alg`` < ``enc`` < ``epk``; ``crv`` < ``kty`` < ``x`` < ``y``)
+re-serializes to the same bytes either way.
 Decryption is built from the same primitives and accepts exactly this algorithm pair,
 checking what RFC 7516/7518 ask of a recipient (the header is a JSON object, ``alg`` and
 ``enc`` as expected, no ``crit`` or ``zip``, ``epk`` a point on the TEE key's curve,
@@ -16,16 +17,15 @@ joserfc, an independent implementation of RFC 7516, both ways.
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
 import json
 import os
-import re
 from collections import Counter
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from enclave_runtime.kbs_protocol.errors import KbsProtocolError
@@ -42,7 +42,11 @@ _KEY_BYTES = 32  # A256KW and A256GCM
 _IV_BYTES = 12
 _TAG_BYTES = 16
 _MAX_HEADER_CHARS = 4096  # ours are about 250: bounds the JSON parsed before any check
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+# The parts of the Concat KDF's input that are the same for every key (see below).
+_FIRST_ROUND = (1).to_bytes(4, "big")
+_ALG_ID = len(JWE_ALG).to_bytes(4, "big") + JWE_ALG.encode()
+_SUPP_PUB_INFO = (8 * _KEY_BYTES).to_bytes(4, "big")
 
 
 def _b64url(data: bytes) -> str:
@@ -54,16 +58,12 @@ def _length_prefixed(data: bytes) -> bytes:
 
 
 def _key_encryption_key(shared_secret: bytes, apu: bytes = b"", apv: bytes = b"") -> bytes:
-    """RFC 7518 4.6.2: Concat KDF with AlgorithmID = alg, PartyUInfo/PartyVInfo = the
-    header's apu/apv (none when encrypting here), 256 bits."""
-    other_info = (
-        _length_prefixed(JWE_ALG.encode())
-        + _length_prefixed(apu)
-        + _length_prefixed(apv)
-        + (8 * _KEY_BYTES).to_bytes(4, "big")
-    )
-    kdf = ConcatKDFHash(algorithm=hashes.SHA256(), length=_KEY_BYTES, otherinfo=other_info)
-    return kdf.derive(shared_secret)
+    """RFC 7518 4.6.2: Concat KDF (NIST SP 800-56A 5.8.1) with SHA-256, AlgorithmID =
+    alg, PartyUInfo/PartyVInfo = the header's apu/apv (none when encrypting here), 256
+    bits: one SHA-256 output is the whole key, so the KDF is its first round alone,
+    ``SHA-256(counter 1 || Z || OtherInfo)`` (equal to ``ConcatKDFHash``'s, tested)."""
+    other_info = _ALG_ID + _length_prefixed(apu) + _length_prefixed(apv) + _SUPP_PUB_INFO
+    return hashlib.sha256(_FIRST_ROUND + shared_secret + other_info).digest()
 
 
 def protected_header(epk: ec.EllipticCurvePublicKey, crv: str) -> bytes:
@@ -195,11 +195,14 @@ def _optional_b64url(header: dict[str, object], member: str) -> bytes:
 def _unb64url(value: str, what: str) -> bytes:
     """Strict base64url without padding (RFC 7515 2): the alphabet only, and the one
     encoding of its bytes (no stray bits in the last character)."""
-    if not _B64URL.fullmatch(value):
-        raise KbsProtocolError(f"resource JWE {what} is not base64url")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except ValueError:
+        # "-" and "_" become the standard alphabet's "+" and "/", which (like "=") are
+        # not base64url: they become "!", which the strict decoder refuses, as it refuses
+        # anything else outside the alphabet (a non-ASCII character is not encoded
+        # into the alphabet's bytes either).
+        standard = value.encode().translate(_B64URL_TO_STANDARD)
+        raw = binascii.a2b_base64(standard + b"=" * (-len(value) % 4), strict_mode=True)
+    except ValueError:  # binascii.Error, UnicodeEncodeError
         raise KbsProtocolError(f"resource JWE {what} is not base64url") from None
     if _b64url(raw) != value:
         raise KbsProtocolError(f"resource JWE {what} is not canonical base64url")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
+from collections import OrderedDict
 from typing import Literal, Self
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -93,7 +94,9 @@ class TeePubKey(_Wire):
 # to be on their curve (checked here, or the public half of a key this process made) are
 # kept, so the check runs once per key. Only such points are ever kept.
 _KNOWN_POINTS_KEPT = 1024
-_known_points: dict[tuple[str, str, str], ec.EllipticCurvePublicKey] = {}
+# Ordered for O(1) eviction of the oldest (a dict's first key is found by skipping the
+# holes its deleted predecessors left, more of them with every eviction until it resizes).
+_known_points: OrderedDict[tuple[str, str, str], ec.EllipticCurvePublicKey] = OrderedDict()
 _known_points_lock = threading.Lock()
 
 
@@ -133,7 +136,7 @@ def known_on_curve(jwk: TeePubKey, key: ec.EllipticCurvePublicKey) -> None:
 def _keep_known_point(point: tuple[str, str, str], key: ec.EllipticCurvePublicKey) -> None:
     with _known_points_lock:  # look-ups need no lock; evicting must not race another
         if len(_known_points) >= _KNOWN_POINTS_KEPT:
-            del _known_points[next(iter(_known_points))]  # the oldest: a key lives one round
+            _known_points.popitem(last=False)  # the oldest: a key lives one round
         _known_points[point] = key
 
 

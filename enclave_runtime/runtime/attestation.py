@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from enclave_runtime.kbs_protocol import (
     Attestation,
@@ -106,10 +106,7 @@ async def _round(
     challenge = await kbs.auth()
     runtime_data = RuntimeData(nonce=challenge.nonce, tee_pubkey=key_pair.public_jwk())
     # The enclave is launched for this pod: CONFIGID carries the init-data's digest.
-    body = replace(
-        identity.report_body(report_data_for(runtime_data)),
-        config_id=launch.config_id,
-    )
+    body = identity.report_body(report_data_for(runtime_data), config_id=launch.config_id)
     quote = await quoting.quote(body)
     evidence = SgxEvidence(quote=base64.b64encode(quote).decode())
     await kbs.attest(

@@ -35,8 +35,9 @@ class EnclaveIdentity:
     isv_prod_id: int
     isv_svn: int
 
-    def report_body(self, report_data: bytes) -> ReportBody:
-        """The body of an EREPORT this enclave makes with ``report_data``."""
+    def report_body(self, report_data: bytes, config_id: bytes = bytes(64)) -> ReportBody:
+        """The body of an EREPORT this enclave makes with ``report_data``, launched with
+        ``config_id`` (none: zeros)."""
         return make_report_body(
             self.mrenclave,
             self.mrsigner,
@@ -44,6 +45,7 @@ class EnclaveIdentity:
             isv_prod_id=self.isv_prod_id,
             isv_svn=self.isv_svn,
             report_data=report_data,
+            config_id=config_id,
         )
 
     def to_json(self) -> dict[str, object]:

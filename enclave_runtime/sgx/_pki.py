@@ -151,9 +151,13 @@ def issue_crl(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
+# Immutable, so one serves every signature (a quote is signed per attestation).
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
 def sign_raw(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
     """ECDSA P-256/SHA-256 signature as SGX carries it: r and s, 32 bytes each."""
-    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(key.sign(data, _ECDSA_SHA256))
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 

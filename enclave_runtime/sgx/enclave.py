@@ -147,13 +147,17 @@ def make_report_body(
     isv_prod_id: int,
     isv_svn: int,
     report_data: bytes,
+    config_id: bytes = bytes(64),
 ) -> ReportBody:
-    """The report body of an enclave; ``report_data`` (at most 64 bytes) is zero-padded.
+    """The report body of an enclave; ``report_data`` (at most 64 bytes) is zero-padded;
+    ``config_id``: the CONFIGID the host set at launch (none: zeros).
 
     The platform fills in its CPUSVN when it quotes the body, as EREPORT does.
     """
     if len(mrenclave) != 32 or len(mrsigner) != 32:
         raise ValueError("MRENCLAVE and MRSIGNER are 32 bytes each")
+    if len(config_id) != 64:
+        raise ValueError(f"CONFIGID is 64 bytes, got {len(config_id)}")
     if len(report_data) > 64:
         raise ValueError(f"report data holds at most 64 bytes, got {len(report_data)}")
     if not (0 <= isv_prod_id <= 0xFFFF and 0 <= isv_svn <= 0xFFFF):
@@ -166,4 +170,5 @@ def make_report_body(
         isv_prod_id=isv_prod_id,
         isv_svn=isv_svn,
         report_data=bytes(report_data).ljust(64, b"\0"),
+        config_id=bytes(config_id),
     )

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from joserfc import jwe
@@ -24,6 +27,7 @@ from enclave_runtime.kbs_protocol import (
     decrypt_response,
     encrypt_to_tee_key,
 )
+from enclave_runtime.kbs_protocol import jwe as jwe_module
 from enclave_runtime.kbs_protocol.keys import Curve
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "jwe"
@@ -253,3 +257,48 @@ def test_arbitrary_headers_are_refused_as_protocol_errors(
         return
     with pytest.raises(KbsProtocolError):
         decrypt_response(response, KEY)
+
+
+# -- the short paths, against the general ones ---------------------------------------------
+
+
+def _general_unb64url(value: str) -> bytes | str:
+    """Strict base64url read the general way (alphabet by regex, decode, re-encode): the
+    bytes, or the refusal's kind."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", value):
+        return "not base64url"
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        return "not base64url"
+    return raw if b64(raw) == value else "not canonical base64url"
+
+
+_BASE64ISH = st.text(
+    st.sampled_from(
+        "AQgw09_-+/=" + "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    )
+    | st.characters()
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(value=_BASE64ISH | st.binary().map(b64) | st.binary(min_size=1).map(lambda b: b64(b)[:-1]))
+def test_base64url_is_read_as_the_general_strict_reading_reads_it(value: str) -> None:
+    expected = _general_unb64url(value)
+    try:
+        got: bytes | str = jwe_module._unb64url(value, "field")
+    except KbsProtocolError as exc:
+        got = str(exc).removeprefix("resource JWE field is ")
+    assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(shared=st.binary(min_size=1, max_size=80), apu=st.binary(), apv=st.binary())
+def test_the_key_encryption_key_is_concat_kdfs(shared: bytes, apu: bytes, apv: bytes) -> None:
+    other_info = b"".join(
+        len(part).to_bytes(4, "big") + part for part in (b"ECDH-ES+A256KW", apu, apv)
+    ) + (256).to_bytes(4, "big")
+    kdf = ConcatKDFHash(algorithm=hashes.SHA256(), length=32, otherinfo=other_info)
+
+    assert jwe_module._key_encryption_key(shared, apu, apv) == kdf.derive(shared)

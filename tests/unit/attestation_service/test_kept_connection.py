@@ -14,7 +14,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from enclave_runtime.kbs_protocol import SESSION_COOKIE, KbsConnectionLostError
+from enclave_runtime.kbs_protocol import (
+    SESSION_COOKIE,
+    KbsConnectionLostError,
+    KbsRefusedError,
+    KbsUnavailableError,
+)
 from enclave_runtime.kbs_protocol.client import KbsClient
 from enclave_runtime.runtime.attestation import attest_once, kbs_client
 from kubetee.attestation_service.app import create_app
@@ -37,6 +42,8 @@ class Served:
     requests: list[str] = field(default_factory=list)
     # Steps whose next requests (this many) have their connection closed unanswered.
     drops: Counter[str] = field(default_factory=Counter)
+    # Steps whose next requests (this many) are answered 503, the connection kept.
+    fails: Counter[str] = field(default_factory=Counter)
 
     @property
     def connections(self) -> int:
@@ -55,6 +62,9 @@ async def _serve(stack: Stack, keepalive_timeout: float) -> AsyncIterator[Served
         if served.drops[step] > 0:
             served.drops[step] -= 1
             request.transport.close()  # as when the idle timer fires with the request in flight
+            raise web.HTTPServiceUnavailable
+        if served.fails[step] > 0:
+            served.fails[step] -= 1
             raise web.HTTPServiceUnavailable
         return await handler(request)
 
@@ -165,6 +175,29 @@ async def test_a_connection_lost_twice_in_one_round_is_reported(kept: Served) ->
     # One new round, not a loop: the supervisor decides what comes next.
     assert kept.requests == ["auth", "attest", "auth", "attest"]
     assert stack.cluster.outcomes == []
+
+
+async def test_refusals_and_failures_leave_the_kept_connection_in_use(kept: Served) -> None:
+    stack = kept.stack
+    settings = stack.runtime_settings(stack.add_pod("payments-1"))
+    kept.fails["auth"] = 1
+
+    async with kbs_client(settings, stack.client_context(), stack.base_url) as kbs:
+        with pytest.raises(KbsUnavailableError, match="auth: attestation service answered 503"):
+            await kbs.auth()
+        await kbs.auth()
+        # Not attested yet: refused, with the problem's reason read from the body.
+        with pytest.raises(KbsRefusedError) as refused:
+            await kbs.resource(settings.pod_namespace, settings.enclave_container, "db")
+        assert refused.value.status == 401
+        outcome = await attest_once(
+            settings, identity(settings), stack.quoting(), stack.client_context(), kbs=kbs
+        )
+
+    assert outcome.secrets == {"db": SECRET_VALUE, "api": API_KEY_VALUE}
+    # Each answer released the connection for the next request, whatever its status.
+    assert kept.requests[:3] == ["auth", "auth", "db"]
+    assert kept.connections == 1
 
 
 async def test_a_new_round_forgets_the_last_rounds_session_cookie(kept: Served) -> None:

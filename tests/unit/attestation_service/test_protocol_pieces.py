@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from enclave_runtime.kbs_protocol import (
     TeePubKey,
     decrypt_response,
     encrypt_to_tee_key,
+    models,
     report_data_for,
 )
 from enclave_runtime.kbs_protocol.init_data import (
@@ -179,6 +181,26 @@ def test_tee_pubkey_point_is_checked_once_and_not_for_a_key_made_here(
     for _ in range(3):
         assert TeePubKey.model_validate(wire).public_key().public_numbers() == numbers
     assert checks == [b"\x04" + numbers.x.to_bytes(32, "big") + numbers.y.to_bytes(32, "big")]
+
+
+def test_the_known_points_table_is_bounded_and_forgets_the_oldest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(models, "_known_points", OrderedDict())
+    monkeypatch.setattr(models, "_KNOWN_POINTS_KEPT", 3)
+    keys = [TeeKeyPair.generate() for _ in range(5)]
+    for key in keys:
+        models.known_on_curve(key.public_jwk(), key.private_key.public_key())
+
+    kept = [(jwk.crv, jwk.x, jwk.y) for jwk in (key.public_jwk() for key in keys[2:])]
+    assert list(models._known_points) == kept
+    # A forgotten point is checked again (and known again) when it comes back.
+    forgotten = keys[0].public_jwk()
+    assert TeePubKey.model_validate(forgotten.to_wire()).public_key() == (
+        keys[0].private_key.public_key()
+    )
+    assert list(models._known_points)[-1] == (forgotten.crv, forgotten.x, forgotten.y)
+    assert len(models._known_points) == 3
 
 
 def test_resource_jwe_header_survives_kbs_types_reserialization() -> None:

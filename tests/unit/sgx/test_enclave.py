@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -95,10 +97,27 @@ def test_report_body_carries_identity_and_debug_flag() -> None:
     ).debug
 
 
+def test_a_report_body_made_with_its_config_id_is_the_one_replaced_after() -> None:
+    config_id = bytes(range(64))
+    arguments: dict[str, Any] = {
+        "debug": False,
+        "isv_prod_id": 1,
+        "isv_svn": 2,
+        "report_data": b"data",
+    }
+    made = make_report_body(b"\x11" * 32, b"\x22" * 32, config_id=config_id, **arguments)
+    plain = make_report_body(b"\x11" * 32, b"\x22" * 32, **arguments)
+
+    assert made == replace(plain, config_id=config_id)
+    assert made.to_bytes() == replace(plain, config_id=config_id).to_bytes()
+    assert plain.config_id == bytes(64)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"report_data": bytes(65)}, "at most 64"),
+        ({"config_id": bytes(32)}, "CONFIGID is 64 bytes"),
         ({"isv_svn": 70000}, "16-bit"),
         ({"mrenclave": b"short"}, "32 bytes"),
     ],
