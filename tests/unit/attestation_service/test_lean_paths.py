@@ -1,11 +1,13 @@
 """The service's cheaper paths answer exactly as the general ones they replace: the
-escaping of client text, JSON responses, and the primary evidence read without
-validating the parsed body twice."""
+escaping of client text, JSON responses (the challenge, token and JWE bodies written
+without the general encoder), and the primary evidence read without validating the
+parsed body twice."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 import pytest
 from aiohttp import web
@@ -16,11 +18,20 @@ from pydantic import JsonValue, ValidationError
 from enclave_runtime.kbs_protocol import (
     Attestation,
     CompositeEvidence,
+    JweResponse,
     RuntimeData,
     SgxEvidence,
     TeeKeyPair,
+    encrypt_to_tee_key,
 )
-from kubetee.attestation_service.app import _json, _quote_of
+from kubetee.attestation_service.app import (
+    _SELECTED_HASH,
+    _challenge_json,
+    _json,
+    _json_strings,
+    _jwe_members,
+    _quote_of,
+)
 from kubetee.attestation_service.errors import BadRequestError
 from kubetee.attestation_service.printable import printable
 
@@ -67,6 +78,29 @@ def test_json_responses_are_what_aiohttp_json_response_makes(document: dict[str,
         stock.charset,
     )
     assert dict(ours.headers) == dict(stock.headers)
+
+
+@given(members=st.dictionaries(st.text(), st.text(), max_size=6))
+def test_an_object_of_strings_is_written_as_json_dumps_writes_it(members: dict[str, str]) -> None:
+    assert _json_strings(members.items()) == json.dumps(members)
+
+
+@given(nonce=st.text())
+def test_the_challenge_body_is_json_dumps_of_the_challenge(nonce: str) -> None:
+    assert _challenge_json(nonce) == json.dumps({"nonce": nonce, "extra-params": _SELECTED_HASH})
+
+
+@pytest.mark.parametrize("aad", [None, "YWFk"])
+def test_the_jwe_body_is_json_dumps_of_its_wire_form(aad: str | None) -> None:
+    wrapped = encrypt_to_tee_key(b"secret", _KEY)
+    if aad is not None:
+        wrapped = wrapped.model_copy(update={"aad": aad})
+
+    assert _json_strings(_jwe_members(wrapped)) == json.dumps(wrapped.to_wire())
+    # Every field the model has is written: one added later fails here first.
+    assert {name for name, _ in _jwe_members(wrapped.model_copy(update={"aad": "x"}))} == set(
+        JweResponse.model_fields
+    )
 
 
 def _attestation(primary_evidence: JsonValue) -> Attestation:
