@@ -12,6 +12,8 @@ import string
 from http.cookies import SimpleCookie
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
@@ -24,6 +26,7 @@ from kubetee.attestation_service.errors import (
 from kubetee.attestation_service.session_tokens import (
     ChallengeCookie,
     Hs256Jwt,
+    Mac,
     TokenInvalidError,
 )
 from kubetee.attestation_service.sessions import AttestedSession, PodRef, SessionSigner
@@ -237,3 +240,19 @@ def test_the_token_claims_the_tee_pubkey_as_its_wire_form() -> None:
     claimed = signer._tokens.decode(token)["tee-pubkey"]
     assert list(claimed.items()) == list(key.to_wire().items())
     assert set(claimed) == set(TeePubKey.model_fields)  # a field added later fails here
+
+
+@given(
+    key=st.binary(min_size=1, max_size=80),  # keys longer than a SHA-256 block are hashed
+    messages=st.lists(st.text(alphabet=st.characters(max_codepoint=127)), min_size=1, max_size=4),
+)
+def test_the_keyed_mac_is_hmac_sha256_every_time(key: bytes, messages: list[str]) -> None:
+    mac = Mac(key)
+    for message in messages:  # one after another: each starts again from the key
+        assert mac(message) == _b64url(hmac.digest(key, message.encode(), "sha256"))
+
+
+def test_the_session_keys_are_not_in_reprs() -> None:
+    for made in (Hs256Jwt(KEY), ChallengeCookie(KEY)):
+        assert KEY.hex() not in repr(made)
+        assert repr(KEY) not in repr(made)
