@@ -31,6 +31,7 @@ from kubetee.attestation_service.app import (
     _json_strings,
     _jwe_members,
     _quote_of,
+    _strict_base64,
 )
 from kubetee.attestation_service.errors import BadRequestError
 from kubetee.attestation_service.printable import printable
@@ -131,3 +132,25 @@ def test_the_quote_is_read_as_sgx_evidence_reads_it(primary_evidence: JsonValue)
             _quote_of(_attestation(primary_evidence))
     else:
         assert _quote_of(_attestation(primary_evidence)) == expected
+
+
+def _by_b64decode(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@given(
+    text=_QUOTE_TEXT
+    | st.binary(max_size=64).map(lambda raw: base64.b64encode(raw).decode() + "=")
+    | st.binary(min_size=1, max_size=64).map(lambda raw: base64.b64encode(raw).decode()[:-1])
+    | st.text(alphabet="ABab019+/=", max_size=16)
+)
+def test_the_strict_decoding_answers_as_b64decode_validating(text: str) -> None:
+    expected = _by_b64decode(text)
+    if expected is None:
+        with pytest.raises((binascii.Error, ValueError)):
+            _strict_base64(text)
+    else:
+        assert _strict_base64(text) == expected
