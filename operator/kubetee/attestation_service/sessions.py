@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -120,12 +121,12 @@ class SessionSigner:
         # The sessions of the tokens this process issued lately, by the exact token: the
         # resource request that follows an attestation presents its token here, so its MAC
         # need not be recomputed nor its claims read again.
-        self._issued: dict[str, AttestedSession] = {}
+        self._issued: OrderedDict[str, AttestedSession] = OrderedDict()
         # The challenges of the cookies this process issued lately, by the exact cookie: a
         # cookie found here is one this key made, so /attest reads it without recomputing
         # its MAC and decoding it. Any other cookie (forged, altered, older, another
         # replica's) misses and is verified in full.
-        self._challenges_issued: dict[str, ChallengeSession] = {}
+        self._challenges_issued: OrderedDict[str, ChallengeSession] = OrderedDict()
 
     def new_challenge(self, now: int) -> tuple[ChallengeSession, str]:
         nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode()
@@ -229,10 +230,11 @@ class SessionSigner:
         return session
 
 
-def _keep(table: dict[_K, _V], key: _K, value: _V, most: int) -> None:
-    """Add to a table of at most ``most`` entries, forgetting the oldest."""
+def _keep(table: OrderedDict[_K, _V], key: _K, value: _V, most: int) -> None:
+    """Add to a table of at most ``most`` entries, forgetting the oldest (in O(1): a plain
+    dict's first key is found past the holes its evicted predecessors left)."""
     if len(table) >= most:
-        del table[next(iter(table))]
+        table.popitem(last=False)
     table[key] = value
 
 
