@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -52,6 +54,12 @@ _ATTESTED = "kbs-attested"
 # Tokens whose sessions are kept (each is read once, right after /attest, by a resource
 # request on the same connection): a few hundred KiB at most.
 _ISSUED_KEPT = 512
+# Challenge cookies kept likewise (each is read back once, by /attest on the same
+# connection, within the nonce's life): about 300 bytes each.
+_CHALLENGES_KEPT = 1024
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +119,36 @@ class SessionSigner:
         self.token_ttl_seconds = token_ttl_seconds
         self.replica = replica
         # The sessions of the tokens this process issued lately, by the exact token: the
-        # resource request that follows an attestation presents its token here, verified
-        # (MAC) before the session is looked up, so its claims need not be read again.
-        self._issued: dict[str, AttestedSession] = {}
+        # resource request that follows an attestation presents its token here, so its MAC
+        # need not be recomputed nor its claims read again.
+        self._issued: OrderedDict[str, AttestedSession] = OrderedDict()
+        # The challenges of the cookies this process issued lately, by the exact cookie: a
+        # cookie found here is one this key made, so /attest reads it without recomputing
+        # its MAC and decoding it. Any other cookie (forged, altered, older, another
+        # replica's) misses and is verified in full.
+        self._challenges_issued: OrderedDict[str, ChallengeSession] = OrderedDict()
 
     def new_challenge(self, now: int) -> tuple[ChallengeSession, str]:
         nonce = base64.b64encode(secrets.token_bytes(NONCE_BYTES)).decode()
         session = ChallengeSession(
             nonce=nonce, expires_at=now + self.nonce_ttl_seconds, replica=self.replica
         )
-        return session, self._challenges.encode(nonce, session.expires_at, self.replica)
+        cookie = self._challenges.encode(nonce, session.expires_at, self.replica)
+        _keep(self._challenges_issued, cookie, session, _CHALLENGES_KEPT)
+        return session, cookie
 
     def read_challenge(self, cookie: str | None) -> ChallengeSession:
         """The challenge of this cookie; refuses forged and foreign ones (not expired ones:
         see :meth:`check_fresh`; an attested session outlives its challenge's nonce)."""
+        value = _present(cookie, "challenge")
+        # Found only by the exact text of a cookie this process made (a string hash under
+        # the interpreter's random seed, then a full comparison): a near miss teaches an
+        # attacker nothing, and is verified below like any other cookie.
+        session = self._challenges_issued.get(value)
+        if session is not None:
+            return session
         try:
-            nonce, expires_at, replica = self._challenges.decode(_present(cookie, "challenge"))
+            nonce, expires_at, replica = self._challenges.decode(value)
         except TokenInvalidError:
             raise _not_ours("challenge") from None
         return ChallengeSession(nonce=nonce, expires_at=expires_at, replica=replica)
@@ -163,12 +185,10 @@ class SessionSigner:
             "pod": session.pod.to_claim(),
             "enclave-container": session.enclave_container,
             "policy": session.policy_hash,
-            "tee-pubkey": session.tee_pubkey.to_wire(),
+            "tee-pubkey": _jwk_claim(session.tee_pubkey),
         }
         token = self._tokens.encode(claims)
-        if len(self._issued) >= _ISSUED_KEPT:
-            del self._issued[next(iter(self._issued))]  # the oldest
-        self._issued[token] = session
+        _keep(self._issued, token, session, _ISSUED_KEPT)
         return token
 
     def is_challenge(self, value: str) -> bool:
@@ -179,10 +199,8 @@ class SessionSigner:
 
     def read_token(self, token: str | None, now: int) -> AttestedSession:
         value = _present(token, "attestation")
-        try:
-            self._tokens.verify(value)
-        except TokenInvalidError:
-            raise _not_ours("attestation") from None
+        # A token found here by its exact text is one this process signed (as a kept
+        # challenge, above); any other is verified and its claims read.
         session = self._issued.get(value)
         if session is None:
             session = self._read_claims(value)
@@ -210,6 +228,20 @@ class SessionSigner:
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise SessionMissingError("the attestation token lacks its fields") from exc
         return session
+
+
+def _keep(table: OrderedDict[_K, _V], key: _K, value: _V, most: int) -> None:
+    """Add to a table of at most ``most`` entries, forgetting the oldest (in O(1): a plain
+    dict's first key is found past the holes its evicted predecessors left)."""
+    if len(table) >= most:
+        table.popitem(last=False)
+    table[key] = value
+
+
+def _jwk_claim(key: TeePubKey) -> dict[str, str]:
+    """``key.to_wire()`` (all its fields are required strings), without pydantic's
+    serializer on the way of every attestation."""
+    return {"kty": key.kty, "crv": key.crv, "alg": key.alg, "x": key.x, "y": key.y}
 
 
 def _derive(master_key: bytes, label: str) -> bytes:

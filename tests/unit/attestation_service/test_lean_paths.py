@@ -1,11 +1,13 @@
 """The service's cheaper paths answer exactly as the general ones they replace: the
-escaping of client text, JSON responses, and the primary evidence read without
-validating the parsed body twice."""
+escaping of client text, JSON responses (the challenge, token and JWE bodies written
+without the general encoder), and the primary evidence read without validating the
+parsed body twice."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 import pytest
 from aiohttp import web
@@ -16,11 +18,21 @@ from pydantic import JsonValue, ValidationError
 from enclave_runtime.kbs_protocol import (
     Attestation,
     CompositeEvidence,
+    JweResponse,
     RuntimeData,
     SgxEvidence,
     TeeKeyPair,
+    encrypt_to_tee_key,
 )
-from kubetee.attestation_service.app import _json, _quote_of
+from kubetee.attestation_service.app import (
+    _SELECTED_HASH,
+    _challenge_json,
+    _json,
+    _json_strings,
+    _jwe_members,
+    _quote_of,
+    _strict_base64,
+)
 from kubetee.attestation_service.errors import BadRequestError
 from kubetee.attestation_service.printable import printable
 
@@ -69,6 +81,29 @@ def test_json_responses_are_what_aiohttp_json_response_makes(document: dict[str,
     assert dict(ours.headers) == dict(stock.headers)
 
 
+@given(members=st.dictionaries(st.text(), st.text(), max_size=6))
+def test_an_object_of_strings_is_written_as_json_dumps_writes_it(members: dict[str, str]) -> None:
+    assert _json_strings(members.items()) == json.dumps(members)
+
+
+@given(nonce=st.text())
+def test_the_challenge_body_is_json_dumps_of_the_challenge(nonce: str) -> None:
+    assert _challenge_json(nonce) == json.dumps({"nonce": nonce, "extra-params": _SELECTED_HASH})
+
+
+@pytest.mark.parametrize("aad", [None, "YWFk"])
+def test_the_jwe_body_is_json_dumps_of_its_wire_form(aad: str | None) -> None:
+    wrapped = encrypt_to_tee_key(b"secret", _KEY)
+    if aad is not None:
+        wrapped = wrapped.model_copy(update={"aad": aad})
+
+    assert _json_strings(_jwe_members(wrapped)) == json.dumps(wrapped.to_wire())
+    # Every field the model has is written: one added later fails here first.
+    assert {name for name, _ in _jwe_members(wrapped.model_copy(update={"aad": "x"}))} == set(
+        JweResponse.model_fields
+    )
+
+
 def _attestation(primary_evidence: JsonValue) -> Attestation:
     return Attestation(
         runtime_data=RuntimeData(nonce="n", tee_pubkey=_KEY),
@@ -97,3 +132,25 @@ def test_the_quote_is_read_as_sgx_evidence_reads_it(primary_evidence: JsonValue)
             _quote_of(_attestation(primary_evidence))
     else:
         assert _quote_of(_attestation(primary_evidence)) == expected
+
+
+def _by_b64decode(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+@given(
+    text=_QUOTE_TEXT
+    | st.binary(max_size=64).map(lambda raw: base64.b64encode(raw).decode() + "=")
+    | st.binary(min_size=1, max_size=64).map(lambda raw: base64.b64encode(raw).decode()[:-1])
+    | st.text(alphabet="ABab019+/=", max_size=16)
+)
+def test_the_strict_decoding_answers_as_b64decode_validating(text: str) -> None:
+    expected = _by_b64decode(text)
+    if expected is None:
+        with pytest.raises((binascii.Error, ValueError)):
+            _strict_base64(text)
+    else:
+        assert _strict_base64(text) == expected

@@ -12,10 +12,12 @@ import string
 from http.cookies import SimpleCookie
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from enclave_runtime.kbs_protocol import SESSION_COOKIE, TeeKeyPair
+from enclave_runtime.kbs_protocol import SESSION_COOKIE, TeeKeyPair, TeePubKey
 from kubetee.attestation_service.errors import (
     AttestationExpiredError,
     NonceExpiredError,
@@ -24,6 +26,7 @@ from kubetee.attestation_service.errors import (
 from kubetee.attestation_service.session_tokens import (
     ChallengeCookie,
     Hs256Jwt,
+    Mac,
     TokenInvalidError,
 )
 from kubetee.attestation_service.sessions import AttestedSession, PodRef, SessionSigner
@@ -202,3 +205,54 @@ def test_the_sessions_kept_for_issued_tokens_are_bounded() -> None:
     # The first ones, no longer kept, still read from their claims.
     assert signer.read_token(tokens[0], now=1000).pod == PodRef("shop", "p-0", "u-0")
     assert signer.read_token(tokens[-1], now=1000).pod == PodRef("shop", "p-1199", "u-1199")
+
+
+def test_a_challenge_kept_here_reads_as_its_cookie_decodes() -> None:
+    here = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300, replica="r1")
+    # Same key and replica id, nothing kept: every cookie is verified and decoded.
+    decoding = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300, replica="r1")
+    issued = [here.new_challenge(now=1000 + i) for i in range(1100)]
+
+    assert len(here._challenges_issued) <= 1024
+    assert not decoding._challenges_issued
+    for session, cookie in issued:  # kept ones, and the first ones no longer kept
+        assert here.read_challenge(cookie) == decoding.read_challenge(cookie) == session
+    # A cookie one character away from one kept is not found, and its MAC refuses it.
+    _, cookie = issued[-1]
+    signed, _, mac = cookie.rpartition(".")
+    last = ALPHABET.index(mac[-1])
+    for altered in (f"{signed}.{mac[:-1]}{ALPHABET[last ^ 1]}", cookie[:-1], cookie + "A"):
+        with pytest.raises(SessionMissingError, match="not one this service issued"):
+            here.read_challenge(altered)
+    other_key = SessionSigner(b"o" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    with pytest.raises(SessionMissingError, match="not one this service issued"):
+        other_key.read_challenge(cookie)
+
+
+def test_the_token_claims_the_tee_pubkey_as_its_wire_form() -> None:
+    signer = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300)
+    key = TeeKeyPair.generate("P-384").public_jwk()
+    token = signer.issue_token(
+        AttestedSession(PodRef("shop", "p", "u"), "ec", "h", key, 1300), 1000
+    )
+
+    # The same members in the same order as pydantic's wire form: the same token bytes.
+    claimed = signer._tokens.decode(token)["tee-pubkey"]
+    assert list(claimed.items()) == list(key.to_wire().items())
+    assert set(claimed) == set(TeePubKey.model_fields)  # a field added later fails here
+
+
+@given(
+    key=st.binary(min_size=1, max_size=80),  # keys longer than a SHA-256 block are hashed
+    messages=st.lists(st.text(alphabet=st.characters(max_codepoint=127)), min_size=1, max_size=4),
+)
+def test_the_keyed_mac_is_hmac_sha256_every_time(key: bytes, messages: list[str]) -> None:
+    mac = Mac(key)
+    for message in messages:  # one after another: each starts again from the key
+        assert mac(message) == _b64url(hmac.digest(key, message.encode(), "sha256"))
+
+
+def test_the_session_keys_are_not_in_reprs() -> None:
+    for made in (Hs256Jwt(KEY), ChallengeCookie(KEY)):
+        assert KEY.hex() not in repr(made)
+        assert repr(KEY) not in repr(made)
