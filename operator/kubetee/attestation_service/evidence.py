@@ -24,9 +24,10 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from enclave_runtime.sgx.authority import SimulatedAuthority
-from enclave_runtime.sgx.pck_extension import PckExtensionError
+from enclave_runtime.sgx.pck_extension import SGX_EXTENSION_OID, PckExtensionError
 from enclave_runtime.sgx.quote import Quote
 from kubetee.attestation import certificates as certs
+from kubetee.attestation import content_cache
 from kubetee.attestation.collateral import Collateral
 from kubetee.attestation.errors import CertificateChainInvalidError
 from kubetee.attestation.verified import VerifiedQuote
@@ -37,11 +38,7 @@ from kubetee.attestation_service.errors import (
     PlatformNotRegisteredError,
 )
 from kubetee.attestation_service.workloads import Workload
-from kubetee.pcs.registry import (
-    PlatformRegistry,
-    RegistryUnavailableError,
-    platform_of_certificate,
-)
+from kubetee.pcs.registry import PlatformRegistry, RegistryUnavailableError
 from kubetee.pcs.stores import pck_ca_type
 
 
@@ -83,6 +80,7 @@ class QuotedPlatform:
 
 
 _PLATFORMS_CACHED = 256
+_SGX_EXTENSION = x509.ObjectIdentifier(SGX_EXTENSION_OID)
 _platforms: OrderedDict[tuple[bytes, bytes], QuotedPlatform] = OrderedDict()
 _platforms_lock = threading.Lock()
 
@@ -126,7 +124,11 @@ def _read_platform(certification_data: bytes, root_ca_der: bytes) -> QuotedPlatf
         certs.check_pinned_root(root, root_ca_der, "the quote's PCK certificate chain")
         certs.check_issued_by(ca, root, "the PCK CA certificate", code="PCK_CHAIN_INVALID")
         certs.check_issued_by(pck, ca, "the PCK certificate", code="PCK_CHAIN_INVALID")
-        _, _, fmspc = platform_of_certificate(pck)
+        # The FMSPC alone: the verification names the PPID and key from the chain it
+        # verifies, and reads the extension from the same content cache, so its ASN.1
+        # is decoded once.
+        extension = pck.extensions.get_extension_for_oid(_SGX_EXTENSION).value
+        fmspc = content_cache.sgx_extension(extension.public_bytes()).fmspc
         return QuotedPlatform(fmspc, pck_ca_type(ca))
     except CertificateChainInvalidError:
         raise

@@ -77,14 +77,19 @@ def _verified_part(value: str, mac: Mac) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Hs256Jwt:
-    """Compact HS256 JWTs under one key."""
+class _UnderKey:
+    """Values MAC'd under one key: the key out of reprs, its HMAC state set up once."""
 
     key: bytes = field(repr=False)
     _mac: Mac = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_mac", Mac(self.key))
+
+
+@dataclass(frozen=True, slots=True)
+class Hs256Jwt(_UnderKey):
+    """Compact HS256 JWTs under one key."""
 
     def encode(self, claims: dict[str, Any]) -> str:
         payload = json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode()
@@ -112,14 +117,8 @@ class Hs256Jwt:
 
 
 @dataclass(frozen=True, slots=True)
-class ChallengeCookie:
+class ChallengeCookie(_UnderKey):
     """``/auth`` cookies under one key."""
-
-    key: bytes = field(repr=False)
-    _mac: Mac = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_mac", Mac(self.key))
 
     @staticmethod
     def check_replica(replica: str | None) -> None:
