@@ -54,6 +54,17 @@ def _warnings(api: Api, namespace: str, name: str, reason: str) -> list[str]:
     ]
 
 
+def _warning_recorded(api: Api, pool: str, reason: str, operator: OperatorProcess) -> None:
+    """Wait for the pool's Warning of ``reason``: the operator posts it right after the
+    status patch that states the condition, so it may trail the condition a little."""
+    wait_for(
+        f"a {reason} Warning on the pool",
+        lambda: _warnings(api, "default", pool, reason),
+        timeout=15,
+        operator=operator,
+    )
+
+
 def _pool_condition(api: Api, pool: str, type_: str, reason: str) -> Callable[[], Any]:
     return lambda: (c := condition(api.pool(pool), type_)).get("reason") == reason and c
 
@@ -72,7 +83,8 @@ def test_a_quota_for_a_namespace_created_after_the_pool_is_enforced(
         operator=operator,
     )
     assert late in missing["message"]
-    assert _warnings(api, "default", pool, "NamespaceNotFound")
+    # The Event is posted after the status patch that carries the condition.
+    _warning_recorded(api, pool, "NamespaceNotFound", operator)
 
     api.core.create_namespace({"metadata": {"name": late}})
     try:
@@ -286,7 +298,7 @@ def test_a_vanished_node_shows_at_once_in_the_enclave_container_and_its_pool(
         )
         assert victim in lost["message"]
         assert time.monotonic() - started < 15
-        assert _warnings(api, "default", pool, "NodeLost")
+        _warning_recorded(api, pool, "NodeLost", operator)
     finally:
         try:
             api.core.create_node(node_manifest(victim))
