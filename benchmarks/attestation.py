@@ -109,10 +109,9 @@ async def _tls_roundtrip(
         await response.read()
 
 
-async def _kept_roundtrip(url: str, kbs: KbsClient | None, _: PodRef) -> None:
+async def _kept_roundtrip(kbs: KbsClient | None, _: PodRef) -> None:
     assert kbs is not None
-    async with kbs._session.get(f"{url}/healthz") as response:  # its kept connection
-        await response.read()
+    await kbs.connection.request("GET", "/healthz")  # its kept connection
 
 
 async def _load(
@@ -326,7 +325,7 @@ class _Run:
             https_rate, https_latencies = run_on(
                 self.args.loop,
                 _load(
-                    partial(_kept_roundtrip, url),
+                    _kept_roundtrip,
                     pods,
                     seconds=self.args.seconds / 2,
                     connect=partial(KbsClient, url, ssl_context=self.context),

@@ -22,12 +22,12 @@ cookie is for this service only) or a body that is not the step's JSON
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 from types import TracebackType
 from typing import Self, TypeVar
 
-import aiohttp
 from pydantic import BaseModel, JsonValue, ValidationError
 from yarl import URL
 
@@ -36,6 +36,13 @@ from enclave_runtime.kbs_protocol.errors import (
     KbsProtocolError,
     KbsRefusedError,
     KbsUnavailableError,
+)
+from enclave_runtime.kbs_protocol.kept_connection import (
+    Answer,
+    ConnectionLostError,
+    KeptConnection,
+    MalformedAnswerError,
+    UnreachableError,
 )
 from enclave_runtime.kbs_protocol.models import (
     KBS_PROTOCOL_VERSION,
@@ -51,8 +58,12 @@ from enclave_runtime.kbs_protocol.request_deadlines import RequestDeadlines
 from enclave_runtime.kbs_protocol.session_cookie import session_cookie_after
 
 _KBS_PREFIX = "/kbs/v0"
-_JSON = "application/json"
-_KEPT_URLS = 64
+_KEPT_TARGETS = 64
+_USER_AGENT = "User-Agent: kubetee-enclave-runtime\r\n"
+_ACCEPT_HEADERS = f"{_USER_AGENT}Accept: application/json\r\n"
+_JSON_HEADERS = f"{_ACCEPT_HEADERS}Content-Type: application/json\r\n"
+# What would end or break the Cookie header line this client sends the value back in.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 
 _M = TypeVar("_M", Challenge, JweResponse)
 
@@ -70,24 +81,19 @@ class KbsClient:
     ) -> None:
         """``keepalive_seconds``: how long this side keeps an idle connection for the next
         request (the service may close it sooner: see its keep-alive timeout)."""
-        self._base_url = base_url.rstrip("/")
-        # Parsed once: a round asks for the same few URLs (auth, attest, its secrets).
-        self._urls: dict[str, URL] = {}
+        base = URL(base_url.rstrip("/"))
+        self._prefix = f"{base.raw_path.rstrip('/')}{_KBS_PREFIX}"
+        # Quoted once: a round asks for the same few paths (auth, attest, its secrets).
+        self._targets: dict[str, str] = {}
         self._session_cookie: str | None = None
-        # Each request's limit, kept by this client's one timer (aiohttp's timeout is off:
-        # it would arm a timer per request).
+        # Each request's limit, kept by this client's one timer.
         self._deadlines = RequestDeadlines(timeout_seconds)
-        self._session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),  # the one cookie is kept by this client
-            timeout=aiohttp.ClientTimeout(total=None),
-            # One connection for the whole exchange: the service binds a nonce to the
-            # replica that issued it, and one TLS handshake serves all three requests
-            # (and the next rounds', while the connection lives).
-            connector=aiohttp.TCPConnector(
-                ssl=ssl_context if ssl_context is not None else True,
-                limit=1,
-                keepalive_timeout=keepalive_seconds,
-            ),
+        # One connection for the whole exchange: the service binds a nonce to the replica
+        # that issued it, and one TLS handshake serves all three requests (and the next
+        # rounds', while the connection lives). Redirects are not followed: the session
+        # cookie is this service's alone, and a KBS never redirects.
+        self.connection = KeptConnection(
+            base.with_path("/"), ssl_context=ssl_context, keepalive_seconds=keepalive_seconds
         )
 
     async def __aenter__(self) -> Self:
@@ -103,7 +109,7 @@ class KbsClient:
 
     async def close(self) -> None:
         self._deadlines.close()
-        await self._session.close()
+        await self.connection.aclose()
 
     @property
     def session_cookie(self) -> str | None:
@@ -148,55 +154,49 @@ class KbsClient:
 
     async def _call(self, step: str, method: str, path: str, payload: bytes | None) -> bytes:
         """The response body of a 2xx answer (the session cookie taken from it)."""
-        url = self._urls.get(path)
-        if url is None:
-            url = URL(f"{self._base_url}{_KBS_PREFIX}{path}")
-            if len(self._urls) < _KEPT_URLS:
-                self._urls[path] = url
-        headers = {"Content-Type": _JSON} if payload is not None else {}
+        target = self._targets.get(path)
+        if target is None:
+            target = URL.build(path=f"{self._prefix}{path}").raw_path
+            if len(self._targets) < _KEPT_TARGETS:
+                self._targets[path] = target
+        headers = _JSON_HEADERS if payload is not None else _ACCEPT_HEADERS
         if self._session_cookie is not None:
-            headers["Cookie"] = f"{SESSION_COOKIE}={self._session_cookie}"
+            headers = f"{headers}Cookie: {SESSION_COOKIE}={self._session_cookie}\r\n"
         try:
             with self._deadlines.limit():
-                # Not followed: the session cookie is this service's alone, and a KBS
-                # never redirects (a jar kept cookies to their host; a header would go
-                # anywhere).
-                response = await self._session.request(
-                    method, url, data=payload, headers=headers, allow_redirects=False
-                )
-                # Released here rather than by ``async with``, whose exit also waits for
-                # the request's body writer: reading the body has waited for it already.
-                try:
-                    return await self._answer(step, response)
-                finally:
-                    response.release()
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError) as exc:
+                answer = await self.connection.request(method, target, headers, payload)
+        except ConnectionLostError as exc:
             raise KbsConnectionLostError(
                 f"{step}: the connection to the attestation service closed: {exc}"
             ) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except MalformedAnswerError as exc:
+            raise KbsProtocolError(f"{step}: {exc}") from None
+        except (UnreachableError, TimeoutError) as exc:
             raise KbsUnavailableError(
-                f"{step}: cannot reach the attestation service: {exc}"
+                f"{step}: cannot reach the attestation service: {str(exc) or 'no answer in time'}"
             ) from exc
+        return self._answer(step, answer)
 
-    async def _answer(self, step: str, response: aiohttp.ClientResponse) -> bytes:
+    def _answer(self, step: str, answer: Answer) -> bytes:
         """The body of a 2xx answer, the session cookie taken from it; a typed error for
         any other status."""
-        if response.status >= 500:
-            raise KbsUnavailableError(f"{step}: attestation service answered {response.status}")
-        if response.status >= 400:
-            raise _refusal(step, response.status, await response.read())
-        if response.status >= 300:
+        status = answer.status
+        if status >= 500:
+            raise KbsUnavailableError(f"{step}: attestation service answered {status}")
+        if status >= 400:
+            raise _refusal(step, status, answer.body)
+        if status >= 300:
             raise KbsProtocolError(
-                f"{step}: attestation service redirected ({response.status}); "
+                f"{step}: attestation service redirected ({status}); "
                 "a KBS answers at its own URL: configure that one"
             )
-        set_cookies = response.headers.getall(aiohttp.hdrs.SET_COOKIE, ())
-        if set_cookies:
-            self._session_cookie = session_cookie_after(
-                set_cookies, self._session_cookie, time.time()
-            )
-        return await response.read()
+        if answer.set_cookies:
+            cookie = session_cookie_after(answer.set_cookies, self._session_cookie, time.time())
+            # Sent back as a header line: a value that could end it is not a session id.
+            if cookie is not None and _CONTROL_CHARACTER.search(cookie):
+                raise KbsProtocolError(f"{step}: the session cookie's value is malformed")
+            self._session_cookie = cookie
+        return answer.body
 
 
 def _refusal(step: str, status: int, raw: bytes) -> KbsRefusedError:

@@ -6,11 +6,11 @@ the kept connection and across connections."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 
@@ -222,12 +222,13 @@ async def test_a_nonce_used_on_a_kept_connection_is_refused_there_and_elsewhere(
         # Replayed on the same kept connection, after a later round began on it ...
         await session.kbs.auth()
         # Only the replayed cookie goes: the client's own is a header it adds, not a jar's.
-        async with session.kbs._session.post(  # the client's own (kept) connection
-            f"{stack.base_url}/kbs/v0/attest",
-            json=attestation.to_wire(),
-            headers={"Cookie": f"{SESSION_COOKIE}={cookie}"},
-        ) as response:
-            same = response.status, await response.json()
+        answer = await session.kbs.connection.request(  # the client's own (kept) connection
+            "POST",
+            "/kbs/v0/attest",
+            f"Content-Type: application/json\r\nCookie: {SESSION_COOKIE}={cookie}\r\n",
+            json.dumps(attestation.to_wire()).encode(),
+        )
+        same = answer.status, json.loads(answer.body)
         assert kept.connections == 1
     # ... and on a new connection.
     other = await _post_attest(stack, cookie, attestation)
@@ -243,8 +244,6 @@ async def test_the_client_keeps_its_connection_past_the_re_attestation_interval(
 ) -> None:
     settings = stack.runtime_settings(stack.add_pod("payments-1"))
     async with kbs_client(settings, stack.client_context(), stack.base_url) as kbs:
-        connector = kbs._session.connector
-        assert isinstance(connector, aiohttp.TCPConnector)
         # The service's timeout decides when a kept connection closes, not the runtime.
-        assert connector._keepalive_timeout > settings.reattest_interval_seconds
+        assert kbs.connection._keepalive > settings.reattest_interval_seconds
         assert isinstance(kbs, KbsClient)
