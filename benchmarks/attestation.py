@@ -231,6 +231,9 @@ class _Measured:
     latencies: list[float]
     service_cpu_seconds: float  # all worker processes
     client_cpu_seconds: float  # the clients' process (this one)
+    # The busiest worker's part of the service's CPU: the kernel hands each kept connection
+    # to one worker (SO_REUSEPORT hashes it), so a few clients may load one more.
+    busiest_worker_share: float
 
 
 def _figures(measured: _Measured) -> dict[str, Any]:
@@ -253,6 +256,7 @@ def _figures(measured: _Measured) -> dict[str, Any]:
         "service_attestations_per_core_second": round(
             len(latencies) / max(measured.service_cpu_seconds, 1e-9), 1
         ),
+        "busiest_worker_cpu_share": round(measured.busiest_worker_share, 2),
     }
 
 
@@ -295,15 +299,18 @@ class _Run:
 
         # The clients run on --loop: uvloop, as the runtime does.
         run_on(self.args.loop, _load(operation, pods, seconds=1.0, connect=connect))  # warm-up
-        service_cpu, client_cpu = service.cpu_seconds(), time.process_time()
+        workers_cpu, client_cpu = service.cpu_seconds_by_worker(), time.process_time()
         rate, latencies = run_on(
             self.args.loop, _load(operation, pods, seconds=seconds, connect=connect)
         )
+        after = service.cpu_seconds_by_worker()
+        used = [now - then for now, then in zip(after, workers_cpu, strict=True)]
         return _Measured(
             rate,
             latencies,
-            service.cpu_seconds() - service_cpu,
+            sum(used),
             time.process_time() - client_cpu,
+            max(used) / max(sum(used), 1e-9),
         )
 
     def memory(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

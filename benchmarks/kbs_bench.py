@@ -239,7 +239,11 @@ class Service:
 
     def cpu_seconds(self) -> float:
         """User and system CPU all worker processes have used so far."""
-        return sum(process_cpu_seconds(p.pid) for p in self._processes if p.pid is not None)
+        return sum(self.cpu_seconds_by_worker())
+
+    def cpu_seconds_by_worker(self) -> list[float]:
+        """Each worker process's user and system CPU so far."""
+        return [process_cpu_seconds(p.pid) for p in self._processes if p.pid is not None]
 
     def writes(self) -> int:
         """The apiserver writes the workers have sent so far."""
