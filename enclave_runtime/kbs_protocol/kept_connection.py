@@ -82,11 +82,6 @@ class KeptConnection:
         self._idle_since = 0.0
         self._lock = asyncio.Lock()
 
-    @property
-    def is_open(self) -> bool:
-        """Whether a connection is open for the next request now."""
-        return self._reader is not None and self._reader.reusable
-
     async def request(
         self, method: str, target: str, headers: str = "", body: bytes | None = None
     ) -> Answer:
@@ -222,6 +217,11 @@ class _AnswerReader(asyncio.Protocol):
             self._head_fed += len(data)
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # 101 Switching Protocols: the KBS protocol never asks for another protocol.
+            self._fail(MalformedAnswerError("not an HTTP/1.1 answer (it switches protocols)"))
+            self.close()
+            return
         except httptools.HttpParserError as exc:
             error = self._error or MalformedAnswerError(f"not an HTTP/1.1 answer ({exc})")
             self._fail(error)

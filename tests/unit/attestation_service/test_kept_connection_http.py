@@ -183,6 +183,10 @@ async def test_a_connection_closed_before_or_during_the_answer_is_lost() -> None
     ("answer", "message"),
     [
         (b"SMTP ready\r\n\r\n", "not an HTTP/1.1 answer"),
+        (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+            "switches protocols",
+        ),
         (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "not an HTTP/1.1 answer"),
         (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", "head larger than 65536"),
         (b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70_000, "head larger than 65536"),  # unfinished
@@ -256,6 +260,7 @@ class _Transport(asyncio.Transport):
                     b"HTTP/1.1 200 OK\r\n",
                     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
                     b"HTTP/1.1 100 Continue\r\n\r\n",
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n",
                     b"HTTP/1.0 302 Found\r\nContent-Length: 3\r\n\r\n",
                 ]
             ),
