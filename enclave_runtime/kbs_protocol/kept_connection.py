@@ -93,11 +93,14 @@ class KeptConnection:
     async def _exchange(self, method: str, target: str, headers: str, body: bytes | None) -> Answer:
         loop = asyncio.get_running_loop()
         reader = self._reader
-        if reader is None or not reader.reusable or reader.loop is not loop:
-            reader = await self._connect(loop)
-        elif loop.time() - self._idle_since > self._keepalive:
-            reader.close()  # idle past this side's keep-alive: not trusted to be open
-            reader = await self._connect(loop)
+        if (
+            reader is None
+            or not reader.reusable
+            or reader.loop is not loop
+            # Idle past this side's keep-alive: not trusted to be open any more.
+            or loop.time() - self._idle_since > self._keepalive
+        ):
+            reader = await self._connect(loop)  # which closes the one it replaces
         head = f"{method} {target} HTTP/1.1{self._head_start}{headers}"
         if body is not None:
             head = f"{head}Content-Length: {len(body)}\r\n"

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from kubetee.demo.kind_access import build_local_image
+from kubetee.image.cli import DEFAULT_TAG
 from tests.e2e.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]
 
-RUNTIME_BASE = "kubetee/kubetee:0.1.0"
+# The image the kind suite builds too (`kubetee image build`'s default tag).
+RUNTIME_BASE = DEFAULT_TAG
 EXAMPLE_APP = REPO_ROOT / "deploy" / "examples" / "enclave-app"
 SUFFIX = str(os.getpid())
 RUNTIME = f"kubetee-e2e/runtime:{SUFFIX}"

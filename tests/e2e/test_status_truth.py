@@ -83,7 +83,6 @@ def test_a_quota_for_a_namespace_created_after_the_pool_is_enforced(
         operator=operator,
     )
     assert late in missing["message"]
-    # The Event is posted after the status patch that carries the condition.
     _warning_recorded(api, pool, "NamespaceNotFound", operator)
 
     api.core.create_namespace({"metadata": {"name": late}})

@@ -33,13 +33,14 @@ from kubetee.demo.kind_story import (
     TAMPERED,
     KindDemo,
 )
+from kubetee.image.cli import DEFAULT_TAG
 from kubetee.pcs.api import TCB_PATH
 from kubetee.tcb.names import FMSPC_LABEL
 from tests.kind.conftest import Kind, repo_path
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kind]
 
-IMAGE = "kubetee/kubetee:0.1.0"
+IMAGE = DEFAULT_TAG  # `kubetee image build`'s default, which the enclave-image test uses too
 UPGRADE_TAG = "0.1.0-kind-upgrade"
 T = TypeVar("T")
 
