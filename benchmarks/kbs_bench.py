@@ -188,7 +188,7 @@ def _worker(spec: ServerSpec) -> None:
 
 async def _serve_until_stopped(spec: ServerSpec, service: KbsService) -> None:
     tls = spec.workdir / "tls"
-    runner, listener, _ = await start(
+    serving = await start(
         create_app(service),
         host="127.0.0.1",
         port=spec.port,
@@ -201,8 +201,7 @@ async def _serve_until_stopped(spec: ServerSpec, service: KbsService) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
-    listener.close()
-    await runner.cleanup()
+    await serving.close()
 
 
 def _platforms(workdir: Path, node: str) -> RegisteredPlatforms:

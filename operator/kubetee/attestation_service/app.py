@@ -1,4 +1,5 @@
-"""The KBS HTTP endpoints (aiohttp): ``/kbs/v0/auth``, ``/attest``, ``/resource``.
+"""The KBS HTTP endpoints: ``/kbs/v0/auth``, ``/attest``, ``/resource`` (served by
+:mod:`.http_connection`).
 
 They speak the protocol as a stock client (CoCo's kbs_protocol) speaks it: ``/auth``
 takes no project-specific parameters; the attesting pod is named by the init-data
@@ -25,11 +26,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from json.encoder import encode_basestring_ascii as json_string  # json.dumps of a str
 from typing import Protocol, TypeVar
+from urllib.parse import unquote
 
 import pybase64
-from aiohttp import web
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from enclave_runtime.kbs_protocol import (
@@ -67,6 +69,7 @@ from kubetee.attestation_service.errors import (
     http_status_of,
     kbs_problem_of,
 )
+from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
 from kubetee.attestation_service.printable import printable
 from kubetee.attestation_service.replay import NonceLedger
 from kubetee.attestation_service.session_cookie import session_cookie, set_session_cookie
@@ -127,59 +130,115 @@ class KbsService:
         return int(self.clock())
 
 
-SERVICE_KEY = web.AppKey("kbs_service", KbsService)
+Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+# Wraps a handler: sees the request, calls the handler (or not), sees the answer.
+Middleware = Callable[[HttpRequest, Handler], Awaitable[HttpResponse]]
+_RESOURCE = "/kbs/v0/resource/"
 
 
-def create_app(service: KbsService) -> web.Application:
-    app = web.Application(middlewares=[_problem_details], client_max_size=MAX_BODY_BYTES)
-    app[SERVICE_KEY] = service
-    app.router.add_post("/kbs/v0/auth", _auth)
-    app.router.add_post("/kbs/v0/attest", _attest)
-    app.router.add_get("/kbs/v0/resource/{repository}/{type}/{tag}", _resource)
-    app.router.add_get("/healthz", _healthz)
-    app.router.add_get("/readyz", _readyz)
-    return app
+class KbsApp:
+    """The service's routes, answered with problem details for every refusal; what an
+    :class:`~.http_connection.HttpConnection` serves.
 
+    ``middlewares`` (added before serving) wrap every handler, innermost last: they see
+    a refusal as its exception, before it becomes problem details.
+    """
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+    max_body_bytes = MAX_BODY_BYTES
 
+    def __init__(self, service: KbsService) -> None:
+        self.service = service
+        self.middlewares: list[Middleware] = []
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/kbs/v0/auth": {"POST": partial(_auth, service)},
+            "/kbs/v0/attest": {"POST": partial(_attest, service)},
+            "/healthz": {"GET": partial(_healthz, service)},
+            "/readyz": {"GET": partial(_readyz, service)},
+        }
+        self._resource: Handler = partial(_resource, service)
 
-@web.middleware
-async def _problem_details(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except AttestationError as error:
-        log.warning(
-            "refused %s %s: %s (%s): %s",
-            request.method,
-            printable(request.path, 120),
-            error.reason,
-            error.code,
-            printable(error.message, 400),
-        )
-        return problem(error)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # redirects and successes pass
-            raise
-        # Routing and size limits of aiohttp itself: the same problem shape.
-        kind = "InvalidRequestPath" if exc.status in {404, 405} else "SerdeError"
+    async def __call__(self, request: HttpRequest) -> HttpResponse:
+        handler = self._route(request)
+        if handler is None:
+            return self._not_routed(request)
+        for middleware in reversed(self.middlewares):
+            handler = _wrapped(middleware, handler)
+        try:
+            return await handler(request)
+        except AttestationError as error:
+            log.warning(
+                "refused %s %s: %s (%s): %s",
+                request.method,
+                printable(request.path, 120),
+                error.reason,
+                error.code,
+                printable(error.message, 400),
+            )
+            return problem(error)
+
+    def refusal(self, status: int, detail: str) -> HttpResponse:
+        """Problem details for a request refused before any handler: its path or method
+        (``InvalidRequestPath``), or its shape or size (``SerdeError``)."""
+        kind = "InvalidRequestPath" if status in {404, 405} else "SerdeError"
+        if status >= 500:
+            kind = "InternalError"
         return _json(
-            {"type": KBS_PROBLEM_PREFIX + kind, "detail": exc.reason, "reason": kind},
-            status=exc.status,
+            {"type": KBS_PROBLEM_PREFIX + kind, "detail": detail, "reason": kind}, status=status
         )
 
+    def _methods(self, request: HttpRequest) -> dict[str, Handler] | None:
+        path = unquote(request.path) if "%" in request.path else request.path
+        methods = self._routes.get(path)
+        if methods is not None or not request.path.startswith(_RESOURCE):
+            return methods
+        segments = request.path[len(_RESOURCE) :].split("/")
+        if len(segments) != 3:
+            return None
+        try:
+            decoded = [unquote(segment, errors="strict") for segment in segments]
+        except UnicodeDecodeError:
+            return None
+        if not all(decoded):
+            return None
+        request.match_info = dict(zip(("repository", "type", "tag"), decoded, strict=True))
+        return {"GET": self._resource}
 
-def _json(document: object, *, status: int = 200) -> web.Response:
-    """What ``web.json_response`` answers (the same body and headers), made without its
-    detour through text."""
+    def _route(self, request: HttpRequest) -> Handler | None:
+        methods = self._methods(request)
+        if methods is None:
+            return None
+        # HEAD is GET without the body (the connection leaves it out).
+        return methods.get("GET" if request.method == "HEAD" else request.method)
+
+    def _not_routed(self, request: HttpRequest) -> HttpResponse:
+        methods = self._methods(request)
+        if methods is None:
+            return self.refusal(404, "Not Found")
+        response = self.refusal(405, "Method Not Allowed")
+        allowed = sorted({*methods, "HEAD"} if "GET" in methods else set(methods))
+        response.add_header("Allow", ", ".join(allowed))
+        return response
+
+
+def _wrapped(middleware: Middleware, handler: Handler) -> Handler:
+    async def call(request: HttpRequest) -> HttpResponse:
+        return await middleware(request, handler)
+
+    return call
+
+
+def create_app(service: KbsService) -> KbsApp:
+    return KbsApp(service)
+
+
+def _json(document: object, *, status: int = 200) -> HttpResponse:
+    """A JSON answer of ``document`` as ``json.dumps`` writes it."""
     return _json_text(json.dumps(document), status=status)
 
 
-def _json_text(text: str, *, status: int = 200) -> web.Response:
+def _json_text(text: str, *, status: int = 200) -> HttpResponse:
     """A JSON response whose body ``text`` is already written as ``json.dumps`` would."""
-    return web.Response(
-        body=text.encode(), status=status, content_type="application/json", charset="utf-8"
-    )
+    return HttpResponse(status, text.encode())
 
 
 def _json_strings(members: Iterable[tuple[str, str]]) -> str:
@@ -207,7 +266,7 @@ def _jwe_members(jwe: JweResponse) -> Iterable[tuple[str, str]]:
         yield "aad", jwe.aad
 
 
-def problem(error: AttestationError) -> web.Response:
+def problem(error: AttestationError) -> HttpResponse:
     return _json(
         {
             "type": KBS_PROBLEM_PREFIX + kbs_problem_of(error),
@@ -218,16 +277,16 @@ def problem(error: AttestationError) -> web.Response:
     )
 
 
-async def _healthz(_request: web.Request) -> web.Response:
+async def _healthz(_service: KbsService, _request: HttpRequest) -> HttpResponse:
     """Liveness: the process serves requests (restarting it cures nothing else)."""
     return _json({"status": "ok"})
 
 
-async def _readyz(request: web.Request) -> web.Response:
+async def _readyz(service: KbsService, _request: HttpRequest) -> HttpResponse:
     """Readiness: an attestation could complete now (its Kubernetes API and etcd
     answer). 503 with the cause otherwise, so a Service sends clients elsewhere and the
     operator reports the cause."""
-    check = request.app[SERVICE_KEY].readiness
+    check = service.readiness
     problem = await check() if check is not None else None
     if problem is None:
         return _json({"status": "ok"})
@@ -236,9 +295,8 @@ async def _readyz(request: web.Request) -> web.Response:
     )
 
 
-async def _auth(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
-    kbs_request = await _parse_body(request, Request)
+async def _auth(service: KbsService, request: HttpRequest) -> HttpResponse:
+    kbs_request = _parse_body(request, Request)
     if not kbs_request.version.startswith(_COMPATIBLE_VERSION):
         raise BadRequestError(
             f"KBS protocol version {printable(kbs_request.version, 40)!r} is not supported; "
@@ -271,15 +329,14 @@ def _check_hash_algorithms(extra_params: JsonValue) -> None:
         )
 
 
-async def _attest(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
+async def _attest(service: KbsService, request: HttpRequest) -> HttpResponse:
     now = service.now()
     challenge = service.sessions.read_challenge(session_cookie(request))
     service.sessions.check_fresh(challenge, now)
     service.sessions.check_issued_here(challenge)
     if service.ledger.known_used(challenge.nonce):
         raise NonceReplayedError("this nonce was already used for an attestation")
-    attestation = await _parse_body(request, Attestation)
+    attestation = _parse_body(request, Attestation)
     if attestation.runtime_data.nonce != challenge.nonce:
         raise NonceMismatchError("runtime-data.nonce is not the nonce of this session's challenge")
     quote = _quote_of(attestation)
@@ -310,7 +367,7 @@ async def _conclude(  # noqa: PLR0917  # one step of _attest, split for size
     workload: Workload,
     verified: VerifiedQuote,
     now: int,
-) -> web.Response:
+) -> HttpResponse:
     refusal: AttestationError | None = None
     try:
         if service.platforms is not None:
@@ -394,8 +451,7 @@ def _pod_and_config_id(attestation: Attestation) -> tuple[PodRef, bytes]:
     return PodRef(namespace=pod.namespace, name=pod.name, uid=pod.uid), config_id
 
 
-async def _resource(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
+async def _resource(service: KbsService, request: HttpRequest) -> HttpResponse:
     session = await _attested_session(request, service)
     namespace = request.match_info["repository"]
     name = request.match_info["type"]
@@ -424,11 +480,11 @@ async def _resource(request: web.Request) -> web.Response:
     return _json_text(_json_strings(_jwe_members(wrapped)))
 
 
-async def _attested_session(request: web.Request, service: KbsService) -> AttestedSession:
+async def _attested_session(request: HttpRequest, service: KbsService) -> AttestedSession:
     """The attestation a resource request presents: the attested token (bearer or cookie)
     or the ``/auth`` cookie of a session that attested (looked up in the ledger)."""
     now = service.now()
-    authorization = request.headers.get("Authorization", "")
+    authorization = request.headers.get("authorization", "")
     if authorization.startswith("Bearer "):
         return service.sessions.read_token(authorization.removeprefix("Bearer ").strip(), now)
     cookie = session_cookie(request)
@@ -449,10 +505,9 @@ async def _attested_session(request: web.Request, service: KbsService) -> Attest
     return service.sessions.read_token(cookie, now)
 
 
-async def _parse_body(request: web.Request, model: type[_M]) -> _M:
-    raw = await request.read()
+def _parse_body(request: HttpRequest, model: type[_M]) -> _M:
     try:
-        return model.model_validate_json(raw)
+        return model.model_validate_json(request.body)
     except ValidationError as exc:
         fields = ", ".join(
             printable(".".join(str(p) for p in e["loc"]), 60) or "body" for e in exc.errors()[:5]

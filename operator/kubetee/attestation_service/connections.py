@@ -5,9 +5,11 @@ Each TLS connection costs about 280 KiB (TLS and HTTP buffers). So the listener
 - accepts at most ``max_connections`` at once (counted from the TCP accept, TLS
   handshakes included); beyond that a connection is closed at once;
 - gives a TLS handshake ``handshake_timeout`` seconds;
-- closes a connection that sends no complete request head within ``keepalive_timeout``
-  seconds of opening, or stays idle that long between requests (aiohttp's keep-alive
-  timer runs from the connection's start and is not extended by partial data).
+- closes a connection that sends no whole request within ``keepalive_timeout`` seconds
+  of opening, or stays idle that long between requests (the timer is not extended by
+  partial data);
+- on shutdown stops accepting, closes idle connections, lets each busy one finish its
+  answer, and closes what is left after ``shutdown_timeout``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import weakref
 from dataclasses import dataclass
 
-from aiohttp import web
+from kubetee.attestation_service.http_connection import Application, HttpConnection
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,9 @@ class ConnectionLimits:
 
 
 class _Counted(asyncio.Protocol):
-    """Forwards to aiohttp's request handler and counts the connection while it lives."""
+    """Forwards to the HTTP connection and counts it while it lives."""
 
-    def __init__(self, inner: asyncio.Protocol, live: weakref.WeakSet[_Counted]) -> None:
+    def __init__(self, inner: HttpConnection, live: weakref.WeakSet[_Counted]) -> None:
         self._inner = inner
         self._live = live
         self.accepted = time.monotonic()
@@ -70,17 +72,18 @@ class _Refused(asyncio.Protocol):
 
 
 class BoundedConnections:
-    """A protocol factory around aiohttp's low-level server that caps live connections.
+    """A factory of HTTP connections to ``app`` that caps live connections.
 
     A connection whose TLS handshake fails is never handed to the application (asyncio
     does not report its loss): it stops counting once its handshake time has run out,
     and is forgotten when collected (hence the weak set).
     """
 
-    def __init__(self, server: web.Server, max_connections: int, handshake_timeout: float) -> None:
-        self._server = server
-        self._max = max_connections
-        self._handshake_timeout = handshake_timeout
+    def __init__(self, app: Application, limits: ConnectionLimits) -> None:
+        self._app = app
+        self._max = limits.max_connections
+        self._handshake_timeout = limits.handshake_timeout
+        self._keepalive_timeout = limits.keepalive_timeout
         self._live: weakref.WeakSet[_Counted] = weakref.WeakSet()
         self.refused = 0
 
@@ -103,33 +106,55 @@ class BoundedConnections:
                     self.refused,
                 )
             return _Refused()
-        return _Counted(self._server(), self._live)
+        return _Counted(
+            HttpConnection(self._app, keepalive_timeout=self._keepalive_timeout), self._live
+        )
+
+    def connections(self) -> list[HttpConnection]:
+        """The connections open now."""
+        return [counted._inner for counted in list(self._live) if counted.made]
+
+
+@dataclass
+class Serving:
+    """A listening service: its listener and connections, closed together by ``close``."""
+
+    listener: asyncio.Server
+    connections: BoundedConnections
+
+    async def close(self, grace_seconds: float = 10.0) -> None:
+        """Stop accepting; close idle connections at once and busy ones after their
+        answer; after ``grace_seconds`` close whatever is left."""
+        self.listener.close()
+        open_now = self.connections.connections()
+        for connection in open_now:
+            connection.close_when_idle()
+        if open_now:
+            await asyncio.wait([c.closed for c in open_now], timeout=grace_seconds)
+        for connection in self.connections.connections():
+            connection.abort()
+        await self.listener.wait_closed()
 
 
 async def start(
-    app: web.Application,
+    app: Application,
     *,
     host: str,
     port: int,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | None,
     limits: ConnectionLimits,
     reuse_port: bool = False,
-) -> tuple[web.AppRunner, asyncio.Server, BoundedConnections]:
-    """Serve ``app`` over TLS within ``limits`` (``reuse_port``: several processes share
-    the port); the caller cleans up the runner."""
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.keepalive_timeout)
-    await runner.setup()
-    server = runner.server
-    if server is None:  # pragma: no cover - setup() always creates it
-        raise RuntimeError("the aiohttp runner has no server")
-    factory = BoundedConnections(server, limits.max_connections, limits.handshake_timeout)
+) -> Serving:
+    """Serve ``app`` over TLS (``ssl_context`` None: plain TCP, for tests) within
+    ``limits`` (``reuse_port``: several processes share the port)."""
+    factory = BoundedConnections(app, limits)
     listener = await asyncio.get_running_loop().create_server(
         factory,
         host,
         port,
         ssl=ssl_context,
-        ssl_handshake_timeout=limits.handshake_timeout,
+        ssl_handshake_timeout=limits.handshake_timeout if ssl_context is not None else None,
         backlog=128,
         reuse_port=reuse_port or None,
     )
-    return runner, listener, factory
+    return Serving(listener, factory)

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 from kubernetes import client
 from prometheus_client import REGISTRY
 
 from kubetee.attestation.roots import intel_sgx_root_ca_der, root_ca_der
-from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.app import KbsApp, KbsService, create_app
 from kubetee.attestation_service.cluster_cache import ClusterCache
 from kubetee.attestation_service.connections import ConnectionLimits, start
 from kubetee.attestation_service.evidence import (
@@ -194,7 +193,7 @@ def _run_worker(settings: ServiceSettings, shared_port: bool, metrics_dir: Path 
 
 
 async def _serve(
-    app: web.Application,
+    app: KbsApp,
     service: KbsService,
     ledger: NonceLedger,
     settings: ServiceSettings,
@@ -206,7 +205,7 @@ async def _serve(
         keepalive_timeout=settings.keepalive_timeout_seconds,
         handshake_timeout=settings.tls_handshake_timeout_seconds,
     )
-    runner, listener, _ = await start(
+    serving = await start(
         app,
         host=settings.host,
         port=settings.port,
@@ -241,5 +240,4 @@ async def _serve(
                 await task
         if isinstance(collateral, PccsCollateral):
             await collateral.close()
-        listener.close()
-        await runner.cleanup()
+        await serving.close()

@@ -1,7 +1,7 @@
 """The attestation service's metrics: attestations by result and reason, their latency,
 and the secrets released.
 
-:func:`instrument_app` adds an aiohttp middleware that times every ``POST
+:func:`instrument_app` adds a middleware to the service's routes that times every ``POST
 /kbs/v0/attest`` and counts it as ``accepted`` or ``refused`` with the refusal's
 CamelCase reason (the same reason the service puts in its problem details and
 Events); the service calls :meth:`AttestationMetrics.secret_released` when it hands
@@ -11,13 +11,15 @@ out a secret. Nothing here sees a nonce, a key or a secret value.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from kubetee.metrics import names
+
+if TYPE_CHECKING:  # the service's module imports this one (its secrets counter)
+    from kubetee.attestation_service.app import Handler, KbsApp, Middleware
+    from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
 
 ATTEST_PATH = "/kbs/v0/attest"
 ACCEPTED, REFUSED = "accepted", "refused"
@@ -25,8 +27,6 @@ ACCEPTED_REASON = "Attested"
 # Quote verification with cached collateral takes milliseconds; a collateral fetch or a
 # slow Kubernetes API seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class AttestationMetrics:
@@ -62,16 +62,12 @@ class AttestationMetrics:
     def middleware(self) -> Middleware:
         """Time and classify ``POST /kbs/v0/attest``; other requests pass untouched."""
 
-        @web.middleware
-        async def attestation_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async def attestation_metrics(request: HttpRequest, handler: Handler) -> HttpResponse:
             if request.method != "POST" or request.path != ATTEST_PATH:
                 return await handler(request)
             started = time.perf_counter()
             try:
                 response = await handler(request)
-            except web.HTTPException as error:
-                self.observe_attestation(REFUSED, error.reason.replace(" ", ""), _since(started))
-                raise
             except Exception as error:
                 # AttestationError and its subclasses carry the CamelCase reason.
                 reason = getattr(error, "reason", None)
@@ -102,7 +98,7 @@ def attestation_metrics() -> AttestationMetrics:
     return _default
 
 
-def instrument_app(app: web.Application, metrics: AttestationMetrics | None = None) -> None:
+def instrument_app(app: KbsApp, metrics: AttestationMetrics | None = None) -> None:
     """Add the attestation middleware to ``app`` (before it starts), innermost, so it sees
     the refusal exception before the service turns it into problem details."""
     app.middlewares.append((metrics or attestation_metrics()).middleware())

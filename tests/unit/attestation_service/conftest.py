@@ -34,6 +34,7 @@ from kubetee.attestation_service.sessions import PodRef, SessionSigner
 from kubetee.attestation_service.tls import TlsFiles, generate, server_context
 from kubetee.attestation_service.workloads import EnclaveContainerView, policy_hash
 from kubetee.pcs.registry import InMemoryRegistry, record_for
+from tests.kbs_serving import port_of, serving
 
 NAMESPACE = "shop"
 EC_NAME = "payments"
@@ -187,16 +188,12 @@ async def running_stack(sim_dir: Path, tmp_path: Path) -> AsyncIterator[Stack]:
         clock=clock,
     )
     tls = generate(tmp_path / "tls", ["localhost", "127.0.0.1"])
-    runner = web.AppRunner(create_app(service), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(tls.certificate, tls.key))
-    await site.start()
-    runners.append(runner)
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    result = Stack(f"https://127.0.0.1:{port}", tls, cluster, clock, sockets, tmp_path, service)
-    result.set_policy()
     try:
-        yield result
+        async with serving(create_app(service), server_context(tls.certificate, tls.key)) as kbs:
+            url = f"https://127.0.0.1:{port_of(kbs)}"
+            result = Stack(url, tls, cluster, clock, sockets, tmp_path, service)
+            result.set_policy()
+            yield result
     finally:
         for runner in runners:
             await runner.cleanup()

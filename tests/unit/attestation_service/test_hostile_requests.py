@@ -268,17 +268,15 @@ async def test_platform_check_runs_after_verification_and_refusal_is_reported(
 @pytest.fixture
 async def bounded(stack: Stack) -> AsyncIterator[tuple[int, Any]]:
     app = create_app(stack.service)
-    runner, listener, factory = await start(
+    served = await start(
         app,
         host="127.0.0.1",
         port=0,
         ssl_context=server_context(stack.tls.certificate, stack.tls.key),
         limits=ConnectionLimits(max_connections=2, keepalive_timeout=0.5, handshake_timeout=0.5),
     )
-    port = listener.sockets[0].getsockname()[1]
-    yield port, factory
-    listener.close()
-    await runner.cleanup()
+    yield served.listener.sockets[0].getsockname()[1], served.connections
+    await served.close(grace_seconds=1.0)
 
 
 async def _tls(stack: Stack, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-from aiohttp import web
 
 from enclave_runtime.kbs_protocol import (
     SESSION_COOKIE,
@@ -22,14 +21,13 @@ from enclave_runtime.kbs_protocol import (
 )
 from enclave_runtime.kbs_protocol.client import KbsClient
 from enclave_runtime.runtime.attestation import attest_once, kbs_client
-from kubetee.attestation_service.app import create_app
+from kubetee.attestation_service.app import Handler, create_app
 from kubetee.attestation_service.connections import ConnectionLimits, start
+from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
 from kubetee.attestation_service.tls import server_context
 
 from .conftest import API_KEY_VALUE, SECRET_VALUE, Stack, identity
 from .test_attestation_flow import Session, _post_attest
-
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -53,8 +51,7 @@ class Served:
 async def _serve(stack: Stack, keepalive_timeout: float) -> AsyncIterator[Served]:
     served = Served(stack)
 
-    @web.middleware
-    async def record(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    async def record(request: HttpRequest, handler: Handler) -> HttpResponse:
         assert request.transport is not None
         served.peers.append(request.transport.get_extra_info("peername"))
         served.requests.append(request.path.rsplit("/", 1)[-1])
@@ -62,22 +59,22 @@ async def _serve(stack: Stack, keepalive_timeout: float) -> AsyncIterator[Served
         if served.drops[step] > 0:
             served.drops[step] -= 1
             request.transport.close()  # as when the idle timer fires with the request in flight
-            raise web.HTTPServiceUnavailable
+            return HttpResponse(503)
         if served.fails[step] > 0:
             served.fails[step] -= 1
-            raise web.HTTPServiceUnavailable
+            return HttpResponse(503)
         return await handler(request)
 
     app = create_app(stack.service)
     app.middlewares.insert(0, record)
-    runner, listener, _ = await start(
+    serving = await start(
         app,
         host="127.0.0.1",
         port=0,
         ssl_context=server_context(stack.tls.certificate, stack.tls.key),
         limits=ConnectionLimits(keepalive_timeout=keepalive_timeout),
     )
-    port = listener.sockets[0].getsockname()[1]
+    port = serving.listener.sockets[0].getsockname()[1]
     served.stack = Stack(
         f"https://127.0.0.1:{port}",
         stack.tls,
@@ -89,8 +86,7 @@ async def _serve(stack: Stack, keepalive_timeout: float) -> AsyncIterator[Served
     )
     served.stack.set_policy()
     yield served
-    listener.close()
-    await runner.cleanup()
+    await serving.close(grace_seconds=1.0)
 
 
 @pytest.fixture

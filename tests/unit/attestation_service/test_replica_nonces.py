@@ -9,7 +9,6 @@ from datetime import datetime
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from enclave_runtime.kbs_protocol import SESSION_COOKIE
 from kubetee.attestation.verified import VerifiedQuote
@@ -18,6 +17,7 @@ from kubetee.attestation_service.errors import NonceOfAnotherReplicaError, Nonce
 from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.tls import server_context
+from tests.kbs_serving import port_of, serving
 
 from .conftest import Stack
 from .test_attestation_flow import Session, _post_attest
@@ -52,15 +52,8 @@ async def replicas(stack: Stack) -> AsyncIterator[tuple[Stack, Stack]]:
     b = replace(
         a, sessions=_signer("b"), ledger=MemoryNonceLedger(), verifier=CountingVerifier(genuine)
     )
-    runner = web.AppRunner(create_app(b), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, "127.0.0.1", 0, ssl_context=server_context(stack.tls.certificate, stack.tls.key)
-    )
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield stack, replace(stack, base_url=f"https://127.0.0.1:{port}", service=b)
-    await runner.cleanup()
+    async with serving(create_app(b), server_context(stack.tls.certificate, stack.tls.key)) as kbs:
+        yield stack, replace(stack, base_url=f"https://127.0.0.1:{port_of(kbs)}", service=b)
 
 
 def _calls(stack: Stack) -> int:

@@ -1,15 +1,20 @@
-"""The session cookie read and written directly gives what aiohttp's cookie handling gives."""
+"""The session cookie read and written directly gives what the full cookie handling gives:
+aiohttp's writer (a ``Morsel``) and the standard library's parser."""
 
 from __future__ import annotations
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
 from enclave_runtime.kbs_protocol import SESSION_COOKIE
-from kubetee.attestation_service.session_cookie import session_cookie, set_session_cookie
+from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
+from kubetee.attestation_service.session_cookie import (
+    parsed_cookie,
+    session_cookie,
+    set_session_cookie,
+)
 from kubetee.attestation_service.sessions import SessionSigner
 
 SIGNER = SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300, replica="r1")
@@ -30,10 +35,13 @@ def _by_aiohttp(value: str, max_age: int) -> list[str]:
 
 
 def _written(value: str, max_age: int) -> list[str]:
-    response = web.Response()
+    response = HttpResponse()
     set_session_cookie(response, value, max_age)
-    direct = response.headers.getall("Set-Cookie", [])
-    return list(direct) + [morsel.OutputString() for morsel in response.cookies.values()]
+    return [v for name, v in response.headers if name == "Set-Cookie"]
+
+
+def _request(cookie: str | None = None) -> HttpRequest:
+    return HttpRequest("GET", "/kbs/v0/attest", {} if cookie is None else {"cookie": cookie})
 
 
 @pytest.mark.parametrize(
@@ -61,9 +69,8 @@ _COOKIE_CHARS = st.sampled_from([*'abcAZ09._-=;" ,/+', SESSION_COOKIE])
 
 
 @given(st.lists(_COOKIE_CHARS, max_size=12).map("".join))
-def test_reading_the_cookie_equals_aiohttp(header: str) -> None:
-    request = make_mocked_request("GET", "/kbs/v0/attest", headers={"Cookie": header})
-    assert session_cookie(request) == request.cookies.get(SESSION_COOKIE)
+def test_reading_the_cookie_equals_the_full_parser(header: str) -> None:
+    assert session_cookie(_request(header)) == parsed_cookie(header)
 
 
 @pytest.mark.parametrize(
@@ -76,9 +83,8 @@ def test_reading_the_cookie_equals_aiohttp(header: str) -> None:
     ],
 )
 def test_reads_what_clients_send(header: str, expected: str | None) -> None:
-    request = make_mocked_request("GET", "/kbs/v0/attest", headers={"Cookie": header})
-    assert session_cookie(request) == expected
+    assert session_cookie(_request(header)) == expected
 
 
 def test_no_cookie_header() -> None:
-    assert session_cookie(make_mocked_request("GET", "/kbs/v0/attest")) is None
+    assert session_cookie(_request()) is None

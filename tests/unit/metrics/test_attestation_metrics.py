@@ -6,17 +6,18 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from enclave_runtime.kbs_protocol import KBS_PROTOCOL_VERSION, SESSION_COOKIE
-from kubetee.attestation_service.app import KbsService, create_app
+from kubetee.attestation_service.app import Handler, KbsService, create_app
+from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
 from kubetee.attestation_service.memory_backend import InMemoryCluster
 from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.metrics import names
 from kubetee.metrics.attestation import AttestationMetrics, instrument_app
 from kubetee.metrics.serve import MetricsServer
+from tests.kbs_serving import port_of, serving
 
 from .conftest import scrape_url, value
 
@@ -32,26 +33,24 @@ class _NoVerifier:
         raise AssertionError("these requests are refused before verification")
 
 
-@pytest.fixture
-async def kbs(registry: CollectorRegistry) -> AsyncIterator[tuple[str, AttestationMetrics]]:
+def _service() -> KbsService:
     cluster = InMemoryCluster()
-    service = KbsService(
+    return KbsService(
         sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
         ledger=MemoryNonceLedger(),
         verifier=_NoVerifier(),  # type: ignore[arg-type]
         workloads=cluster,
         reporter=cluster,
     )
-    app = create_app(service)
+
+
+@pytest.fixture
+async def kbs(registry: CollectorRegistry) -> AsyncIterator[tuple[str, AttestationMetrics]]:
+    app = create_app(_service())
     metrics = AttestationMetrics(registry)
     instrument_app(app, metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}", metrics
-    await runner.cleanup()
+    async with serving(app) as kbs:
+        yield f"http://127.0.0.1:{port_of(kbs)}", metrics
 
 
 async def test_refused_attestations_are_counted_by_the_services_reason(
@@ -90,24 +89,16 @@ async def test_accepted_attestations_and_released_secrets_are_counted(
 ) -> None:
     metrics = AttestationMetrics(registry)
 
-    async def accept(_request: web.Request) -> web.Response:
-        return web.json_response({"token": "t"})
+    async def accept(_request: HttpRequest, _handler: Handler) -> HttpResponse:
+        return HttpResponse(200, b'{"token": "t"}')
 
-    app = web.Application()
-    app.router.add_post("/kbs/v0/attest", accept)
+    app = create_app(_service())
     instrument_app(app, metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(3):
-                async with session.post(f"http://127.0.0.1:{port}/kbs/v0/attest") as response:
-                    assert response.status == 200
-    finally:
-        await runner.cleanup()
+    app.middlewares.append(accept)  # inside the metrics' middleware: every attestation passes
+    async with serving(app) as kbs, aiohttp.ClientSession() as session:
+        for _ in range(3):
+            async with session.post(f"http://127.0.0.1:{port_of(kbs)}/kbs/v0/attest") as response:
+                assert response.status == 200
     metrics.secret_released("shop", "payments")
     metrics.secret_released("shop", "payments")
     server = serve()
