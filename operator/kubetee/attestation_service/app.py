@@ -155,12 +155,15 @@ class KbsApp:
             "/healthz": {"GET": partial(_healthz, service)},
             "/readyz": {"GET": partial(_readyz, service)},
         }
-        self._resource: Handler = partial(_resource, service)
+        self._resource: dict[str, Handler] = {"GET": partial(_resource, service)}
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
-        handler = self._route(request)
+        methods = self._methods(request)
+        # HEAD is GET without the body (the connection leaves it out).
+        method = "GET" if request.method == "HEAD" else request.method
+        handler = None if methods is None else methods.get(method)
         if handler is None:
-            return self._not_routed(request)
+            return self._not_routed(methods)
         for middleware in reversed(self.middlewares):
             handler = _wrapped(middleware, handler)
         try:
@@ -178,7 +181,8 @@ class KbsApp:
 
     def refusal(self, status: int, detail: str) -> HttpResponse:
         """Problem details for a request refused before any handler: its path or method
-        (``InvalidRequestPath``), or its shape or size (``SerdeError``)."""
+        (``InvalidRequestPath``), its shape or size (``SerdeError``), or an error of the
+        service's own (``InternalError``)."""
         kind = "InvalidRequestPath" if status in {404, 405} else "SerdeError"
         if status >= 500:
             kind = "InternalError"
@@ -187,8 +191,10 @@ class KbsApp:
         )
 
     def _methods(self, request: HttpRequest) -> dict[str, Handler] | None:
-        path = unquote(request.path) if "%" in request.path else request.path
-        methods = self._routes.get(path)
+        """The route's handlers by method (None: no route); decodes the path once."""
+        if "%" in request.path and not request.path.startswith(_RESOURCE):
+            request.path = unquote(request.path)  # as routed, for the middlewares and logs
+        methods = self._routes.get(request.path)
         if methods is not None or not request.path.startswith(_RESOURCE):
             return methods
         segments = request.path[len(_RESOURCE) :].split("/")
@@ -201,17 +207,9 @@ class KbsApp:
         if not all(decoded):
             return None
         request.match_info = dict(zip(("repository", "type", "tag"), decoded, strict=True))
-        return {"GET": self._resource}
+        return self._resource
 
-    def _route(self, request: HttpRequest) -> Handler | None:
-        methods = self._methods(request)
-        if methods is None:
-            return None
-        # HEAD is GET without the body (the connection leaves it out).
-        return methods.get("GET" if request.method == "HEAD" else request.method)
-
-    def _not_routed(self, request: HttpRequest) -> HttpResponse:
-        methods = self._methods(request)
+    def _not_routed(self, methods: dict[str, Handler] | None) -> HttpResponse:
         if methods is None:
             return self.refusal(404, "Not Found")
         response = self.refusal(405, "Method Not Allowed")

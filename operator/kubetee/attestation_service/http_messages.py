@@ -25,10 +25,6 @@ class HttpRequest:
     # The connection it came on (its peer, for logs and tests).
     transport: asyncio.BaseTransport | None = None
 
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The header ``name`` (any case), or ``default``."""
-        return self.headers.get(name.lower(), default)
-
 
 def add_header(headers: dict[str, str], name: bytes, value: bytes) -> None:
     """Add one received header line to ``headers`` (name lower-cased; repeats joined)."""
@@ -53,11 +49,6 @@ class HttpResponse:
         if "\r" in value or "\n" in value:  # it would end the header line early
             raise ValueError(f"the {name} header value contains a line break")
         self.headers.append((name, value))
-
-    def header(self, name: str) -> str | None:
-        """The first added header ``name`` (any case), or None."""
-        wanted = name.lower()
-        return next((v for n, v in self.headers if n.lower() == wanted), None)
 
 
 _REASONS = {status.value: status.phrase for status in HTTPStatus}

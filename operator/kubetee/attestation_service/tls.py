@@ -51,4 +51,5 @@ def server_context(certificate: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(certificate), str(key))
+    context.set_alpn_protocols(["http/1.1"])  # the one protocol it speaks, said in the handshake
     return context

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import uvloop
-from aiohttp import web
 
 from enclave_runtime.runtime import commands
 from enclave_runtime.runtime.attestation import attest_once, kbs_client
@@ -30,7 +29,7 @@ def test_a_service_process_serves_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> 
         loops.append(asyncio.get_running_loop())
 
     monkeypatch.setattr(server, "build_service", lambda _: (object(), MemoryNonceLedger()))
-    monkeypatch.setattr(server, "create_app", lambda _: web.Application())
+    monkeypatch.setattr(server, "create_app", lambda _: object())
     monkeypatch.setattr(server, "instrument_app", lambda _: None)
     monkeypatch.setattr(server, "_serve", serve)
 
