@@ -87,6 +87,7 @@ class HttpConnection(asyncio.Protocol):
         # refusals, in the order they arrived.
         self._waiting: deque[tuple[HttpRequest, _KeepAlive] | _RefusedError] = deque()
         self._answering = False  # a handler runs (or its answer is being written)
+        self._answer_task: asyncio.Task[None] | None = None
         self._reading_paused = False
         self._writing_paused = False
         self._closing = False
@@ -245,7 +246,8 @@ class HttpConnection(asyncio.Protocol):
             self._write(self._app.refusal(item.status, item.detail), head_only=False, close=True)
             return
         self._answering = True
-        self._loop.create_task(self._answer(*item))
+        # Kept: the loop holds only weak references to tasks.
+        self._answer_task = self._loop.create_task(self._answer(*item))
 
     async def _answer(self, request: HttpRequest, keep_alive: _KeepAlive) -> None:
         try:
