@@ -9,7 +9,7 @@ Each TLS connection costs about 280 KiB (TLS and HTTP buffers). So the listener
   of opening, or stays idle that long between requests (the timer is not extended by
   partial data);
 - on shutdown stops accepting, closes idle connections, lets each busy one finish its
-  answer, and closes what is left after ``shutdown_timeout``.
+  answer, and closes what is left after a grace time (:meth:`Serving.close`).
 """
 
 from __future__ import annotations
