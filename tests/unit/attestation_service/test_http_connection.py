@@ -13,6 +13,7 @@ from typing import Any
 
 import httptools
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +26,8 @@ from kubetee.attestation_service.memory_backend import InMemoryCluster
 from kubetee.attestation_service.replay import MemoryNonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
 from tests.kbs_serving import port_of, serving
+
+from .conftest import Stack
 
 AUTH = json.dumps({"version": KBS_PROTOCOL_VERSION, "tee": "sgx", "extra-params": ""}).encode()
 PROBLEM = "https://github.com/confidential-containers/kbs/errors/"
@@ -502,3 +505,28 @@ def test_any_bytes_get_http_answers_or_a_close_and_nothing_escapes(
         asyncio.run(scenario())
     finally:
         logging.disable(logging.NOTSET)
+
+
+# -- another client's HTTP stack -------------------------------------------------------------
+
+
+async def test_requests_over_tls_gets_its_session_cookie_back(stack: Stack) -> None:
+    """urllib3 (through requests), not the runtime's client or aiohttp: the challenge's
+    cookie comes back on the next request, a chunked upload is read, HEAD has no body."""
+
+    def exchange() -> list[tuple[int, str]]:
+        with requests.Session() as session:
+            session.trust_env = False  # no CA bundle or proxy from the environment
+            session.verify = str(stack.tls.ca)
+            auth = session.post(f"{stack.base_url}/kbs/v0/auth", data=AUTH)
+            chunked = session.post(f"{stack.base_url}/kbs/v0/attest", data=iter([b"{", b"}"]))
+            head = session.head(f"{stack.base_url}/healthz")
+            return [
+                (auth.status_code, (auth.cookies.get("kbs-session-id") or "")[:4]),
+                (chunked.status_code, chunked.json()["reason"]),
+                (head.status_code, head.text),
+            ]
+
+    results = await asyncio.to_thread(exchange)
+
+    assert results == [(200, "kc1."), (400, "BadRequest"), (200, "")]
