@@ -92,7 +92,7 @@ class ServiceSettings(BaseSettings):
         default=15.0,
         gt=0,
         le=3600,
-        description="Close a connection without a complete request head, or idle, this long.",
+        description="Close a connection without a whole request, or idle, this long.",
     )
     tls_handshake_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     workers: int = Field(
