@@ -18,14 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enclave_runtime.kbs_protocol import KBS_PROTOCOL_VERSION
-from kubetee.attestation_service.app import MAX_BODY_BYTES, Handler, KbsApp, KbsService, create_app
+from kubetee.attestation_service.app import MAX_BODY_BYTES, Handler, KbsApp, create_app
 from kubetee.attestation_service.connections import ConnectionLimits
 from kubetee.attestation_service.http_connection import MAX_HEAD_BYTES, HttpConnection
 from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
-from kubetee.attestation_service.memory_backend import InMemoryCluster
-from kubetee.attestation_service.replay import MemoryNonceLedger
-from kubetee.attestation_service.sessions import SessionSigner
-from tests.kbs_serving import port_of, serving
+from tests.kbs_serving import port_of, serving, unverifying_service
 
 from .conftest import Stack
 
@@ -33,22 +30,8 @@ AUTH = json.dumps({"version": KBS_PROTOCOL_VERSION, "tee": "sgx", "extra-params"
 PROBLEM = "https://github.com/confidential-containers/kbs/errors/"
 
 
-class _NoVerifier:
-    async def verify(self, quote: bytes, now: object) -> object:
-        raise AssertionError("no request here reaches verification")
-
-
 def _app() -> KbsApp:
-    cluster = InMemoryCluster()
-    return create_app(
-        KbsService(
-            sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
-            ledger=MemoryNonceLedger(),
-            verifier=_NoVerifier(),  # type: ignore[arg-type]
-            workloads=cluster,
-            reporter=cluster,
-        )
-    )
+    return create_app(unverifying_service())
 
 
 @pytest.fixture

@@ -9,15 +9,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from enclave_runtime.kbs_protocol import KBS_PROTOCOL_VERSION, SESSION_COOKIE
-from kubetee.attestation_service.app import Handler, KbsService, create_app
+from kubetee.attestation_service.app import Handler, create_app
 from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
-from kubetee.attestation_service.memory_backend import InMemoryCluster
-from kubetee.attestation_service.replay import MemoryNonceLedger
-from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.metrics import names
 from kubetee.metrics.attestation import AttestationMetrics, instrument_app
 from kubetee.metrics.serve import MetricsServer
-from tests.kbs_serving import port_of, serving
+from tests.kbs_serving import port_of, serving, unverifying_service
 
 from .conftest import scrape_url, value
 
@@ -28,25 +25,9 @@ AUTH_REQUEST = {
 }
 
 
-class _NoVerifier:
-    def verify(self, quote: bytes, now: object) -> object:
-        raise AssertionError("these requests are refused before verification")
-
-
-def _service() -> KbsService:
-    cluster = InMemoryCluster()
-    return KbsService(
-        sessions=SessionSigner(b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300),
-        ledger=MemoryNonceLedger(),
-        verifier=_NoVerifier(),  # type: ignore[arg-type]
-        workloads=cluster,
-        reporter=cluster,
-    )
-
-
 @pytest.fixture
 async def kbs(registry: CollectorRegistry) -> AsyncIterator[tuple[str, AttestationMetrics]]:
-    app = create_app(_service())
+    app = create_app(unverifying_service())
     metrics = AttestationMetrics(registry)
     instrument_app(app, metrics)
     async with serving(app) as kbs:
@@ -92,7 +73,7 @@ async def test_accepted_attestations_and_released_secrets_are_counted(
     async def accept(_request: HttpRequest, _handler: Handler) -> HttpResponse:
         return HttpResponse(200, b'{"token": "t"}')
 
-    app = create_app(_service())
+    app = create_app(unverifying_service())
     instrument_app(app, metrics)
     app.middlewares.append(accept)  # inside the metrics' middleware: every attestation passes
     async with serving(app) as kbs, aiohttp.ClientSession() as session:
