@@ -4,48 +4,42 @@ jar per request.
 Every value this service sets is base64url and dots (the challenge cookie and the
 attestation token), which a cookie carries unquoted: its ``Set-Cookie`` line is written
 directly, byte for byte what the standard library's ``Morsel`` writes for it (and so
-aiohttp's ``set_cookie``). A request's ``Cookie`` header is read the same way when it
-holds that cookie once, unquoted, as every client sends it back; anything else (quotes,
-the name twice, other characters) goes to the standard library's full parser, so the
-answer never differs from it.
+aiohttp's ``set_cookie``). A request's ``Cookie`` header is read leniently, as servers
+read cookies (RFC 6265 5.4): whatever value it yields must still verify as a session
+this service signed.
 """
 
 from __future__ import annotations
 
 import re
-from http.cookies import CookieError, Morsel, SimpleCookie
+from http.cookies import Morsel, SimpleCookie
 
 from enclave_runtime.kbs_protocol import SESSION_COOKIE
 from kubetee.attestation_service.http_messages import HttpRequest, HttpResponse
 
 PATH = "/kbs/v0"
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9._-]+")
-_NAME_EQUALS = SESSION_COOKIE + "="
 
 
 def session_cookie(request: HttpRequest) -> str | None:
     """The value of the request's session cookie, or None."""
     header = request.headers.get("cookie")
-    if header is None:
-        return None
-    if '"' not in header and header.count(_NAME_EQUALS) == 1:
-        for part in header.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE and _PLAIN_VALUE.fullmatch(value):
-                return value
-    return parsed_cookie(header)
+    return None if header is None else parsed_cookie(header)
 
 
 def parsed_cookie(header: str) -> str | None:
-    """The session cookie as the standard library's parser reads ``header`` (None when
-    it is absent or the header is not a cookie list)."""
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return None
-    morsel = jar.get(SESSION_COOKIE)
-    return None if morsel is None else morsel.value
+    """The session cookie in ``header``: pairs split at ``;``, blanks around names and
+    values ignored, a part that is no ``name=value`` pair skipped (the pairs after it
+    still count), a double-quoted value without its quotes, the first pair with the
+    name taken. None when there is none."""
+    for part in header.split(";"):
+        name, equals, value = part.partition("=")
+        if equals and name.strip() == SESSION_COOKIE:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                return value[1:-1]
+            return value
+    return None
 
 
 def set_session_cookie(response: HttpResponse, value: str, max_age: int) -> None:
