@@ -132,6 +132,22 @@ def test_every_component_runs_as_a_pod_in_containerd(demo: KindDemo, kind: Kind)
         )
 
 
+def test_the_attestation_service_runs_a_worker_per_whole_cpu_of_its_limit(
+    demo: KindDemo, kind: Kind
+) -> None:
+    # deploy/kind/values.yaml: --workers=0 under a limit of 1.5 CPUs, on nodes of more.
+    values = yaml.safe_load(repo_path("deploy", "kind", "values.yaml").read_text())
+    service = values["attestationService"]
+    assert (service["workers"], service["resources"]["limits"]["cpu"]) == (0, "1500m")
+    pods = _pods(kind, RELEASE_NAMESPACE, "app.kubernetes.io/component=attestation")
+    assert pods
+    for pod in pods:
+        node = kind.json("get", "node", pod["spec"]["nodeName"])
+        assert int(node["status"]["capacity"]["cpu"]) >= 2  # affinity alone would say more
+        log = kind.kubectl("logs", "-n", RELEASE_NAMESPACE, pod["metadata"]["name"])
+        assert "1 worker process(es) serve port" in log, log[-3000:]
+
+
 def test_helm_test_passes(demo: KindDemo, kind: Kind) -> None:
     result = subprocess.run(
         [str(binary_path("helm")), f"--kubeconfig={kind.cluster.paths.kubeconfig}",

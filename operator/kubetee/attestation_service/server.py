@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 import secrets
 import signal
 import time
@@ -33,6 +32,7 @@ from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedg
 from kubetee.attestation_service.sessions import SessionSigner
 from kubetee.attestation_service.settings import ServiceSettings
 from kubetee.attestation_service.tls import server_context
+from kubetee.attestation_service.usable_cpus import usable_cpus
 from kubetee.k8s.sync_client import sync_api_client
 from kubetee.metrics import multiprocess, start_metrics_server
 from kubetee.metrics.attestation import instrument_app
@@ -139,8 +139,9 @@ async def _refresh_collateral(source: PccsCollateral) -> None:
 
 
 def worker_count(settings: ServiceSettings) -> int:
-    """--workers, where 0 means one per CPU this process may run on."""
-    return settings.workers or len(os.sched_getaffinity(0))
+    """--workers, where 0 means one per whole CPU this process may use (its affinity,
+    bounded by its container's CPU limit)."""
+    return settings.workers or usable_cpus()
 
 
 def run(settings: ServiceSettings) -> None:
@@ -148,6 +149,14 @@ def run(settings: ServiceSettings) -> None:
     kernel spreads connections over them), stopped when this one stops. All keep their
     metrics in one per-run directory, which this one serves on --metrics-port."""
     count = worker_count(settings)
+    log.info(
+        "%d worker process(es) serve port %d%s",
+        count,
+        settings.port,
+        " (--workers=0: one per whole CPU of this container's affinity and CPU limit)"
+        if settings.workers == 0
+        else "",
+    )
     shared_port = count > 1
     metrics_dir = multiprocess.enable("kubetee-kbs") if shared_port else None
     context = multiprocessing.get_context("spawn")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from pydantic import ValidationError
 
 from kubetee.attestation_service.server import worker_count
 from kubetee.attestation_service.settings import ServiceSettings
+from kubetee.attestation_service.usable_cpus import usable_cpus
 
 
 def _settings(**values: object) -> ServiceSettings:
@@ -24,7 +24,7 @@ def test_nonces_are_bound_to_their_replica_by_default() -> None:
 
 
 def test_workers_zero_means_one_per_usable_cpu() -> None:
-    assert worker_count(_settings(workers=0)) == len(os.sched_getaffinity(0))
+    assert worker_count(_settings(workers=0)) == usable_cpus()
     assert worker_count(_settings(workers=3)) == 3
 
 

@@ -334,3 +334,21 @@ def test_attestation_keepalive_and_connection_limit_reach_the_service(
         )
     )
     assert (kept.keepalive_timeout_seconds, kept.max_connections) == ("180", "2048")
+
+
+def test_attestation_workers_reach_the_service(defaults: list[Manifest], render: Render) -> None:
+    assert _attestation_serve_args(defaults).workers == "1"
+    # One per whole CPU of the container's limit: --workers=0, with a CPU limit set.
+    per_cpu = render(
+        set_values=(
+            "attestationService.workers=0",
+            "attestationService.resources.limits.cpu=2",
+            "attestationService.resources.limits.memory=1Gi",
+        )
+    )
+    assert _attestation_serve_args(per_cpu).workers == "0"
+
+
+def test_attestation_workers_are_bounded_by_the_schema(render: Render) -> None:
+    with pytest.raises(AssertionError, match=r"workers.*minimum"):
+        render(set_values=("attestationService.workers=-1",))
