@@ -34,6 +34,10 @@ process): on a machine shared with other work, the figure its load changes least
 the attestations one core of the service sustains (attestations per CPU second of the
 service), the figure to size replicas by, since in a cluster the runtimes run on other
 nodes.
+The memory an idle kept connection costs the service (``idle_connections``): the
+workers' resident memory before and after ``--idle-connections`` clients each open one
+and send one request, per connection (what ``--max-connections`` and the memory limit are
+sized by).
 And the floor with this transport (``floor``): CPU of three bare requests on a kept
 connection, both sides, plus the cryptography an attestation cannot do without (its
 primitives timed alone), against what both sides take now; the rates the cores allow
@@ -44,7 +48,7 @@ Prints one JSON line.
 
     .venv/bin/python benchmarks/attestation.py [--clients 8] [--seconds 10]
         [--workers N (default: CPUs)] [--backend memory|apiserver|both]
-        [--loop uvloop|asyncio]
+        [--loop uvloop|asyncio] [--idle-connections 500]
 """
 
 from __future__ import annotations
@@ -313,7 +317,7 @@ class _Run:
             max(used) / max(sum(used), 1e-9),
         )
 
-    def memory(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def memory(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
         pods = [PodRef(NAMESPACE, f"pod-{i}", f"uid-{i}") for i in range(self.args.clients)]
         spec = self.spec()
         _say(f"in-memory backend: {spec.workers} worker(s), {len(pods)} clients")
@@ -340,6 +344,7 @@ class _Run:
             )
             https_service_cpu = service.cpu_seconds() - service_cpu
             https_client_cpu = time.process_time() - client_cpu
+            idle = run_on(self.args.loop, self._idle_connections(service, url))
         baseline = {
             "tls_roundtrips_per_second": round(tls_rate, 1),
             "tls_p50_ms": round(statistics.median(tls_latencies) * 1000, 2),
@@ -353,7 +358,27 @@ class _Run:
             ),
             "kept_https_p50_ms": round(statistics.median(https_latencies) * 1000, 2),
         }
-        return _figures(kept), _figures(fresh), baseline
+        return _figures(kept), _figures(fresh), baseline, idle
+
+    async def _idle_connections(self, service: Service, url: str) -> dict[str, Any]:
+        """The workers' resident memory per idle kept connection."""
+        count = self.args.idle_connections
+        _say(f"{count} idle kept connections")
+        before = service.rss_kib()
+        clients = [KbsClient(url, ssl_context=self.context) for _ in range(count)]
+        try:
+            for kbs in clients:
+                await kbs.connection.request("GET", "/healthz")
+            await asyncio.sleep(0.5)  # the last answers' buffers released
+            held = service.rss_kib()
+        finally:
+            await asyncio.gather(*(kbs.close() for kbs in clients))
+        return {
+            "connections": count,
+            "service_rss_kib_before": before,
+            "service_rss_kib_holding_them": held,
+            "service_kib_per_idle_connection": round((held - before) / max(count, 1), 1),
+        }
 
     def apiserver(self) -> dict[str, Any]:
         _say("starting a local cluster's control plane (a minute or two)")
@@ -400,6 +425,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--backend", choices=["memory", "apiserver", "both"], default="both")
     parser.add_argument(
+        "--idle-connections",
+        type=int,
+        default=500,
+        help="kept connections held at once to measure the service's memory per connection",
+    )
+    parser.add_argument(
         "--loop",
         choices=LOOPS,
         default="uvloop",
@@ -421,7 +452,7 @@ def main() -> None:
             "baseline_quote_verifications_per_second": round(verify_rate, 1),
         }
         if args.backend in {"memory", "both"}:
-            kept, fresh, baseline = run.memory()
+            kept, fresh, baseline, idle = run.memory()
             figures["memory"] = kept | {
                 "ratio_to_quote_verifications": round(
                     kept["attestations_per_second"] / verify_rate, 3
@@ -440,6 +471,7 @@ def main() -> None:
                 ),
             }
             figures["baseline"] = baseline
+            figures["idle_connections"] = idle
             figures["floor"] = _floor(kept, baseline, _cryptography_ms(2.0))
         if args.backend in {"apiserver", "both"}:
             for ledger, result in run.apiserver().items():

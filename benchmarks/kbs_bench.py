@@ -105,6 +105,14 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_rss_kib(pid: int) -> int:
+    """The process's resident memory now, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"process {pid} reports no VmRSS")
+
+
 class _CountingRest:
     """Counts the writes a kubernetes ApiClient sends (the service's apiserver writes),
     kept current in ``path`` so the benchmark can read them while the service runs."""
@@ -243,6 +251,10 @@ class Service:
     def cpu_seconds_by_worker(self) -> list[float]:
         """Each worker process's user and system CPU so far."""
         return [process_cpu_seconds(p.pid) for p in self._processes if p.pid is not None]
+
+    def rss_kib(self) -> int:
+        """The workers' resident memory now, in KiB, summed."""
+        return sum(process_rss_kib(p.pid) for p in self._processes if p.pid is not None)
 
     def writes(self) -> int:
         """The apiserver writes the workers have sent so far."""

@@ -1,6 +1,7 @@
 """Bounded HTTPS connections: an idle or slow client cannot hold the service's memory.
 
-Each TLS connection costs about 280 KiB (TLS and HTTP buffers). So the listener
+An idle TLS connection costs about 50 KiB (TLS state and buffers), one mid-request its
+body too (up to ``MAX_BODY_BYTES``). So the listener
 
 - accepts at most ``max_connections`` at once (counted from the TCP accept, TLS
   handshakes included); beyond that a connection is closed at once;

@@ -86,7 +86,7 @@ class ServiceSettings(BaseSettings):
         default=256,
         ge=1,
         le=100_000,
-        description="Open HTTPS connections at most (about 280 KiB each); more are closed.",
+        description="Open HTTPS connections at most (about 50 KiB each); more are closed.",
     )
     keepalive_timeout_seconds: float = Field(
         default=15.0,
