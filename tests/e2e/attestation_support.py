@@ -53,13 +53,14 @@ class AttestationService:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def pause(self) -> None:
-        """Freeze every replica (SIGSTOP): connections are accepted by no one in time."""
+        """Freeze every replica, all its workers (SIGSTOP to its process group):
+        connections are accepted by no one in time."""
         for process in self.processes:
-            process.send_signal(signal.SIGSTOP)
+            os.killpg(process.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         for process in self.processes:
-            process.send_signal(signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGCONT)
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))
@@ -73,7 +74,9 @@ def attestation_service(
     cluster: E2ECluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AttestationService]:
     """Two replicas of ``kubetee attestation-service serve`` sharing the session key (each
-    binds its nonces to itself)."""
+    binds its nonces to itself). Replica a, which runtimes are pointed at and whose
+    metrics are scraped, runs two workers on its port, as ``attestationService.workers``
+    does in the chart."""
     workdir = tmp_path_factory.mktemp("kbs")
     tls = generate(workdir / "tls", ["127.0.0.1", "localhost"])
     key = workdir / "session.key"
@@ -109,8 +112,10 @@ def attestation_service(
                         f"--platform-registry={pcs.REGISTRY}",
                         f"--metrics-port={metrics_port if replica == 'a' else 0}",
                         f"--kubeconfig={cluster.kubeconfig}",
+                        f"--workers={2 if replica == 'a' else 1}",
                     ],
                     stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                    start_new_session=True,  # its own process group, with its workers
                 )
             )  # fmt: skip
         urls.append(f"https://127.0.0.1:{port}")

@@ -462,6 +462,7 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
     )
     replica_a, replica_b = attestation_service.urls
     responses: list[str] = []
+    replays_to_a: list[tuple[str, bool]] = []  # (status and reason, refused as used there)
 
     async def attacks() -> dict[str, str]:
         reasons: dict[str, str] = {}
@@ -476,6 +477,15 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         )
         responses.append(json.dumps(problem))
         reasons["replay"] = f"{status} {problem['reason']}"
+        # And to replica A again, on new connections: the kernel spreads them over its two
+        # workers, the one that issued the nonce (used there) and the other (not its own).
+        for _ in range(16):
+            status, problem = await _post_attest(
+                replica_a, attestation_service, challenge_cookie, attestation
+            )
+            responses.append(json.dumps(problem))
+            used_there = "already used" in problem["detail"]
+            replays_to_a.append((f"{status} {problem['reason']}", used_there))
 
         # Expired nonce (sent with its cookie, which a browser-like jar would drop).
         async with Session(replica_b, attestation_service, pod) as session:
@@ -542,6 +552,9 @@ def test_protocol_attacks_are_refused_across_replicas(  # noqa: PLR0917
         "outdated": "401 TCBStatusNotAccepted",
         "resource": "401 SessionInvalid",
     }
+    assert {outcome for outcome, _ in replays_to_a} == {"401 NonceReplayed"}
+    # Both of replica A's workers answered (all 16 connections on one: p = 2^-15).
+    assert {used_there for _, used_there in replays_to_a} == {True, False}
     leases = client.CoordinationV1Api(cluster.api).list_namespaced_lease(
         attestation_service.namespace, label_selector="kubetee.io/kbs-nonce=true"
     )

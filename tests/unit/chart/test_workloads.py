@@ -352,3 +352,6 @@ def test_attestation_workers_reach_the_service(defaults: list[Manifest], render:
 def test_attestation_workers_are_bounded_by_the_schema(render: Render) -> None:
     with pytest.raises(AssertionError, match=r"workers.*minimum"):
         render(set_values=("attestationService.workers=-1",))
+    # A worker per CPU of the node, without a CPU limit, would outgrow the memory limit.
+    with pytest.raises(AssertionError, match=r"set attestationService.resources.limits.cpu"):
+        render(set_values=("attestationService.workers=0",))
