@@ -30,7 +30,7 @@ from kubetee.attestation_service.pccs import PccsCollateral
 from kubetee.attestation_service.readiness import ApiReadiness, first_problem
 from kubetee.attestation_service.replay import LeaseNonceLedger, MemoryNonceLedger, NonceLedger
 from kubetee.attestation_service.sessions import SessionSigner
-from kubetee.attestation_service.settings import ServiceSettings
+from kubetee.attestation_service.settings import MAX_WORKERS, ServiceSettings
 from kubetee.attestation_service.tls import server_context
 from kubetee.attestation_service.usable_cpus import usable_cpus
 from kubetee.k8s.sync_client import sync_api_client
@@ -140,8 +140,8 @@ async def _refresh_collateral(source: PccsCollateral) -> None:
 
 def worker_count(settings: ServiceSettings) -> int:
     """--workers, where 0 means one per whole CPU this process may use (its affinity,
-    bounded by its container's CPU limit)."""
-    return settings.workers or usable_cpus()
+    bounded by its container's CPU limit), at most ``MAX_WORKERS``."""
+    return settings.workers or min(usable_cpus(), MAX_WORKERS)
 
 
 def run(settings: ServiceSettings) -> None:

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+MAX_WORKERS = 64  # also for --workers=0 on a bigger node
 
 
 def _default_namespace() -> str:
@@ -98,10 +99,11 @@ class ServiceSettings(BaseSettings):
     workers: int = Field(
         default=1,
         ge=0,
-        le=64,
+        le=MAX_WORKERS,
         description="Processes serving the port (SO_REUSEPORT), each verifying on its own "
-        "core with its own nonces (--replay-ledger=replica); 0: one per CPU this process may "
-        "use. The first serves the metrics of all on --metrics-port.",
+        "core with its own nonces (--replay-ledger=replica); 0: one per whole CPU this "
+        "process may use (its affinity, bounded by its container's CPU limit), at most "
+        f"{MAX_WORKERS}. The first serves the metrics of all on --metrics-port.",
     )
     replay_ledger: Literal["replica", "lease", "memory"] = Field(
         default="replica",

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from kubetee.attestation_service import server
 from kubetee.attestation_service.server import worker_count
-from kubetee.attestation_service.settings import ServiceSettings
+from kubetee.attestation_service.settings import MAX_WORKERS, ServiceSettings
 from kubetee.attestation_service.usable_cpus import usable_cpus
 
 
@@ -26,6 +27,15 @@ def test_nonces_are_bound_to_their_replica_by_default() -> None:
 def test_workers_zero_means_one_per_usable_cpu() -> None:
     assert worker_count(_settings(workers=0)) == usable_cpus()
     assert worker_count(_settings(workers=3)) == 3
+
+
+def test_workers_zero_stops_at_the_most_workers_one_may_ask_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(server, "usable_cpus", lambda: 2 * MAX_WORKERS)  # a big node
+    assert worker_count(_settings(workers=0)) == MAX_WORKERS
+    with pytest.raises(ValidationError):
+        _settings(workers=MAX_WORKERS + 1)
 
 
 def test_several_workers_cannot_share_a_one_process_ledger() -> None:
