@@ -31,7 +31,7 @@ class _Hierarchy:
     def directories(self) -> list[Path]:
         """This process's cgroup directory and its parents up to the mount point."""
         try:
-            below = PurePosixPath(self.cgroup).relative_to(self.mount_root)
+            below = self.cgroup.relative_to(self.mount_root)
         except ValueError:  # ours is outside what is mounted: only the mount's own applies
             below = PurePosixPath()
         parts = below.parts

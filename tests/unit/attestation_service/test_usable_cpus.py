@@ -118,6 +118,16 @@ def test_cgroup_v1_cpu_controller_mounted_at_the_containers_own_cgroup(
 
 
 @pytest.mark.usefixtures("eight_cpus")
+def test_a_cgroup_outside_the_mount_reads_the_mounts_own_limit(machine: _Machine) -> None:
+    # The mount shows another cgroup than ours (it was moved since): what is mounted counts.
+    machine.member_of("0::/moved/elsewhere")
+    machine.mount("cgroup2", "/sys/fs/cgroup", _CONTAINER)
+    machine.write("/sys/fs/cgroup/cpu.max", "300000 100000\n")
+    machine.write("/sys/fs/cgroup/moved/elsewhere/cpu.max", "100000 100000\n")  # not read
+    assert machine.limit() == 3.0
+
+
+@pytest.mark.usefixtures("eight_cpus")
 def test_cgroup_v1_without_a_quota_is_no_limit(machine: _Machine) -> None:
     machine.member_of("1:cpu:/")
     machine.mount("cgroup", "/sys/fs/cgroup/cpu", "/", "rw,cpu")
