@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -94,7 +95,9 @@ def _until(
     deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
-        with contextlib.suppress(ApiException, OSError):
+        # An apiserver restarted but not listening yet refuses connections: the kubernetes
+        # client gives up on them with urllib3's MaxRetryError, not an OSError.
+        with contextlib.suppress(ApiException, OSError, urllib3.exceptions.HTTPError):
             last = check()
             if last:
                 return last
