@@ -1,6 +1,6 @@
 """--workers=0 counts the CPUs a container may use: its affinity bounded by its cgroup's
 CPU limit, read from cgroup trees laid out as the kernel and container runtimes lay them
-out (the kind suite checks real containers with ``docker run --cpus``)."""
+out (the kind suite checks a real pod's: one worker under the walkthrough's 1.5 CPUs)."""
 
 from __future__ import annotations
 
