@@ -9,13 +9,15 @@
 * Every round tries each configured attestation URL (the service's replicas), the
   one that answered last first, and moves on to the next when one cannot be reached
   or fails on its side (5xx): one replica down costs nothing.
-* Re-attestation runs every ``reattest_interval_seconds`` and on SIGHUP. A refusal
-  wipes the delivered secrets, withdraws the started marker and exits 3; when no
-  replica answers, the round is retried after ``unavailable_retry_seconds``, doubling
-  up to the interval, so the attestation is renewed soon after the service is back
-  and well before its validity runs out (what happens at expiry is the operator's
-  ``attestationExpiry`` policy). The secrets stay meanwhile: an outage of the service
-  is not a refusal.
+* Re-attestation runs on SIGHUP and every ``reattest_interval_seconds``, counted from
+  when the last successful round began, not ended: the service attested it in between,
+  so renewal keeps its margin before expiry however long a round took (a runtime
+  stopped mid-round renews as soon as it runs again). A refusal wipes the delivered
+  secrets, withdraws the started marker and exits 3; when no replica answers, the
+  round is retried after ``unavailable_retry_seconds``, doubling up to the interval, so
+  the attestation is renewed soon after the service is back and well before its
+  validity runs out (what happens at expiry is the operator's ``attestationExpiry``
+  policy). The secrets stay meanwhile: an outage of the service is not a refusal.
 * The last failure (which service, why, since when) is kept in
   ``.kubetee-attestation-problem`` beside the started marker, and the probe prints it.
 * Re-attestation on request: SIGHUP, or a changed ``kubetee.io/reattest-requested``
@@ -85,6 +87,9 @@ class Supervisor:
         self._retry_in: float | None = None
         # One client (and kept connection) per service URL, made in the running loop.
         self._clients: dict[str, KbsClient] = {}
+        # When the next round is due (the loop's monotonic clock): an interval after the
+        # last successful round began.
+        self._renew_at = 0.0
 
     def request_reattestation(self) -> None:
         self._wake.set()
@@ -147,7 +152,7 @@ class Supervisor:
         try:
             await asyncio.wait(
                 waiters,
-                timeout=self._retry_in or self.settings.reattest_interval_seconds,
+                timeout=self._retry_in or max(0.0, self._renew_at - time.monotonic()),
                 return_when=asyncio.FIRST_COMPLETED,
             )
         finally:
@@ -159,6 +164,7 @@ class Supervisor:
         """One successful round (retrying while services are unreachable until ``deadline``)."""
         backoff = 1.0
         while True:
+            began = time.monotonic()
             try:
                 outcome = await self._attest_at_any_replica()
                 break
@@ -180,6 +186,7 @@ class Supervisor:
                 if self._stop.is_set():
                     raise AttestationUnavailableError("stopped before attestation") from None
                 backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        self._renew_at = began + self.settings.reattest_interval_seconds
         delivery.deliver(self.settings.delivery_dir, self.settings.secrets, outcome.secrets)
         self.rounds += 1
         self._mark_started()

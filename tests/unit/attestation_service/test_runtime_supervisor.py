@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from enclave_runtime.runtime.attestation import AttestationOutcome
 from enclave_runtime.runtime.delivery import ENV_FILE
 from enclave_runtime.runtime.probe import probe
 from enclave_runtime.runtime.supervisor import Supervisor
@@ -157,6 +158,37 @@ async def test_reattestation_without_any_service_is_retried_soon_and_keeps_the_s
     assert "failing" not in probe(secrets_dir)[1]
     supervisor.request_stop()
     assert await running == 0
+
+
+async def test_the_next_round_is_due_an_interval_after_the_last_began_not_ended(
+    stack: Stack,
+) -> None:
+    """A round held up after the service attested it (a runtime stopped mid-round) is
+    followed at once by the next, which was due while it hung: counting the interval
+    from the round's end would eat into the attestation's validity."""
+    supervisor = _supervisor(stack)
+    supervisor.settings.reattest_interval_seconds = 1.0
+    attest = supervisor._attest_at_any_replica
+    began: list[float] = []
+    ended: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def recorded() -> AttestationOutcome:
+        began.append(loop.time())
+        outcome = await attest()
+        if len(began) == 2:
+            await asyncio.sleep(2.0)  # held up for two intervals after being attested
+        ended.append(loop.time())
+        return outcome
+
+    supervisor._attest_at_any_replica = recorded  # type: ignore[method-assign]
+    running = asyncio.create_task(supervisor.run())
+    await _until(lambda: supervisor.rounds == 3, within=15)
+    supervisor.request_stop()
+    assert await running == 0
+
+    assert began[1] - began[0] >= 1.0  # an untroubled round: the next comes an interval on
+    assert began[2] - ended[1] < 0.5  # the held-up round: the next was already due
 
 
 async def test_the_probe_names_a_quoting_service_that_is_down(stack: Stack) -> None:
