@@ -87,7 +87,7 @@ class Supervisor:
         self._retry_in: float | None = None
         # One client (and kept connection) per service URL, made in the running loop.
         self._clients: dict[str, KbsClient] = {}
-        # When the next round is due (the loop's monotonic clock): an interval after the
+        # When the next round is due (``time.monotonic``): an interval after the
         # last successful round began.
         self._renew_at = 0.0
 
