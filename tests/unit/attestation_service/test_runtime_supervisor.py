@@ -187,7 +187,9 @@ async def test_the_next_round_is_due_an_interval_after_the_last_began_not_ended(
     supervisor.request_stop()
     assert await running == 0
 
-    assert began[1] - began[0] >= 1.0  # an untroubled round: the next comes an interval on
+    # An untroubled round: the next comes an interval on (less the moment between the
+    # supervisor's clock reading and this one's).
+    assert began[1] - began[0] >= 0.9
     assert began[2] - ended[1] < 0.5  # the held-up round: the next was already due
 
 
