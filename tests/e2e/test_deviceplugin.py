@@ -120,7 +120,13 @@ def faulty_node(cluster: E2ECluster) -> Iterator[tuple[str, Path]]:
         yield node, directory
     finally:
         _fault(directory, "--clear")
-        eventually(lambda: _resources(core, node)[1][EPC] == str(layout.epc_mib), within=30)
+        eventually(
+            lambda: (
+                (allocatable := _resources(core, node)[1])[EPC] == str(layout.epc_mib)
+                and allocatable[ENCLAVE] == str(layout.enclaves)
+            ),
+            within=30,
+        )
 
 
 def test_a_fault_on_one_node_lowers_its_allocatable_within_seconds(
@@ -138,10 +144,16 @@ def test_a_fault_on_one_node_lowers_its_allocatable_within_seconds(
 
     _fault(directory, "--unhealthy-mib", "32", "--unhealthy-enclaves", "1")
     # "Within a few seconds": the plugin polls its dir every 0.2 s and streams at once.
-    eventually(lambda: _resources(core, node)[1][EPC] == healthy_left, within=8)
+    # Each resource has its own ListAndWatch stream, so the two reach the node apart.
+    eventually(
+        lambda: (
+            (allocatable := _resources(core, node)[1])[EPC] == healthy_left
+            and allocatable[ENCLAVE] == str(layout.enclaves - 1)
+        ),
+        within=8,
+    )
 
-    capacity, allocatable = _resources(core, node)
+    capacity, _ = _resources(core, node)
     assert capacity[EPC] == str(layout.epc_mib)
-    assert allocatable[ENCLAVE] == str(layout.enclaves - 1)
     for other in others:
         assert _resources(core, other)[1][EPC] == str(layout.epc_mib), other
