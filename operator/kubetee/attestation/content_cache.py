@@ -6,9 +6,11 @@ certificate's SGX extension, the collateral JSON) and checking their signatures 
 far more than the rest, and both results are functions of the exact bytes: the same
 certificate under the same issuer verifies the same way every time. So they are kept
 here, keyed by the full content (compared byte for byte, not by a digest), for every
-verifier of the process, a fresh, uncached ``QuoteVerifier`` too. What depends on
-anything else is checked on every call by the verifier: validity times, revocation,
-FMSPC, TCB level, and the quote's own signatures (QE report, enclave report).
+verifier of the process, a fresh, uncached ``QuoteVerifier`` too; so are the verifier's
+whole results for a PCK chain and for a collateral (its :func:`shared_table`, keyed by
+the trusted root as well). What depends on anything else is checked on every call by
+the verifier: validity times, revocation, FMSPC, TCB level, and the quote's own
+signatures (QE report, enclave report).
 
 Failures are not remembered (a malformed input is read again and refused again), and
 each table is bounded, so unknown content can only push older entries out.
@@ -17,7 +19,9 @@ each table is bounded, so unknown content can only push older entries out.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
+from typing import Any, Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -30,6 +34,47 @@ from kubetee.attestation.tcb import QeIdentity, TcbInfo, parse_qe_identity, pars
 
 _ENTRIES = 256
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedTable(Generic[K, V]):
+    """A small thread-safe map that forgets its oldest entry when full."""
+
+    def __init__(self, size: int = _ENTRIES) -> None:
+        self._size = size
+        self._entries: dict[K, V] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        if self._size <= 0:
+            return
+        with self._lock:
+            while len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_SHARED: list[BoundedTable[Any, Any]] = []
+
+
+def shared_table() -> BoundedTable[Any, Any]:
+    """A table for every verifier of the process, emptied by :func:`forget` with the rest:
+    for results that are functions of bytes alone, such as a verified chain."""
+    table: BoundedTable[Any, Any] = BoundedTable()
+    _SHARED.append(table)
+    return table
 
 
 @lru_cache(maxsize=_ENTRIES)
@@ -104,3 +149,5 @@ def forget() -> None:
         raw_signed_by,
     ):
         function.cache_clear()
+    for table in _SHARED:
+        table.clear()

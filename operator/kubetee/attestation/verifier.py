@@ -18,13 +18,15 @@
 11. the platform's TCB level (first level reached by the PCK certificate's 16 SGX TCB
     components and PCESVN), converged with the QE's; Revoked is refused.
 
-``QuoteVerifier`` caches what depends only on bytes it has seen: the verified collateral
-(keyed by the whole collateral), verified PCK chains (keyed by the exact chain bytes),
-their pairing (revocation, FMSPC, TCB level; keyed by both), parsed attestation keys
-and QE reports whose PCK signature verified (keyed by the chain, the report and the
-signature: a platform's QE report is the same in all its quotes). A changed CRL or TCB
-Info is a different key, so it is verified afresh. The verification time and the
-signature over each quote's own header and report body are checked on each call.
+What depends only on bytes is remembered. For every verifier of the process (a fresh,
+uncached one too): the verified collateral (keyed by the trusted root and the whole
+collateral) and verified PCK chains (keyed by the root and the exact chain bytes), see
+also :mod:`.content_cache`. Per ``QuoteVerifier``: their pairing (revocation, FMSPC,
+TCB level; keyed by both), parsed attestation keys and QE reports whose PCK signature
+verified (keyed by the chain, the report and the signature: a platform's QE report is
+the same in all its quotes). A changed CRL or TCB Info is a different key, so it is
+verified afresh. The verification time and the signature over each quote's own header
+and report body are checked on each call.
 
 Every input gets a ``QuoteVerificationError``: what the cryptography library raises for
 a malformed certificate, CRL or text is turned into one where it is read, and a last
@@ -35,11 +37,9 @@ from __future__ import annotations
 
 import hashlib
 import math
-import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -57,6 +57,7 @@ from enclave_runtime.sgx.quote import (
 from kubetee.attestation import certificates as certs
 from kubetee.attestation import content_cache
 from kubetee.attestation.collateral import Collateral
+from kubetee.attestation.content_cache import BoundedTable
 from kubetee.attestation.errors import (
     CertificateChainInvalidError,
     CertificateRevokedError,
@@ -115,28 +116,13 @@ class _Context:
     valid_until: datetime
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _BoundedCache(Generic[K, V]):
-    """A small thread-safe map that forgets its oldest entry when full."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: dict[K, V] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        return self._entries.get(key)
-
-    def put(self, key: K, value: V) -> None:
-        if self._size <= 0:
-            return
-        with self._lock:
-            while len(self._entries) >= self._size:
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = value
+# PCK chains and collateral that verified, for every verifier of the process: each is a
+# function of its bytes and the trusted root alone (whose DER is part of the key); times,
+# revocation and the pairing with a quote are checked per call.
+_TRUSTED_CHAINS: BoundedTable[tuple[bytes, bytes], _TrustedPckChain] = content_cache.shared_table()
+_TRUSTED_COLLATERAL: BoundedTable[tuple[bytes, Collateral], _TrustedCollateral] = (
+    content_cache.shared_table()
+)
 
 
 # Verification times are UNIX seconds from 1970 to the end of year 9999 (what datetime holds).
@@ -199,17 +185,13 @@ class QuoteVerifier:
                 "the trusted root CA is not a DER certificate", code="ROOT_CA_INVALID"
             ) from None
         self._root_der = bytes(root_ca_der)
-        self._collateral_cache: _BoundedCache[Collateral, _TrustedCollateral] = _BoundedCache(
+        self._context_cache: BoundedTable[tuple[Collateral, bytes], _Context] = BoundedTable(
             cache_size
         )
-        self._chain_cache: _BoundedCache[bytes, _TrustedPckChain] = _BoundedCache(cache_size)
-        self._context_cache: _BoundedCache[tuple[Collateral, bytes], _Context] = _BoundedCache(
+        self._attestation_keys: BoundedTable[bytes, ec.EllipticCurvePublicKey] = BoundedTable(
             cache_size
         )
-        self._attestation_keys: _BoundedCache[bytes, ec.EllipticCurvePublicKey] = _BoundedCache(
-            cache_size
-        )
-        self._signed_qe_reports: _BoundedCache[tuple[bytes, bytes, bytes], bool] = _BoundedCache(
+        self._signed_qe_reports: BoundedTable[tuple[bytes, bytes, bytes], bool] = BoundedTable(
             cache_size
         )
 
@@ -254,10 +236,7 @@ class QuoteVerifier:
         known SVNs is judged by."""
         moment = _timestamp(now)
         try:
-            trusted = self._collateral_cache.get(collateral)
-            if trusted is None:
-                trusted = self._verify_collateral(collateral)
-                self._collateral_cache.put(collateral, trusted)
+            trusted = self._trusted_collateral(collateral)
         except QuoteVerificationError:
             raise
         except _UNREADABLE as error:
@@ -369,14 +348,11 @@ class QuoteVerifier:
 
     def _context(self, certification_data: bytes, collateral: Collateral, now: float) -> _Context:
         """Steps 2 to 6 for one PCK chain with one collateral; cached when they pass."""
-        chain = self._chain_cache.get(certification_data)
+        chain = _TRUSTED_CHAINS.get((self._root_der, certification_data))
         if chain is None:
             chain = self._verify_pck_chain(certification_data)
-            self._chain_cache.put(certification_data, chain)
-        trusted = self._collateral_cache.get(collateral)
-        if trusted is None:
-            trusted = self._verify_collateral(collateral)
-            self._collateral_cache.put(collateral, trusted)
+            _TRUSTED_CHAINS.put((self._root_der, certification_data), chain)
+        trusted = self._trusted_collateral(collateral)
 
         validity = trusted.validity + chain.validity
         start, end = _windows(validity)
@@ -408,6 +384,13 @@ class QuoteVerifier:
         )
         self._context_cache.put((collateral, certification_data), context)
         return context
+
+    def _trusted_collateral(self, collateral: Collateral) -> _TrustedCollateral:
+        trusted = _TRUSTED_COLLATERAL.get((self._root_der, collateral))
+        if trusted is None:
+            trusted = self._verify_collateral(collateral)
+            _TRUSTED_COLLATERAL.put((self._root_der, collateral), trusted)
+        return trusted
 
     def _verify_pck_chain(self, certification_data: bytes) -> _TrustedPckChain:
         chain = certs.load_chain(

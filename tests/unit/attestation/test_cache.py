@@ -95,7 +95,7 @@ def test_cache_is_bounded(world: SimulatedWorld) -> None:
             world.authority.collateral(now=ISSUED.replace(minute=minutes))
         )
         verifier.verify(quote, collateral, now=VERIFY_AT)
-    assert len(verifier._collateral_cache._entries) == 2
+    assert len(verifier._context_cache) == 2
 
 
 def test_invalid_root_is_refused() -> None:

@@ -11,10 +11,16 @@ from cryptography import x509
 
 from enclave_runtime.sgx.quote import parse_quote
 from kubetee.attestation import content_cache
-from kubetee.attestation.errors import CollateralInvalidError, QuoteSignatureInvalidError
-from kubetee.attestation.verifier import verify_quote
+from kubetee.attestation.errors import (
+    CertificateChainInvalidError,
+    CollateralExpiredError,
+    CollateralInvalidError,
+    QuoteSignatureInvalidError,
+)
+from kubetee.attestation.verifier import QuoteVerifier, verify_quote
 from kubetee.pcs.registry import platform_of_certificate
 from tests.unit.attestation.conftest import RealSample
+from tests.unit.sgx.simulation import SimulatedWorld
 
 
 def _flip(signature: bytes, index: int = 10) -> bytes:
@@ -71,6 +77,43 @@ def test_forgetting_everything_gives_the_same_result(real: RealSample, intel_roo
     assert content_cache.tcb_info.cache_info().currsize == 0
     cold = verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
     assert cold == warm
+
+
+def test_a_chain_and_collateral_verified_under_one_root_are_not_trusted_under_another(
+    real: RealSample, intel_root: bytes, world: SimulatedWorld
+) -> None:
+    verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    other_root = world.authority.root_ca_der
+
+    with pytest.raises(CertificateChainInvalidError) as refused:
+        verify_quote(real.quote, real.collateral, root_ca_der=other_root, now=real.now)
+    with pytest.raises(CollateralInvalidError) as collateral_refused:
+        QuoteVerifier(other_root).trusted_tcb(real.collateral, now=real.now)
+
+    assert refused.value.code == "ROOT_CA_MISMATCH"
+    assert collateral_refused.value.code == "CRL_ISSUER_MISMATCH"  # Intel's root CRL
+
+
+def test_a_remembered_chain_and_collateral_still_have_their_times_checked(
+    real: RealSample, intel_root: bytes
+) -> None:
+    verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=real.now)
+    a_year_later = real.now + 365 * 86400
+
+    with pytest.raises(CollateralExpiredError):
+        verify_quote(real.quote, real.collateral, root_ca_der=intel_root, now=a_year_later)
+
+
+def test_shared_tables_are_bounded_and_forgotten_with_the_rest() -> None:
+    table = content_cache.shared_table()
+    for key in range(300):
+        table.put(key, key)
+    assert len(table) == 256
+    assert table.get(0) is None
+    assert table.get(299) == 299
+
+    content_cache.forget()
+    assert len(table) == 0
 
 
 def test_the_verified_quote_names_the_platform_its_pck_certificate_states(
