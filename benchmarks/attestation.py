@@ -33,7 +33,9 @@ CPU time per attestation of the service (all workers) and of the clients (this
 process): on a machine shared with other work, the figure its load changes least; and
 the attestations one core of the service sustains (attestations per CPU second of the
 service), the figure to size replicas by, since in a cluster the runtimes run on other
-nodes.
+nodes; how often the workers waited for work per attestation (voluntary context
+switches: near 0 when their CPU is the limit), the cores both sides kept busy and the
+machine's cores idle or taken by the hypervisor meanwhile.
 The memory an idle kept connection costs the service (``idle_connections``): the
 workers' resident memory before and after ``--idle-connections`` clients each open one
 and send one request, per connection (what ``--max-connections`` and the memory limit are
@@ -43,7 +45,10 @@ connection, both sides, plus the cryptography an attestation cannot do without (
 primitives timed alone), against what both sides take now; the rates the cores allow
 at each.
 The service and the clients run on uvloop, as in production; ``--loop asyncio`` runs
-both on asyncio's own event loop, to compare.
+both on asyncio's own event loop, to compare. And the same handlers behind a native
+transport (``memory_native_transport``): Granian's Rust HTTP/1.1 and TLS (hyper,
+rustls) in place of the service's uvloop server, with its ratio to it (above 1: the
+native transport would be faster).
 Prints one JSON line.
 
     .venv/bin/python benchmarks/attestation.py [--clients 8] [--seconds 10]
@@ -88,6 +93,7 @@ from kbs_bench import (
     run_on,
     wait_ready,
 )
+from kbs_native_transport import NativeTransportService, why_unavailable
 
 from enclave_runtime.kbs_protocol.client import KbsClient
 from enclave_runtime.quoting.provision import provision
@@ -238,6 +244,23 @@ class _Measured:
     # The busiest worker's part of the service's CPU: the kernel hands each kept connection
     # to one worker (SO_REUSEPORT hashes it), so a few clients may load one more.
     busiest_worker_share: float
+    service_waits: int  # the workers' voluntary context switches
+    # The machine's cores idle and taken by the hypervisor meanwhile (/proc/stat).
+    idle_cores: float
+    stolen_cores: float
+
+
+def _machine_ticks() -> tuple[float, list[int]]:
+    """Now, and the machine's CPU time so far by /proc/stat's columns (clock ticks)."""
+    columns = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return time.monotonic(), [int(c) for c in columns]
+
+
+def _cores(before: tuple[float, list[int]], after: tuple[float, list[int]], column: int) -> float:
+    """The cores one /proc/stat column (3: idle, 7: steal) took between two readings."""
+    seconds = after[0] - before[0]
+    ticks = after[1][column] - before[1][column]
+    return round(ticks / os.sysconf("SC_CLK_TCK") / max(seconds, 1e-9), 2)
 
 
 def _figures(measured: _Measured) -> dict[str, Any]:
@@ -261,6 +284,18 @@ def _figures(measured: _Measured) -> dict[str, Any]:
             len(latencies) / max(measured.service_cpu_seconds, 1e-9), 1
         ),
         "busiest_worker_cpu_share": round(measured.busiest_worker_share, 2),
+        # Near 0: the workers hardly ever waited for work (their cores were the limit).
+        "service_waits_per_attestation": round(measured.service_waits / len(latencies), 3),
+        # The cores the service and the clients kept busy together, of ``cpus``; the rest
+        # idle or taken by the hypervisor (steal: the machine's other tenants).
+        "cores_busy": round(
+            (measured.service_cpu_seconds + measured.client_cpu_seconds)
+            * measured.rate
+            / len(latencies),
+            2,
+        ),
+        "cores_idle": measured.idle_cores,
+        "cores_stolen": measured.stolen_cores,
     }
 
 
@@ -283,7 +318,12 @@ class _Run:
         return ServerSpec(**(values | changes))
 
     def attest(
-        self, service: Service, pods: list[PodRef], seconds: float, *, kept: bool
+        self,
+        service: Service | NativeTransportService,
+        pods: list[PodRef],
+        seconds: float,
+        *,
+        kept: bool,
     ) -> _Measured:
         """Attestations of every pod's runtime, on kept connections or a new one each."""
         url = f"https://127.0.0.1:{service.spec.port}"
@@ -304,9 +344,11 @@ class _Run:
         # The clients run on --loop: uvloop, as the runtime does.
         run_on(self.args.loop, _load(operation, pods, seconds=1.0, connect=connect))  # warm-up
         workers_cpu, client_cpu = service.cpu_seconds_by_worker(), time.process_time()
+        waits, machine = service.waits(), _machine_ticks()
         rate, latencies = run_on(
             self.args.loop, _load(operation, pods, seconds=seconds, connect=connect)
         )
+        machine_after = _machine_ticks()
         after = service.cpu_seconds_by_worker()
         used = [now - then for now, then in zip(after, workers_cpu, strict=True)]
         return _Measured(
@@ -315,6 +357,9 @@ class _Run:
             sum(used),
             time.process_time() - client_cpu,
             max(used) / max(sum(used), 1e-9),
+            service.waits() - waits,
+            _cores(machine, machine_after, 3),
+            _cores(machine, machine_after, 7),
         )
 
     def memory(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -359,6 +404,17 @@ class _Run:
             "kept_https_p50_ms": round(statistics.median(https_latencies) * 1000, 2),
         }
         return _figures(kept), _figures(fresh), baseline, idle
+
+    def native_transport(self) -> dict[str, Any]:
+        """Attestations on kept connections with the same handlers behind Granian."""
+        if (why_not := why_unavailable()) is not None:
+            return {"skipped": why_not}
+        pods = [PodRef(NAMESPACE, f"pod-{i}", f"uid-{i}") for i in range(self.args.clients)]
+        spec = self.spec()
+        _say(f"the same handlers behind Granian (Rust HTTP/1.1, rustls): {spec.workers} worker(s)")
+        with NativeTransportService(spec) as service:
+            asyncio.run(wait_ready(f"https://127.0.0.1:{spec.port}", self.context))
+            return _figures(self.attest(service, pods, self.args.seconds, kept=True))
 
     async def _idle_connections(self, service: Service, url: str) -> dict[str, Any]:
         """The workers' resident memory per idle kept connection."""
@@ -470,6 +526,12 @@ def main() -> None:
                     fresh["attestations_per_second"] / baseline["tls_roundtrips_per_second"], 3
                 ),
             }
+            native = run.native_transport()
+            if "attestations_per_second" in native:
+                native["ratio_to_uvloop_transport"] = round(
+                    native["attestations_per_second"] / kept["attestations_per_second"], 3
+                )
+            figures["memory_native_transport"] = native
             figures["baseline"] = baseline
             figures["idle_connections"] = idle
             figures["floor"] = _floor(kept, baseline, _cryptography_ms(2.0))

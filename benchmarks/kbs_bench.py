@@ -105,12 +105,23 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _status_field(pid: int, name: str) -> int:
+    """The number in the ``name:`` line of the process's ``/proc/<pid>/status``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"process {pid} reports no {name}")
+
+
 def process_rss_kib(pid: int) -> int:
     """The process's resident memory now, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"process {pid} reports no VmRSS")
+    return _status_field(pid, "VmRSS")
+
+
+def process_waits(pid: int) -> int:
+    """How often the process has given up its CPU to wait (voluntary context switches):
+    an event loop that never runs out of work hardly ever does."""
+    return _status_field(pid, "voluntary_ctxt_switches")
 
 
 class _CountingRest:
@@ -160,7 +171,12 @@ class _NoOutcomes:
 
 def _worker(spec: ServerSpec) -> None:
     """One service process: binds the shared port and serves until SIGINT or SIGTERM."""
-    counting: _CountingRest | None = None
+    run_on(spec.loop, _serve_until_stopped(spec, service_for(spec)))
+
+
+def service_for(spec: ServerSpec) -> KbsService:
+    """The service one worker process runs: its cluster (in memory or the apiserver's,
+    watched), nonce ledger and the simulated authority's verifier."""
     ledger: NonceLedger = MemoryNonceLedger()
     replica = os.urandom(8).hex() if spec.ledger == "replica" else None
     if spec.kubeconfig is None:
@@ -170,8 +186,7 @@ def _worker(spec: ServerSpec) -> None:
     else:
         api = config.new_client_from_config(str(spec.kubeconfig))
         api.configuration.connection_pool_maxsize = 32
-        counting = _CountingRest(api.rest_client, spec.workdir / f"writes-{os.getpid()}")
-        api.rest_client = counting
+        api.rest_client = _CountingRest(api.rest_client, spec.workdir / f"writes-{os.getpid()}")
         cache = ClusterCache(api)
         cache.start()
         for watched in cache.caches():  # the service refuses until then: wait, as /readyz does
@@ -180,7 +195,7 @@ def _worker(spec: ServerSpec) -> None:
         workloads = reporter = KubernetesBackend(api, cache, instance=f"bench-{os.getpid()}")
         if spec.ledger == "lease":
             ledger = LeaseNonceLedger(client.CoordinationV1Api(api), NAMESPACE, "bench")
-    service = KbsService(
+    return KbsService(
         sessions=SessionSigner(
             b"k" * 32, nonce_ttl_seconds=60, token_ttl_seconds=300, replica=replica
         ),
@@ -191,7 +206,6 @@ def _worker(spec: ServerSpec) -> None:
         reporter=reporter,
         simulator=True,
     )
-    run_on(spec.loop, _serve_until_stopped(spec, service))
 
 
 async def _serve_until_stopped(spec: ServerSpec, service: KbsService) -> None:
@@ -251,6 +265,10 @@ class Service:
     def cpu_seconds_by_worker(self) -> list[float]:
         """Each worker process's user and system CPU so far."""
         return [process_cpu_seconds(p.pid) for p in self._processes if p.pid is not None]
+
+    def waits(self) -> int:
+        """The workers' voluntary context switches so far, summed."""
+        return sum(process_waits(p.pid) for p in self._processes if p.pid is not None)
 
     def rss_kib(self) -> int:
         """The workers' resident memory now, in KiB, summed."""
