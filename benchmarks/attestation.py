@@ -317,6 +317,10 @@ class _Run:
         }
         return ServerSpec(**(values | changes))
 
+    def pods(self) -> list[PodRef]:
+        """One pod per client, as the in-memory cluster holds them."""
+        return [PodRef(NAMESPACE, f"pod-{i}", f"uid-{i}") for i in range(self.args.clients)]
+
     def attest(
         self,
         service: Service | NativeTransportService,
@@ -363,7 +367,7 @@ class _Run:
         )
 
     def memory(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-        pods = [PodRef(NAMESPACE, f"pod-{i}", f"uid-{i}") for i in range(self.args.clients)]
+        pods = self.pods()
         spec = self.spec()
         _say(f"in-memory backend: {spec.workers} worker(s), {len(pods)} clients")
         url = f"https://127.0.0.1:{spec.port}"
@@ -409,7 +413,7 @@ class _Run:
         """Attestations on kept connections with the same handlers behind Granian."""
         if (why_not := why_unavailable()) is not None:
             return {"skipped": why_not}
-        pods = [PodRef(NAMESPACE, f"pod-{i}", f"uid-{i}") for i in range(self.args.clients)]
+        pods = self.pods()
         spec = self.spec()
         _say(f"the same handlers behind Granian (Rust HTTP/1.1, rustls): {spec.workers} worker(s)")
         with NativeTransportService(spec) as service:
