@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     load_pem_private_key,
 )
-from kbs_bench import ServerSpec, process_cpu_seconds, process_waits, service_for
+from kbs_bench import ServerSpec, process_cpu_seconds, process_stat, process_waits, service_for
 
 from kubetee.attestation_service.app import create_app
 from kubetee.attestation_service.http_messages import HttpRequest
@@ -104,13 +104,12 @@ class NativeTransportService:
         assert self._process is not None
         group = self._process.pid
         pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
+        for directory in Path("/proc").glob("[0-9]*"):
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(process_stat(int(directory.name))[2]) == group:
+                    pids.append(int(directory.name))
             except OSError:  # gone meanwhile
                 continue
-            if int(fields[2]) == group:
-                pids.append(int(stat.parent.name))
         return pids
 
     def cpu_seconds_by_worker(self) -> list[float]:

@@ -348,10 +348,7 @@ class QuoteVerifier:
 
     def _context(self, certification_data: bytes, collateral: Collateral, now: float) -> _Context:
         """Steps 2 to 6 for one PCK chain with one collateral; cached when they pass."""
-        chain = _TRUSTED_CHAINS.get((self._root_der, certification_data))
-        if chain is None:
-            chain = self._verify_pck_chain(certification_data)
-            _TRUSTED_CHAINS.put((self._root_der, certification_data), chain)
+        chain = self._trusted_chain(certification_data)
         trusted = self._trusted_collateral(collateral)
 
         validity = trusted.validity + chain.validity
@@ -384,6 +381,13 @@ class QuoteVerifier:
         )
         self._context_cache.put((collateral, certification_data), context)
         return context
+
+    def _trusted_chain(self, certification_data: bytes) -> _TrustedPckChain:
+        chain = _TRUSTED_CHAINS.get((self._root_der, certification_data))
+        if chain is None:
+            chain = self._verify_pck_chain(certification_data)
+            _TRUSTED_CHAINS.put((self._root_der, certification_data), chain)
+        return chain
 
     def _trusted_collateral(self, collateral: Collateral) -> _TrustedCollateral:
         trusted = _TRUSTED_COLLATERAL.get((self._root_der, collateral))
